@@ -1,0 +1,1 @@
+"""gwsms test suite (trial)."""

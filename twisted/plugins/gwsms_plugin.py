@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+gwsms = ServiceMaker("gwsms", "gwsms.tap", "SIP <-> SMPP messaging gateway", "gwsms")
