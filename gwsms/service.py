@@ -1,0 +1,141 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The gwsms service tree.
+
+Start order: database (opened and migrated before anything listens), SMPP
+connections (rows of the C{smpp} table), SIP listeners, control socket.
+Stop order is the reverse.  A start-up failure (database unreachable, a port
+in use, a bad TLS file) is logged in one line and stops the process: gwsms
+never runs half-started.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gwsms.config import Config
+
+
+class GatewayService(service.MultiService):
+    """
+    The root service.
+
+    @ivar db: the open L{gwsms.store.database.Database}, once started.
+    @ivar smpp: the L{gwsms.smpp.service.SmppService}, once started.
+    @ivar sip: the L{gwsms.sip.service.SipService}, once started.
+    @ivar started: a Deferred that fires (with this service) when every
+        child is running, or fails with the start-up error.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: Config, reactor, *, install_signals: bool = True):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.install_signals = install_signals
+        self.db = None
+        self.smpp = None
+        self.sip = None
+        self.control = None
+        self.started: defer.Deferred = defer.Deferred()
+        self._previous_sighup = None
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        d = defer.ensureDeferred(self._start())
+        d.addCallbacks(self._started, self._start_failed)
+
+    async def _start(self) -> None:
+        from gwsms.control import control_service
+        from gwsms.sip.interfaces import RejectingMessageHandler
+        from gwsms.sip.service import SipService
+        from gwsms.smpp.interfaces import RejectingDeliverySink
+        from gwsms.smpp.service import SmppService
+        from gwsms.store.database import open_database
+        from gwsms.store.migrate import upgrade
+        from gwsms.store.sip import RegistrationStore, SipUserStore
+        from gwsms.store.smsc import SmscStore
+
+        config = self.config
+        self.db = open_database(self.reactor, config.database.url)
+        version = await upgrade(self.db)
+        self._log.info("database ready (schema version {version})", version=version)
+        self.smsc_store = SmscStore(self.db)
+        links = await self.smsc_store.list()
+
+        # Until the gateway core exists, nothing arriving is acknowledged:
+        # deliver_sm gets a temporary error and MESSAGE gets 480, so the
+        # senders keep their messages.
+        self.smpp = SmppService(self.reactor, config.smpp, RejectingDeliverySink(), links)
+        self._add_and_start(self.smpp)
+
+        stores = {
+            "sip_users": SipUserStore(self.db),
+            "registrations": RegistrationStore(self.db),
+        }
+        self.sip = SipService(self.reactor, config.sip, RejectingMessageHandler(), stores)
+        self._add_and_start(self.sip)
+
+        self.control = control_service(self.reactor, config.control.socket, self)
+        self._add_and_start(self.control)
+
+        if self.install_signals:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _add_and_start(self, child: service.IService) -> None:
+        child.setServiceParent(self)  # starts it: we are running
+
+    def _started(self, _) -> None:
+        self._log.info("gwsms started")
+        self.started.callback(self)
+
+    def _start_failed(self, failure) -> None:
+        message = failure.getErrorMessage() or failure.type.__name__
+        self._log.critical("gwsms cannot start: {message}", message=message)
+        self._log.debug("start-up failure detail", log_failure=failure)
+        self.started.errback(failure)
+        if self.install_signals and self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self):
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+        d = defer.maybeDeferred(super().stopService)
+
+        def close_db(result):
+            if self.db is not None:
+                self.db.close()
+            return result
+
+        return d.addBoth(close_db)
+
+    # SIGHUP and the control socket ("MI commands")
+
+    def _on_sighup(self, signum, frame) -> None:
+        self.reactor.callFromThread(self._reload_from_signal)
+
+    def _reload_from_signal(self) -> None:
+        d = defer.ensureDeferred(self.smsc_reload())
+        d.addErrback(lambda f: self._log.failure("SIGHUP reload failed", f))
+
+    async def smsc_reload(self) -> dict:
+        """Re-read the C{smpp} table and apply the difference."""
+        links = await self.smsc_store.list()
+        diff = self.smpp.reload(links)
+        self._log.info(
+            "smsc reload: added {added}, removed {removed}, changed {changed}, "
+            "unchanged {unchanged}",
+            added=diff["added"], removed=diff["removed"],
+            changed=diff["changed"], unchanged=len(diff["unchanged"]),
+        )
+        return diff
+
+    async def smsc_state(self) -> list:
+        """Live state of every SMSC connection."""
+        return self.smpp.state()

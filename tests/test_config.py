@@ -1,0 +1,91 @@
+"""Tests for L{gwsms.config}."""
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from gwsms import config
+
+
+class LoadTests(SynchronousTestCase):
+    def write(self, text: str) -> str:
+        path = self.mktemp() + ".toml"
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def assertConfigError(self, text: str, *fragments: str) -> str:
+        path = self.write(text)
+        e = self.assertRaises(config.ConfigError, config.load, path)
+        message = str(e)
+        self.assertIn(path, message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        self.assertNotIn("\n", message)
+        return message
+
+    def test_shipped_example(self):
+        """etc/gwsms.toml loads and matches the built-in defaults."""
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        loaded = config.load(os.path.join(here, "etc", "gwsms.toml"))
+        self.assertEqual(loaded.database, config.DatabaseConfig())
+        self.assertEqual(loaded.smpp, config.SmppConfig())
+        self.assertEqual(loaded.sip, config.SipConfig())
+        self.assertEqual(loaded.control, config.ControlConfig())
+
+    def test_empty_file_defaults(self):
+        loaded = config.load(self.write(""))
+        self.assertEqual(loaded.database.url, "sqlite:var/gwsms.sqlite3")
+        self.assertEqual(loaded.sip.t1, 0.5)
+        self.assertEqual(loaded.smpp.max_command_length, 65536)
+
+    def test_values_typed(self):
+        loaded = config.load(self.write(
+            '[database]\nurl = "mysql://u:p@127.0.0.1:3306/gw"\n'
+            '[sip]\nlisten = "udp:127.0.0.1:0"\nt1 = 1\ntrusted = ["10.0.0.0/8"]\n'
+            '[smpp]\noutbind_listen = ["tcp:2776"]\n'
+        ))
+        self.assertEqual(loaded.sip.listen, ("udp:127.0.0.1:0",))
+        self.assertIsInstance(loaded.sip.t1, float)
+        self.assertEqual(loaded.sip.trusted, ("10.0.0.0/8",))
+        self.assertEqual(loaded.smpp.outbind_listen, ("tcp:2776",))
+
+    def test_frozen(self):
+        loaded = config.load(self.write(""))
+        self.assertRaises(AttributeError, setattr, loaded.sip, "t1", 2.0)
+
+    def test_missing_file(self):
+        e = self.assertRaises(config.ConfigError, config.load, "/nonexistent/gwsms.toml")
+        self.assertEqual(str(e), "/nonexistent/gwsms.toml: no such configuration file")
+
+    def test_syntax_error(self):
+        self.assertConfigError("[sip\n", "not valid TOML")
+
+    def test_unknown_section(self):
+        self.assertConfigError("[smsc]\nx = 1\n", "unknown section [smsc]")
+
+    def test_unknown_key(self):
+        self.assertConfigError("[sip]\nlistn = []\n", "unknown key sip.listn")
+
+    def test_wrong_type(self):
+        self.assertConfigError('[sip]\nt1 = "fast"\n', "sip.t1", "expected a number")
+        self.assertConfigError("[sip]\nregistrar = 1\n", "sip.registrar", "true or false")
+        self.assertConfigError("[smpp]\nmax_command_length = 1.5\n", "smpp.max_command_length")
+        self.assertConfigError("[sip]\nlisten = [1]\n", "sip.listen", "list of strings")
+
+    def test_bad_values(self):
+        self.assertConfigError('[database]\nurl = "postgres://x"\n', "database.url")
+        self.assertConfigError('[sip]\nlisten = ["sctp:1.2.3.4:5060"]\n', "sip.listen")
+        self.assertConfigError('[sip]\nlisten = ["udp:1.2.3.4:99999"]\n', "sip.listen", "port")
+        self.assertConfigError('[sip]\nlisten = ["tls:1.2.3.4:5061"]\n', "sip.tls_cert")
+        self.assertConfigError('[sip]\ntrusted = ["10.0.0.300/8"]\n', "sip.trusted")
+        self.assertConfigError('[sip]\noutbound_uri = "http://x"\n', "sip.outbound_uri")
+        self.assertConfigError("[sip]\nt1 = 5.0\nt2 = 4.0\n", "sip.t2")
+        self.assertConfigError("[smpp]\nreconnect_initial = 0\n", "smpp.reconnect_initial")
+        self.assertConfigError("[smpp]\nreconnect_jitter = 1.5\n", "smpp.reconnect_jitter")
+        self.assertConfigError('[smpp]\ntls_ca = "/nonexistent.pem"\n', "smpp.tls_ca")
+        self.assertConfigError("[sip]\nmin_expires = 0\n", "sip.default_expires")
+
+    def test_secret_not_in_repr(self):
+        loaded = config.parse({"sip": {"outbound_password": "s3cret"}})
+        self.assertNotIn("s3cret", repr(loaded))
