@@ -16,7 +16,7 @@ install: $(VENV)/.installed
 # The stamp is rebuilt whenever the packaging metadata changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[mysql,test]'
+	$(BIN)/python -m pip install -q --config-settings editable_mode=compat -e '.[mysql,test]'
 	# Independent SMPP oracle/peer for the tests only: they pin an old Twisted,
 	# so they are installed without their dependencies.
 	$(BIN)/python -m pip install -q --no-deps 'smpp.pdu3>=0.6' 'smpp.twisted3>=0.8'
