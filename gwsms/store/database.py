@@ -1,0 +1,219 @@
+# -*- test-case-name: tests.test_store_database -*-
+"""
+The database handle every store uses.
+
+L{open_database} gives a L{Database} backed by a Twisted
+C{adbapi.ConnectionPool} (work runs in the pool's threads; results come back
+as Deferreds).  L{open_database_sync} gives the same API over one plain
+connection, running each interaction at once and returning an already-fired
+Deferred: the C{gwsms} command uses it so it needs no reactor, and the store
+classes work unchanged on both.
+
+Interactions are functions C{fn(txn, *args, **kw)} run inside one
+transaction: committed when C{fn} returns, rolled back when it raises.  C{txn}
+is a L{Transaction}: a cursor whose C{execute} takes C{?} placeholders on
+every dialect.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from gwsms.store.engines import BaseEngine, create_engine
+
+#: interactions slower than this many seconds are logged
+SLOW_INTERACTION = 1.0
+
+
+class Transaction:
+    """
+    A cursor wrapper handed to interaction functions.
+
+    @ivar engine: the L{BaseEngine}, for dialect questions
+        (C{txn.engine.is_duplicate_error(e)}, C{txn.engine.upsert_sql(...)}).
+    """
+
+    def __init__(self, cursor, engine: BaseEngine):
+        self._cursor = cursor
+        self.engine = engine
+
+    def execute(self, sql: str, params: tuple | list = ()) -> "Transaction":
+        """Run one statement with C{?} placeholders."""
+        self._cursor.execute(self.engine.convert_param_style(sql), tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows) -> "Transaction":
+        """Run one statement once per parameter tuple in C{rows}."""
+        self._cursor.executemany(
+            self.engine.convert_param_style(sql), [tuple(r) for r in rows]
+        )
+        return self
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list:
+        return list(self._cursor.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self):
+        return self._cursor.lastrowid
+
+    @property
+    def description(self):
+        return self._cursor.description
+
+
+def _interact(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
+    """Run C{fn} in a transaction on C{conn}; the caller commits or rolls back."""
+    cursor = conn.cursor()
+    started = time.monotonic()
+    try:
+        engine.begin(cursor)
+        return fn(Transaction(cursor, engine), *args, **kw)
+    finally:
+        try:
+            cursor.close()
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > SLOW_INTERACTION:
+                Database._log.warn(
+                    "slow database interaction {desc}: {elapsed:.3f}s",
+                    desc=desc,
+                    elapsed=elapsed,
+                )
+
+
+class Database:
+    """
+    A connection pool plus the engine that knows its dialect.
+
+    @ivar engine: L{SqliteEngine} or L{MysqlEngine}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, engine: BaseEngine, pool: adbapi.ConnectionPool | None):
+        self.engine = engine
+        self._pool = pool
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.engine.display_url}>"
+
+    def run_interaction(self, desc: str, fn: Callable, *args: Any, **kw: Any) -> defer.Deferred:
+        """
+        Run C{fn(txn, *args, **kw)} in one transaction.
+
+        @param desc: short name of the work, used in log lines.
+        @return: Deferred firing with C{fn}'s return value, or failing with its
+            exception (after rollback).
+        """
+        return self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
+
+    def run_query(self, sql: str, params: tuple | list = (), desc: str = "query") -> defer.Deferred:
+        """
+        Run one SELECT.
+
+        @return: Deferred firing with a list of row tuples.
+        """
+
+        def query(txn):
+            return txn.execute(sql, params).fetchall()
+
+        return self.run_interaction(desc, query)
+
+    def run_operation(self, sql: str, params: tuple | list = (), desc: str = "operation") -> defer.Deferred:
+        """
+        Run one INSERT/UPDATE/DELETE.
+
+        @return: Deferred firing with the affected row count.
+        """
+
+        def operation(txn):
+            return txn.execute(sql, params).rowcount
+
+        return self.run_interaction(desc, operation)
+
+    def close(self) -> None:
+        """Close every connection; the object is unusable afterwards."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class SyncDatabase(Database):
+    """
+    L{Database} over one blocking connection: each interaction runs before
+    C{run_interaction} returns, and the Deferred it returns has already fired.
+    For command-line tools, which have no reactor running.
+    """
+
+    def __init__(self, engine: BaseEngine):
+        super().__init__(engine, None)
+        self._conn = engine.connect()
+
+    def run_interaction(self, desc, fn, *args, **kw):
+        conn = self._conn
+        if conn is None:
+            return defer.fail(RuntimeError("database is closed"))
+        try:
+            result = _interact(conn, self.engine, desc, fn, args, kw)
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:
+                self._log.failure("rollback failed after {desc}", desc=desc)
+            return defer.fail()
+        return defer.succeed(result)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def open_database(reactor, url: str) -> Database:
+    """
+    Open a pooled database for a running service.
+
+    @param reactor: the reactor whose thread machinery the pool uses.
+    @param url: a database URL (see L{gwsms.store.engines}).
+    @return: a L{Database}; connections are opened lazily, so a wrong host or
+        password shows up as the failure of the first interaction.
+    @raise ValueError: the URL is malformed.
+    """
+    engine = create_engine(url)
+    engine.prepare()
+    args, kw = engine.connect_args()
+    kw.update(engine.pool_args())
+    pool = adbapi.ConnectionPool(
+        engine.dbapi.__name__,
+        *args,
+        cp_reactor=reactor,
+        cp_openfun=engine.on_connect,
+        cp_noisy=False,
+        **kw,
+    )
+    return Database(engine, pool)
+
+
+def open_database_sync(url: str) -> SyncDatabase:
+    """
+    Open a database for blocking use (command-line tools).
+
+    @raise ValueError: the URL is malformed.
+    @raise Exception: the DB-API module's error when it cannot connect.
+    """
+    engine = create_engine(url)
+    engine.prepare()
+    return SyncDatabase(engine)
