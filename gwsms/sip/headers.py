@@ -1,0 +1,394 @@
+# -*- test-case-name: tests.test_sip_message -*-
+"""
+SIP errors and the SIP header multi-map (RFC 3261 section 7.3 and 20).
+
+Pure code: no I/O, no reactor.  L{gwsms.sip.message} re-exports everything
+public from here; import from there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Iterator
+
+__all__ = [
+    "SipError",
+    "SipParseError",
+    "Headers",
+    "COMPACT_FORMS",
+    "LIST_HEADERS",
+    "canonical_name",
+    "split_list",
+]
+
+
+class SipError(Exception):
+    """
+    A SIP-level failure that maps onto a SIP response status.
+
+    @ivar status: the SIP status code to answer with (400, 413, 513, ...).
+    @ivar reason: a short human-readable reason naming what is wrong; fit to
+        be used as the reason phrase of the response.
+    """
+
+    def __init__(self, status: int = 400, reason: str | None = None) -> None:
+        """
+        @param status: SIP status code (an int).  For convenience the
+            arguments may also be given as C{(reason, status)}.
+        @param reason: text naming what is wrong.
+        """
+        if isinstance(status, str):  # tolerate SipError("why", 400)
+            status, reason = (reason if isinstance(reason, int) else 400), status
+        self.status = status
+        self.reason = reason if reason is not None else "Error"
+        Exception.__init__(self, status, self.reason)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}"
+
+
+class SipParseError(SipError):
+    """
+    Bytes that are not a valid SIP message (or a header value that is not
+    valid for its header).  C{status} is 400 unless a limit was exceeded
+    (513 Message Too Large).
+
+    @ivar message: the partly parsed L{Request}/L{Response} when the start
+        line and header block could be read (so a transport can still build
+        an error response), else C{None}.
+    """
+
+    def __init__(
+        self, status: int = 400, reason: str | None = None, message: object = None
+    ) -> None:
+        SipError.__init__(self, status, reason)
+        self.message = message
+
+
+#: compact header forms (RFC 3261 section 7.3.3 and later RFCs)
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "f": "From",
+    "t": "To",
+    "v": "Via",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "m": "Contact",
+    "k": "Supported",
+    "s": "Subject",
+    "e": "Content-Encoding",
+    "o": "Event",
+    "r": "Refer-To",
+    "u": "Allow-Events",
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "d": "Request-Disposition",
+    "j": "Reject-Contact",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_KNOWN = (
+    "Accept Accept-Contact Accept-Encoding Accept-Language Alert-Info Allow "
+    "Allow-Events Authentication-Info Authorization Call-ID Call-Info Contact "
+    "Content-Disposition Content-Encoding Content-Language Content-Length "
+    "Content-Type CSeq Date Error-Info Event Expires From Identity In-Reply-To "
+    "Max-Forwards Min-Expires MIME-Version Organization P-Asserted-Identity "
+    "P-Preferred-Identity Path Priority Privacy Proxy-Authenticate "
+    "Proxy-Authorization Proxy-Require Reason Record-Route Refer-To Referred-By "
+    "Reject-Contact Reply-To Request-Disposition Require Retry-After Route "
+    "Server Service-Route Session-Expires Subject Supported Timestamp To "
+    "Unsupported User-Agent Via Warning WWW-Authenticate History-Info "
+    "Security-Client Security-Server Security-Verify RSeq RAck SIP-ETag "
+    "SIP-If-Match Subscription-State Min-SE"
+).split()
+
+#: lower-case name -> (lookup key, canonical spelling)
+_CANON: dict[str, tuple[str, str]] = {}
+for _name in _KNOWN:
+    _CANON[_name.lower()] = (_name.lower(), _name)
+for _short, _name in COMPACT_FORMS.items():
+    _CANON[_short] = (_name.lower(), _name)
+del _name, _short
+
+#: headers whose value is a comma-separated list (RFC 3261 section 7.3.1);
+#: headers such as WWW-Authenticate, Authorization or Date contain commas
+#: that are not separators and are never split.
+LIST_HEADERS = frozenset(
+    n.lower()
+    for n in (
+        "Via Contact Route Record-Route Path Service-Route Allow Supported "
+        "Require Proxy-Require Unsupported Accept Accept-Encoding "
+        "Accept-Language Content-Encoding Content-Language Allow-Events "
+        "Alert-Info Call-Info Error-Info In-Reply-To Warning "
+        "P-Asserted-Identity P-Preferred-Identity History-Info Accept-Contact "
+        "Reject-Contact Request-Disposition Security-Client Security-Server "
+        "Security-Verify Reason P-Associated-URI"
+    ).split()
+)
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+
+
+def canonical_name(name: str) -> tuple[str, str]:
+    """
+    Map a header name to its lookup key and the spelling used on output.
+
+    @param name: a header name as received or given by the caller
+        (any case, compact or long form).
+    @return: C{(key, spelling)}: C{key} is lower case and expanded
+        (C{"i"} -> C{"call-id"}), C{spelling} the canonical name for known
+        headers (C{"Call-ID"}) or C{name} itself for unknown ones.
+    """
+    lower = name.lower()
+    found = _CANON.get(lower)
+    if found is not None:
+        return found
+    return lower, name
+
+
+def _key(name: str) -> str:
+    lower = name.lower()
+    found = _CANON.get(lower)
+    return found[0] if found is not None else lower
+
+
+def split_list(value: str) -> list[str]:
+    """
+    Split a comma-separated header value, ignoring commas inside quoted
+    strings and inside C{<...>}.
+
+    @param value: one header field value.
+    @return: the stripped, non-empty elements.
+    """
+    if "," not in value:
+        return [value]
+    out = []
+    start = 0
+    in_quote = False
+    in_angle = False
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if in_quote:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif in_angle:
+            if ch == ">":
+                in_angle = False
+        elif ch == "<":
+            in_angle = True
+        elif ch == ",":
+            part = value[start:i].strip()
+            if part:
+                out.append(part)
+            start = i + 1
+        i += 1
+    part = value[start:].strip()
+    if part:
+        out.append(part)
+    return out
+
+
+class Headers:
+    """
+    Ordered, case-insensitive SIP header multi-map.
+
+    Names are expanded from compact forms (C{"v"} -> C{"Via"}) and known
+    headers are re-spelled canonically (C{"call-id"} -> C{"Call-ID"}).
+    Each entry is one header line; several values on one line stay on one
+    line until changed.  L{get} and L{get_all} split list headers
+    (L{LIST_HEADERS}) at commas outside quotes and C{<>}.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] | dict | None = None) -> None:
+        """
+        @param items: optional initial C{(name, value)} pairs (or a dict).
+        """
+        self._items: list[tuple[str, str, str]] = []
+        if items is not None:
+            if isinstance(items, Headers):
+                self._items = list(items._items)
+                return
+            if isinstance(items, dict):
+                items = items.items()
+            for name, value in items:
+                self.add(name, value)
+
+    @classmethod
+    def _from_parsed(cls, items: list[tuple[str, str, str]]) -> "Headers":
+        h = cls.__new__(cls)
+        h._items = items
+        return h
+
+    def copy(self) -> "Headers":
+        """
+        @return: an independent copy.
+        """
+        return Headers._from_parsed(list(self._items))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """
+        @param name: header name (any case, compact form allowed).
+        @param default: returned when the header is absent.
+        @return: the first value (for list headers the first comma-separated
+            element, i.e. C{get_all(name)[0]}), or C{default}.
+        """
+        key = _key(name)
+        for k, _, value in self._items:
+            if k == key:
+                if key in LIST_HEADERS and "," in value:
+                    parts = split_list(value)
+                    if parts:
+                        return parts[0]
+                    continue
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """
+        @param name: header name.
+        @return: all values in order; list headers are split at commas.
+        """
+        key = _key(name)
+        if key in LIST_HEADERS:
+            out: list[str] = []
+            for k, _, value in self._items:
+                if k == key:
+                    out.extend(split_list(value))
+            return out
+        return [value for k, _, value in self._items if k == key]
+
+    def add(self, name: str, value: str, prepend: bool = False) -> None:
+        """
+        Add a header line.
+
+        @param name: header name.
+        @param value: header value (converted with C{str()}).
+        @param prepend: put it before the first existing header of that name
+            (or at the very top if there is none), as a proxy adds a Via.
+        """
+        key, spelling = canonical_name(name)
+        entry = (key, spelling, str(value).strip())
+        if prepend:
+            for i, item in enumerate(self._items):
+                if item[0] == key:
+                    self._items.insert(i, entry)
+                    return
+            self._items.insert(0, entry)
+        else:
+            self._items.append(entry)
+
+    def set(self, name: str, value: str) -> None:
+        """
+        Replace every line of this header by one line with C{value}, at the
+        position of the first one (appended if absent).
+
+        @param name: header name.
+        @param value: the new value.
+        """
+        key, spelling = canonical_name(name)
+        entry = (key, spelling, str(value).strip())
+        items = self._items
+        for i, item in enumerate(items):
+            if item[0] == key:
+                items[i] = entry
+                self._items = items[: i + 1] + [x for x in items[i + 1 :] if x[0] != key]
+                return
+        items.append(entry)
+
+    def replace_first(self, name: str, value: str) -> None:
+        """
+        Replace only the first value of a (list) header, e.g. the top Via
+        after adding C{received}/C{rport}; other values keep their order.
+
+        @param name: header name.
+        @param value: the new first value.
+        @raise KeyError: when the header is absent.
+        """
+        key, spelling = canonical_name(name)
+        for i, (k, sp, old) in enumerate(self._items):
+            if k == key:
+                if key in LIST_HEADERS and "," in old:
+                    rest = split_list(old)[1:]
+                    new = [(key, sp, str(value).strip())] + [(key, sp, r) for r in rest]
+                    self._items[i : i + 1] = new
+                else:
+                    self._items[i] = (key, sp, str(value).strip())
+                return
+        raise KeyError(name)
+
+    def remove(self, name: str) -> int:
+        """
+        Remove every line of a header.
+
+        @param name: header name.
+        @return: the number of lines removed.
+        """
+        key = _key(name)
+        before = len(self._items)
+        self._items = [x for x in self._items if x[0] != key]
+        return before - len(self._items)
+
+    def remove_first(self, name: str) -> str | None:
+        """
+        Remove the first value of a header (e.g. a client's own top Via).
+
+        @param name: header name.
+        @return: the value removed, or C{None} when absent.
+        """
+        key = _key(name)
+        for i, (k, sp, value) in enumerate(self._items):
+            if k == key:
+                if key in LIST_HEADERS and "," in value:
+                    parts = split_list(value)
+                    self._items[i : i + 1] = [(key, sp, r) for r in parts[1:]]
+                    return parts[0] if parts else None
+                del self._items[i]
+                return value
+        return None
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = _key(name)
+        for item in self._items:
+            if item[0] == key:
+                return True
+        return False
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """
+        Iterate over C{(name, value)} lines in order, canonical spelling.
+        """
+        for _, spelling, value in self._items:
+            yield spelling, value
+
+    def items(self) -> list[tuple[str, str]]:
+        """
+        @return: the C{(name, value)} lines in order.
+        """
+        return [(spelling, value) for _, spelling, value in self._items]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    def __repr__(self) -> str:
+        shown = []
+        for key, spelling, value in self._items:
+            if key in ("authorization", "proxy-authorization"):
+                value = value.split(" ", 1)[0] + " <hidden>"
+            shown.append((spelling, value))
+        return f"Headers({shown!r})"

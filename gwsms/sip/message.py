@@ -1,0 +1,810 @@
+# -*- test-case-name: tests.test_sip_message -*-
+"""
+SIP message codec: bytes <-> L{Request}/L{Response} (RFC 3261 sections 7,
+18.3, 20 and 25; RFC 3428; RFC 3581; RFC 5626 keep-alives).
+
+Pure code: no I/O, no reactor.  L{parse_message} parses one datagram,
+L{StreamParser} frames a TCP/TLS byte stream by Content-Length.  Header
+values are kept as text and parsed into L{Via}/L{NameAddr}/L{SipURI}
+only when asked (cached per value).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Iterable
+
+from gwsms.sip.headers import (
+    COMPACT_FORMS,
+    LIST_HEADERS,
+    Headers,
+    SipError,
+    SipParseError,
+    canonical_name,
+    split_list,
+)
+from gwsms.sip.uri import GenericURI, NameAddr, SipURI, Via, parse_uri
+
+__all__ = [
+    "SipError",
+    "SipParseError",
+    "Headers",
+    "COMPACT_FORMS",
+    "LIST_HEADERS",
+    "split_list",
+    "SipURI",
+    "GenericURI",
+    "NameAddr",
+    "Via",
+    "parse_uri",
+    "Message",
+    "Request",
+    "Response",
+    "KeepAlive",
+    "parse_message",
+    "StreamParser",
+    "make_response",
+    "reason_phrase",
+    "generate_branch",
+    "generate_tag",
+    "generate_call_id",
+    "BRANCH_MAGIC",
+    "PING",
+    "PONG",
+    "DEFAULT_MAX_SIZE",
+    "DEFAULT_MAX_HEADERS",
+    "DEFAULT_MAX_LINE",
+]
+
+#: RFC 3261 branch magic cookie
+BRANCH_MAGIC = "z9hG4bK"
+#: RFC 5626 keep-alive ping (double CRLF) and pong (single CRLF)
+PING = b"\r\n\r\n"
+PONG = b"\r\n"
+
+DEFAULT_MAX_SIZE = 65535
+DEFAULT_MAX_HEADERS = 256
+DEFAULT_MAX_LINE = 8192
+
+_REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 199: "Early Dialog Terminated",
+    200: "OK", 202: "Accepted", 204: "No Notification",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service",
+    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required",
+    412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority",
+    420: "Bad Extension", 421: "Extension Required",
+    422: "Session Interval Too Small", 423: "Interval Too Brief",
+    424: "Bad Location Information", 428: "Use Identity Header",
+    429: "Provide Referrer Identity", 430: "Flow Failed",
+    433: "Anonymity Disallowed", 436: "Bad Identity-Info",
+    437: "Unsupported Certificate", 438: "Invalid Identity Header",
+    439: "First Hop Lacks Outbound Support", 440: "Max-Breadth Exceeded",
+    469: "Bad Info Package", 470: "Consent Needed",
+    480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete",
+    485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+    493: "Undecipherable", 494: "Security Agreement Required",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large",
+    555: "Push Notification Service Not Supported",
+    580: "Precondition Failure",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+}
+_CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection",
+                  4: "Client Error", 5: "Server Error", 6: "Global Failure"}
+
+
+def reason_phrase(status: int) -> str:
+    """
+    @param status: SIP status code 100-699.
+    @return: the standard reason phrase (or a generic one for its class).
+    """
+    return _REASONS.get(status) or _CLASS_REASONS.get(status // 100, "Unknown")
+
+
+def generate_branch() -> str:
+    """
+    @return: a new RFC 3261 branch (C{z9hG4bK} + 64 random bits in hex).
+    """
+    return BRANCH_MAGIC + secrets.token_hex(8)
+
+
+def generate_tag() -> str:
+    """
+    @return: a new random From/To tag (64 random bits in hex).
+    """
+    return secrets.token_hex(8)
+
+
+def generate_call_id(host: str | None = None) -> str:
+    """
+    @param host: optional host to append as C{@host}.
+    @return: a new random Call-ID (96 random bits in hex).
+    """
+    value = secrets.token_hex(12)
+    return f"{value}@{host}" if host else value
+
+
+class KeepAlive:
+    """
+    A RFC 5626 CRLFCRLF ping seen on a stream; the transport should answer
+    with L{PONG} (one CRLF).  Returned by L{StreamParser.feed}.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeepAlive)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "KeepAlive()"
+
+
+class Message:
+    """
+    Common part of L{Request} and L{Response}.
+
+    @ivar headers: L{Headers}.
+    @ivar body: raw body bytes (never decoded).
+    """
+
+    __slots__ = ("headers", "body", "_cache")
+
+    def __init__(self, headers: Headers | Iterable | None, body: bytes) -> None:
+        if not isinstance(headers, Headers):
+            headers = Headers(headers)
+        self.headers = headers
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.body = bytes(body)
+        self._cache: dict = {}
+
+    is_request = False
+
+    def _parsed(self, name: str, parser):  # type: ignore[no-untyped-def]
+        raw = self.headers.get(name)
+        if raw is None:
+            return None
+        key = (name, raw)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = parser(raw)
+        return found
+
+    @property
+    def call_id(self) -> str | None:
+        """
+        @return: the Call-ID value or C{None}.
+        """
+        return self.headers.get("Call-ID")
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        """
+        @return: C{(number, method)} of the CSeq header.
+        @raise SipParseError: when CSeq is missing or malformed.
+        """
+        found = self._parsed("CSeq", _parse_cseq)
+        if found is None:
+            raise SipParseError(400, "Missing CSeq header")
+        return found
+
+    @property
+    def top_via(self) -> Via | None:
+        """
+        @return: the first Via (L{Via}), C{None} when there is none.
+        @raise SipParseError: when it is malformed.
+        """
+        return self._parsed("Via", Via.parse)
+
+    @property
+    def vias(self) -> list[Via]:
+        """
+        @return: every Via value, top first.
+        @raise SipParseError: when one is malformed.
+        """
+        return [Via.parse(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def from_(self) -> NameAddr | None:
+        """
+        @return: the From header as L{NameAddr}, C{None} when absent.
+        @raise SipParseError: when malformed.
+        """
+        return self._parsed("From", NameAddr.parse)
+
+    @property
+    def to(self) -> NameAddr | None:
+        """
+        @return: the To header as L{NameAddr}, C{None} when absent.
+        @raise SipParseError: when malformed.
+        """
+        return self._parsed("To", NameAddr.parse)
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """
+        @return: every Contact value (possibly the wildcard C{*}).
+        @raise SipParseError: when one is malformed.
+        """
+        return [NameAddr.parse(v) for v in self.headers.get_all("Contact")]
+
+    @property
+    def content_type(self) -> str | None:
+        """
+        @return: the Content-Type value (with its parameters) or C{None}.
+        """
+        return self.headers.get("Content-Type")
+
+    def _int_header(self, name: str) -> int | None:
+        value = self.headers.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit() or not value.isascii():
+            raise SipParseError(400, f"Bad {name} value")
+        return int(value)
+
+    @property
+    def max_forwards(self) -> int | None:
+        """
+        @return: Max-Forwards as int, C{None} when absent.
+        @raise SipParseError: when not a number.
+        """
+        return self._int_header("Max-Forwards")
+
+    @property
+    def expires(self) -> int | None:
+        """
+        @return: the Expires header as int, C{None} when absent.
+        @raise SipParseError: when not a number.
+        """
+        return self._int_header("Expires")
+
+    def _first_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """
+        Serialise; Content-Length is set (or overwritten in place) to the
+        exact body length.  Does not change this object.
+
+        @return: the wire form.
+        """
+        clen = f"Content-Length: {len(self.body)}\r\n"
+        lines = [self._first_line(), "\r\n"]
+        done = False
+        for key, name, value in self.headers._items:
+            if key == "content-length":
+                if not done:
+                    lines.append(clen)
+                    done = True
+                continue
+            lines.append(f"{name}: {value}\r\n")
+        if not done:
+            lines.append(clen)
+        lines.append("\r\n")
+        return "".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.to_bytes()
+
+    def _headers_for_eq(self) -> list:
+        return [(k, v) for k, _, v in self.headers._items if k != "content-length"]
+
+
+class Request(Message):
+    """
+    A SIP request.
+
+    @ivar method: the method (case-sensitive, e.g. C{"MESSAGE"}).
+    @ivar uri: the Request-URI as text.
+    """
+
+    __slots__ = ("method", "uri")
+    is_request = True
+
+    def __init__(
+        self,
+        method: str,
+        uri: str | SipURI,
+        headers: Headers | Iterable | None = None,
+        body: bytes = b"",
+    ) -> None:
+        """
+        @param method: request method token.
+        @param uri: Request-URI (text or L{SipURI}).
+        @param headers: L{Headers} or C{(name, value)} pairs.
+        @param body: body bytes (str is encoded as UTF-8).
+        """
+        Message.__init__(self, headers, body)
+        self.method = method
+        self.uri = str(uri)
+
+    @property
+    def request_uri(self) -> SipURI | GenericURI:
+        """
+        @return: the Request-URI parsed (cached).
+        @raise SipParseError: when malformed.
+        """
+        key = ("", self.uri)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = parse_uri(self.uri)
+        return found
+
+    def _first_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return (
+            self.method == other.method
+            and self.uri == other.uri
+            and self.body == other.body
+            and self._headers_for_eq() == other._headers_for_eq()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri} call_id={self.call_id!r}>"
+
+
+class Response(Message):
+    """
+    A SIP response.
+
+    @ivar status: status code 100-699.
+    @ivar reason: reason phrase.
+    """
+
+    __slots__ = ("status", "reason")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: Headers | Iterable | None = None,
+        body: bytes = b"",
+    ) -> None:
+        """
+        @param status: status code.
+        @param reason: reason phrase; default from L{reason_phrase}.
+        @param headers: L{Headers} or C{(name, value)} pairs.
+        @param body: body bytes.
+        """
+        Message.__init__(self, headers, body)
+        self.status = int(status)
+        self.reason = reason_phrase(self.status) if reason is None else reason
+
+    @property
+    def is_final(self) -> bool:
+        """
+        @return: C{True} for a final (>= 200) response.
+        """
+        return self.status >= 200
+
+    def _first_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return (
+            self.status == other.status
+            and self.reason == other.reason
+            and self.body == other.body
+            and self._headers_for_eq() == other._headers_for_eq()
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason} call_id={self.call_id!r}>"
+
+
+# --- parsing --------------------------------------------------------------
+
+_METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_CANON_GET = canonical_name
+_CL_SCAN_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,10})[ \t]*\r?$")
+
+
+def _parse_cseq(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii():
+        raise SipParseError(400, "Malformed CSeq header")
+    number = int(parts[0])
+    if number >= 2**31:
+        raise SipParseError(400, "CSeq number out of range")
+    if not _METHOD_RE.match(parts[1]):
+        raise SipParseError(400, "Malformed CSeq method")
+    return number, parts[1]
+
+
+def _parse_head(head: bytes, max_headers: int, max_line: int) -> Message:
+    """
+    Parse a start line and header block (without the empty line).
+    """
+    text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n")
+    if text.count("\n") != len(lines) - 1:
+        # bare LF line ends (tolerated)
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+        if any("\r" in ln for ln in lines):
+            raise SipParseError(400, "Stray CR in header block")
+    elif text.count("\r") != len(lines) - 1:
+        raise SipParseError(400, "Stray CR in header block")
+    first = lines[0]
+    if len(first) > max_line:
+        raise SipParseError(400, f"Start line too long (limit {max_line})")
+    # header lines, unfolding continuations
+    if "\n " in text or "\n\t" in text:
+        unfolded: list[str] = []
+        for line in lines[1:]:
+            if line[:1] in (" ", "\t"):
+                if not unfolded:
+                    raise SipParseError(400, "Continuation line before first header")
+                unfolded[-1] = unfolded[-1].rstrip(" \t") + " " + line.strip(" \t")
+            else:
+                unfolded.append(line)
+        header_lines = unfolded
+    else:
+        header_lines = lines[1:]
+    if len(header_lines) > max_headers:
+        raise SipParseError(400, f"Too many header fields (limit {max_headers})")
+    items = []
+    append = items.append
+    canon = _CANON_GET
+    for line in header_lines:
+        if len(line) > max_line:
+            raise SipParseError(400, f"Header line too long (limit {max_line})")
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise SipParseError(400, f"Malformed header line (no colon): {line[:40]!r}")
+        name = name.rstrip(" \t")
+        if not (name.isascii() and name.replace("-", "").isalnum()) and not _TOKEN_RE.match(name):
+            raise SipParseError(400, f"Malformed header name: {name[:40]!r}")
+        key, spelling = canon(name)
+        append((key, spelling, value.strip(" \t")))
+    headers = Headers._from_parsed(items)
+    # start line
+    if first[:4].upper() == "SIP/":
+        version, _, rest = first.partition(" ")
+        if version.upper() != "SIP/2.0":
+            raise SipParseError(505, f"Unsupported SIP version {version[:16]!r}")
+        code, _, reason = rest.partition(" ")
+        if len(code) != 3 or not code.isdigit() or not code.isascii():
+            raise SipParseError(400, f"Malformed status code {code[:16]!r}")
+        status = int(code)
+        if not 100 <= status <= 699:
+            raise SipParseError(400, f"Status code out of range: {status}")
+        msg: Message = Response.__new__(Response)
+        msg.status = status
+        msg.reason = reason
+    else:
+        parts = first.split(" ")
+        if len(parts) != 3:
+            raise SipParseError(400, f"Malformed request line: {first[:64]!r}")
+        method, uri, version = parts
+        if not _METHOD_RE.match(method):
+            raise SipParseError(400, f"Malformed method {method[:16]!r}")
+        if version.upper() != "SIP/2.0":
+            if version[:4].upper() == "SIP/":
+                raise SipParseError(505, f"Unsupported SIP version {version[:16]!r}")
+            raise SipParseError(400, f"Malformed request line: {first[:64]!r}")
+        if ":" not in uri or not uri[0].isalpha():
+            raise SipParseError(400, f"Malformed Request-URI {uri[:64]!r}")
+        msg = Request.__new__(Request)
+        msg.method = method
+        msg.uri = uri
+    msg.headers = headers
+    msg.body = b""
+    msg._cache = {}
+    return msg
+
+
+def _content_length(msg: Message) -> int | None:
+    found = None
+    for key, _, value in msg.headers._items:
+        if key == "content-length":
+            value = value.strip()
+            if not value.isdigit() or not value.isascii() or len(value) > 10:
+                raise SipParseError(400, f"Bad Content-Length value {value[:16]!r}", msg)
+            n = int(value)
+            if found is not None and found != n:
+                raise SipParseError(400, "Conflicting Content-Length headers", msg)
+            found = n
+    return found
+
+
+def _validate(msg: Message) -> None:
+    """
+    Cheap checks of the headers every transaction needs.
+    """
+    headers = msg.headers
+    present = {k for k, _, _ in headers._items}
+    for key, name in (("via", "Via"), ("from", "From"), ("to", "To"),
+                      ("call-id", "Call-ID"), ("cseq", "CSeq")):
+        if key not in present:
+            raise SipParseError(400, f"Missing {name} header", msg)
+    try:
+        number, method = msg.cseq
+        msg.top_via  # noqa: B018 -- parse (and cache) the top Via now
+    except SipParseError as e:
+        raise SipParseError(e.status, e.reason, msg) from None
+    if msg.is_request and method != msg.method:  # type: ignore[attr-defined]
+        raise SipParseError(400, "CSeq method does not match request method", msg)
+
+
+def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """
+    @return: (index of the blank line, length of the separator) or (-1, 0).
+    """
+    idx = data.find(b"\r\n\r\n", start)
+    lf = data.find(b"\n\n", start, idx if idx >= 0 else len(data))
+    if lf >= 0:
+        return lf, 2
+    if idx >= 0:
+        return idx, 4
+    return -1, 0
+
+
+def parse_message(
+    data: bytes,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_headers: int = DEFAULT_MAX_HEADERS,
+    max_line: int = DEFAULT_MAX_LINE,
+    validate: bool = True,
+) -> Request | Response:
+    """
+    Parse one whole message (one UDP datagram).
+
+    Content-Length is optional; when present a longer body is truncated to
+    it and a shorter one is an error (RFC 3261 section 18.3).
+
+    @param data: the datagram.
+    @param max_size: size limit in bytes (C{None}: no limit) -> 513.
+    @param max_headers: header line limit -> 400.
+    @param max_line: line length limit -> 400.
+    @param validate: check Via/From/To/Call-ID/CSeq are present and that
+        CSeq and the top Via parse.
+    @return: a L{Request} or L{Response}.
+    @raise SipParseError: naming what is wrong; C{.message} holds the
+        partly parsed message when the header block was readable.
+    """
+    if max_size is not None and len(data) > max_size:
+        raise SipParseError(513, f"Message Too Large ({len(data)} bytes, limit {max_size})")
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    end, sep = _find_head_end(data, start)
+    if end < 0:
+        # no blank line: header block up to the end (tolerated on UDP)
+        head = data[start:].rstrip(b"\r\n")
+        if not head:
+            raise SipParseError(400, "Empty message")
+        body = b""
+    else:
+        head = data[start:end]
+        body = data[end + sep:]
+    msg = _parse_head(bytes(head), max_headers, max_line)
+    clen = _content_length(msg)
+    if clen is not None:
+        if clen > len(body):
+            raise SipParseError(
+                400, f"Body shorter than Content-Length ({len(body)} < {clen})", msg)
+        if clen < len(body):
+            body = body[:clen]
+    msg.body = bytes(body)
+    if validate:
+        _validate(msg)
+    return msg
+
+
+class StreamParser:
+    """
+    Frames SIP messages on a stream (TCP/TLS) by Content-Length.
+
+    L{feed} returns, in order, L{Request}/L{Response} objects, L{KeepAlive}
+    items for RFC 5626 CRLFCRLF pings, and L{SipParseError} instances for
+    malformed messages; after an error the parser resynchronises at the
+    next message (skipping the bad message's body when its Content-Length
+    is readable, else dropping bytes up to the next blank line).
+    """
+
+    _HEAD, _BODY, _SKIP, _DISCARD = range(4)
+
+    def __init__(
+        self,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_line: int = DEFAULT_MAX_LINE,
+        validate: bool = True,
+    ) -> None:
+        """
+        @param max_size: limit for one message (header block + body).
+        @param max_headers: header line limit.
+        @param max_line: line length limit.
+        @param validate: as for L{parse_message}.
+        """
+        self.max_size = max_size
+        self.max_headers = max_headers
+        self.max_line = max_line
+        self.validate = validate
+        self._buf = bytearray()
+        self._state = self._HEAD
+        self._scan = 0          # where to resume searching for the blank line
+        self._pending: Message | None = None
+        self._need = 0          # body bytes wanted (BODY) or to skip (SKIP)
+
+    @property
+    def buffered(self) -> int:
+        """
+        @return: bytes held waiting for the rest of a message.
+        """
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Request | Response | KeepAlive | SipParseError]:
+        """
+        @param data: bytes received.
+        @return: the complete items now available, in order.
+        """
+        buf = self._buf
+        buf += data
+        out: list = []
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            state = self._state
+            if state == self._HEAD:
+                # leading CRLFs: CRLFCRLF is a ping; a lone CRLF (pong) is skipped
+                c = buf[pos]
+                if c == 13 or c == 10:
+                    if buf.startswith(b"\r\n\r\n", pos):
+                        out.append(KeepAlive())
+                        pos += 4
+                        continue
+                    rem = bytes(buf[pos : pos + 4])
+                    if len(rem) < 4 and b"\r\n\r\n".startswith(rem):
+                        break  # maybe the start of a ping: wait for more
+                    pos += 2 if buf.startswith(b"\r\n", pos) else 1
+                    continue
+                end, sep = _find_head_end(buf, max(pos, self._scan))
+                if end < 0:
+                    if n - pos > self.max_size:
+                        out.append(SipParseError(
+                            513, f"Message Too Large (header block exceeds {self.max_size} bytes)"))
+                        self._state = self._DISCARD
+                        self._scan = 0
+                        pos = max(pos, n - 3)
+                        continue
+                    self._scan = max(pos, n - 3)
+                    break
+                self._scan = 0
+                head = bytes(buf[pos:end])
+                pos = end + sep
+                item = self._head_received(head)
+                if item is not None:
+                    out.append(item)
+            elif state == self._BODY:
+                if n - pos < self._need:
+                    break
+                msg = self._pending
+                assert msg is not None
+                msg.body = bytes(buf[pos : pos + self._need])
+                pos += self._need
+                self._pending = None
+                self._state = self._HEAD
+                if self.validate:
+                    try:
+                        _validate(msg)
+                    except SipParseError as e:
+                        out.append(e)
+                        continue
+                out.append(msg)
+            elif state == self._SKIP:
+                take = min(self._need, n - pos)
+                pos += take
+                self._need -= take
+                if self._need == 0:
+                    self._state = self._HEAD
+            else:  # _DISCARD: drop up to and including the next blank line
+                end, sep = _find_head_end(buf, pos)
+                if end < 0:
+                    pos = max(pos, n - 3)
+                    break
+                pos = end + sep
+                self._state = self._HEAD
+        del buf[:pos]
+        self._scan = max(0, self._scan - pos)
+        return out
+
+    def _head_received(self, head: bytes) -> SipParseError | None:
+        try:
+            if len(head) > self.max_size:
+                raise SipParseError(
+                    513, f"Message Too Large (header block exceeds {self.max_size} bytes)")
+            msg = _parse_head(head, self.max_headers, self.max_line)
+            clen = _content_length(msg)
+        except SipParseError as e:
+            m = _CL_SCAN_RE.search(head)
+            if m is not None and len(head) + int(m.group(1)) <= self.max_size:
+                self._need = int(m.group(1))
+                self._state = self._SKIP if self._need else self._HEAD
+            return e
+        if clen is None:
+            return SipParseError(400, "Missing Content-Length on stream transport", msg)
+        if len(head) + clen > self.max_size:
+            self._state = self._DISCARD
+            return SipParseError(
+                513, f"Message Too Large (Content-Length {clen}, limit {self.max_size})", msg)
+        self._pending = msg
+        self._need = clen
+        self._state = self._BODY
+        return None
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    headers: Headers | Iterable | dict | None = None,
+    body: bytes = b"",
+    to_tag: str | None = None,
+) -> Response:
+    """
+    Build a response to C{request} per RFC 3261 section 8.2.6: all Via
+    values in order, From, To (with C{to_tag} added when the To has no
+    tag), Call-ID, CSeq, and Timestamp for 100 Trying.
+
+    @param request: the L{Request} answered.
+    @param status: status code 100-699.
+    @param reason: reason phrase (default per L{reason_phrase}).
+    @param headers: extra headers, as L{Headers}, pairs or a dict.
+    @param body: body bytes.
+    @param to_tag: tag to add to To when it has none.
+    @return: a new L{Response}.
+    """
+    if not 100 <= int(status) <= 699:
+        raise ValueError(f"SIP status code out of range: {status}")
+    src = request.headers
+    items = []
+    copied = ("via", "from", "to", "call-id", "cseq", "timestamp") if status == 100 else \
+        ("via", "from", "to", "call-id", "cseq")
+    for key, name, value in src._items:
+        if key in copied:
+            if key == "to" and to_tag is not None:
+                try:
+                    has_tag = request.to is not None and request.to.tag is not None
+                except SipParseError:
+                    has_tag = ";tag=" in value.lower()
+                if not has_tag:
+                    value = f"{value};tag={to_tag}"
+            items.append((key, name, value))
+    out = Headers._from_parsed(items)
+    if headers is not None:
+        if isinstance(headers, Headers):
+            headers = headers.items()
+        elif isinstance(headers, dict):
+            headers = headers.items()
+        for name, value in headers:
+            out.add(name, value)
+    return Response(status, reason, out, body)
