@@ -1,0 +1,765 @@
+# -*- test-case-name: tests.test_smpp_esme -*-
+"""
+The ESME (client) side of an SMPP session: bind, submit, receive.
+
+One L{ESMEProtocol} is one TCP connection to (or, for outbind, from) one
+SMSC described by an C{SmscLink}.  It binds as the link's session type,
+sends C{submit_sm} under a window and a token-bucket rate, backs off when
+the SMSC throttles, and hands every C{deliver_sm}/C{data_sm} to an
+C{IDeliverySink}, answering only when the sink has answered.  Reconnecting
+is the supervisor's job (C{gwsms.smpp.service}), not this class's.
+
+Life cycle, visible in L{ESMEProtocol.state} and reported to
+C{on_state_change(link_name, state)}::
+
+    connecting -> binding -> bound_trx | bound_tx | bound_rx
+               -> unbinding -> closed        (any state may go to closed)
+
+For an outbind link the connection is opened by the SMSC; the protocol
+waits in C{connecting} for C{outbind}, checks its system_id/password
+against the link, and sends C{bind_receiver} on the same connection.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+from dataclasses import dataclass
+from typing import Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gwsms.smpp import pdu as smpp_pdu
+from gwsms.smpp.constants import CommandId, CommandStatus
+from gwsms.smpp.link import SessionType, SmscLink
+from gwsms.smpp.protocol import (
+    SMPPConnectionLost,
+    SMPPError,
+    SMPPGenericNack,
+    SMPPProtocol,
+    status_name,
+)
+
+STATES = ("connecting", "binding", "bound_trx", "bound_tx", "bound_rx", "unbinding", "closed")
+TRANSMIT_STATES = frozenset(("bound_trx", "bound_tx"))
+RECEIVE_STATES = frozenset(("bound_trx", "bound_rx"))
+
+_BIND = {
+    SessionType.TRANSCEIVER: ("bind_transceiver", "bound_trx"),
+    SessionType.TRANSMITTER: ("bind_transmitter", "bound_tx"),
+    SessionType.RECEIVER: ("bind_receiver", "bound_rx"),
+    SessionType.OUTBIND: ("bind_receiver", "bound_rx"),
+}
+_THROTTLE_STATUSES = frozenset(
+    (int(CommandStatus.ESME_RTHROTTLED), int(CommandStatus.ESME_RMSGQFUL))
+)
+_CREDENTIAL_STATUSES = frozenset(
+    (
+        int(CommandStatus.ESME_RINVPASWD),
+        int(CommandStatus.ESME_RINVSYSID),
+        int(CommandStatus.ESME_RBINDFAIL),
+    )
+)
+_DELIVERIES = frozenset((int(CommandId.deliver_sm), int(CommandId.data_sm)))
+
+
+class BindError(SMPPError):
+    """
+    The SMSC refused the bind (or the outbind credentials were wrong).
+
+    @ivar status: the command_status of the bind response.
+    @ivar is_credentials: True for C{ESME_RINVPASWD}, C{ESME_RINVSYSID} and
+        C{ESME_RBINDFAIL}: retrying soon will not help, back off longer.
+    """
+
+    def __init__(self, status: int, link_name: str = ""):
+        where = f"smsc {link_name}: " if link_name else ""
+        super().__init__(f"{where}bind refused: {status_name(status)}")
+        self.status = int(status)
+        self.link_name = link_name
+
+    @property
+    def is_credentials(self) -> bool:
+        return self.status in _CREDENTIAL_STATUSES
+
+
+class NotBoundError(SMPPError):
+    """A submit was refused because the session cannot transmit now."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """
+    The final answer to a submit.
+
+    @ivar status: C{submit_sm_resp} command_status (0 = accepted).
+    @ivar message_id: the SMSC's message id when accepted, else L{None}.
+    """
+
+    status: int
+    message_id: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == CommandStatus.ESME_ROK
+
+
+class TokenBucket:
+    """
+    Token bucket on an injected clock: C{rate} tokens per second, at most
+    C{capacity} saved up (default: 1, or 100 ms worth at high rates).
+    A rate of 0 means unlimited.
+    """
+
+    def __init__(self, rate: float, now: float, capacity: float | None = None):
+        self.rate = float(rate)
+        self.capacity = capacity if capacity else max(1.0, self.rate / 10.0)
+        self.tokens = self.capacity
+        self._stamp = now
+
+    def _refill(self, now: float) -> None:
+        if self.rate > 0 and now > self._stamp:
+            self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Change the rate, crediting what accrued at the old rate."""
+        if rate != self.rate:
+            self._refill(now)
+            self.rate = float(rate)
+
+    def delay(self, now: float) -> float:
+        """@return: seconds until a token is available (0.0 if one is now)."""
+        if self.rate <= 0:
+            return 0.0
+        self._refill(now)
+        missing = 1.0 - self.tokens
+        return 0.0 if missing <= 1e-9 else missing / self.rate
+
+    def take(self, now: float) -> None:
+        """Consume one token (call only when L{delay} returned 0)."""
+        if self.rate > 0:
+            self._refill(now)
+            self.tokens -= 1.0
+
+
+class _Submit:
+    __slots__ = ("request", "deferred", "attempts")
+
+    def __init__(self, request, deferred):
+        self.request = request
+        self.deferred = deferred
+        self.attempts = 0
+
+
+class ESMEProtocol(SMPPProtocol):
+    """
+    One ESME session to one SMSC.
+
+    Usable by the supervisor as::
+
+        proto = ESMEProtocol(link, reactor, sink, max_command_length,
+                             on_state_change=callback)
+        # after connectionMade:
+        proto.bind()            # Deferred[Pdu]; BindError when refused
+        proto.submit(params)    # Deferred[SubmitResult]
+        proto.unbind(timeout)   # Deferred[None], fires once closed
+
+    @ivar link: the C{SmscLink} (L{None} for an outbind listener session
+        until the outbind identified it).
+    @ivar state: one of L{STATES}.
+    @ivar bound_since: clock time of the successful bind, or L{None}.
+    @ivar stats: the L{SMPPProtocol} counters plus C{submitted},
+        C{submit_ok}, C{submit_failed} (final non-zero status),
+        C{submit_errors} (timeouts, connection lost), C{throttled},
+        C{delivered}, C{deliver_failed} (sink error or refusal).
+    @ivar on_state_change: L{None} or C{callable(link_name, state)}, called
+        after every state change (exceptions it raises are logged).
+    @ivar on_outbind: L{None} or C{callable(protocol, link)}, called when an
+        outbind was accepted, before bind_receiver is sent.
+    @cvar throttle_pause_initial: first pause after ESME_RTHROTTLED /
+        ESME_RMSGQFUL (seconds); doubled on each further throttle up to
+        C{throttle_pause_max}; shrinks by C{throttle_recovery} per success.
+    @cvar max_throttle_attempts: a submit throttled this many times
+        resolves with the throttle status instead of being retried again.
+    @cvar congestion_levels: (congestion_state threshold, factor) pairs: at
+        or above the threshold the rate (if limited) and the window are
+        multiplied by the factor; readings older than C{congestion_ttl}
+        seconds are ignored.
+    """
+
+    _log = Logger()
+
+    throttle_pause_initial = 0.1
+    throttle_pause_max = 5.0
+    throttle_recovery = 0.75
+    max_throttle_attempts = 50
+    congestion_levels = ((100, 0.1), (90, 0.25), (80, 0.5))
+    congestion_ttl = 30.0
+
+    def __init__(
+        self,
+        link: SmscLink | None,
+        clock,
+        sink,
+        max_command_length: int = 65536,
+        *,
+        on_state_change: Callable[[str, str], None] | None = None,
+        find_outbind_link: Callable[[str], SmscLink | None] | None = None,
+        on_outbind: Callable[["ESMEProtocol", SmscLink], None] | None = None,
+        session_init_timeout: float = 10.0,
+    ):
+        """
+        @param link: the link to serve; L{None} only together with
+            C{find_outbind_link} (see L{for_outbind}).
+        @param clock: C{IReactorTime} for every timer.
+        @param sink: an C{IDeliverySink} for deliver_sm / data_sm.
+        @param max_command_length: bigger PDUs close the connection.
+        @param on_state_change: see the class docstring.
+        @param find_outbind_link: C{system_id -> SmscLink | None}; used to
+            identify the link from an incoming outbind.
+        @param on_outbind: see the class docstring.
+        @param session_init_timeout: used only while C{link} is L{None}.
+        """
+        if link is None and find_outbind_link is None:
+            raise ValueError("ESMEProtocol needs a link or find_outbind_link")
+        super().__init__(
+            clock,
+            name=link.name if link else "(outbind)",
+            max_command_length=max_command_length,
+            session_init_timeout=session_init_timeout,
+        )
+        self.sink = sink
+        self.state = "connecting"
+        self.bound_since: float | None = None
+        self.on_state_change = on_state_change
+        self.on_outbind = on_outbind
+        self._find_outbind_link = find_outbind_link
+        self.stats.update(
+            dict.fromkeys(
+                (
+                    "submitted",
+                    "submit_ok",
+                    "submit_failed",
+                    "submit_errors",
+                    "throttled",
+                    "delivered",
+                    "deliver_failed",
+                ),
+                0,
+            )
+        )
+        self._submits: collections.deque[_Submit] = collections.deque()
+        self._pump_call = None
+        self._pause = 0.0
+        self._paused_until = 0.0
+        self._congestion = 0
+        self._congestion_at = 0.0
+        self._pending_deliveries = 0
+        self._outbind_waiters: list[defer.Deferred] = []
+        self._closed_waiters: list[defer.Deferred] = []
+        self._drain_call = None
+        self._unbind_deadline = 0.0
+        self._unbind_sent = False
+        self.link: SmscLink | None = None
+        self._bucket = TokenBucket(0.0, clock.seconds())
+        if link is not None:
+            self._configure(link)
+
+    @classmethod
+    def for_outbind(
+        cls,
+        clock,
+        sink,
+        find_outbind_link: Callable[[str], SmscLink | None],
+        max_command_length: int = 65536,
+        **kwargs,
+    ) -> "ESMEProtocol":
+        """
+        A protocol for a connection accepted on an outbind listener: the
+        link is found from the outbind's system_id via C{find_outbind_link}
+        (which must return an outbind-type link or L{None}), the password is
+        checked, then bind_receiver is sent.  Wrong credentials close the
+        connection.  Keyword arguments as for the constructor.
+        """
+        return cls(None, clock, sink, max_command_length,
+                   find_outbind_link=find_outbind_link, **kwargs)
+
+    def _configure(self, link: SmscLink) -> None:
+        self.link = link
+        self.name = link.name
+        self.window = link.window
+        self.response_timeout = link.response_timeout
+        self.enquire_link_interval = link.enquire_link_interval
+        self.inactivity_timeout = link.inactivity_timeout
+        self.session_init_timeout = link.session_init_timeout
+        self._bucket = TokenBucket(link.max_rate, self.clock.seconds())
+
+    # ------------------------------------------------------------------
+    # State
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        self._log.info("smsc {name}: {state}", name=self.name, state=state)
+        callback = self.on_state_change
+        if callback is not None:
+            try:
+                callback(self.name, state)
+            except Exception:
+                self._log.failure("smsc {name}: state callback failed", name=self.name)
+
+    # ------------------------------------------------------------------
+    # Bind
+
+    def bind(self) -> defer.Deferred:
+        """
+        Bind as the link's session type.  For an outbind link nothing is
+        sent: the Deferred waits for the SMSC's outbind and fires with the
+        bind_receiver_resp.
+
+        @return: Deferred firing with the successful bind response C{Pdu};
+            failing with L{BindError} (refused; the connection is closed),
+            C{SMPPTimeoutError} or C{SMPPConnectionLost}.
+        """
+        if self.link is None or self.link.session_type is SessionType.OUTBIND:
+            if self.state in ("unbinding", "closed") or not self.is_open:
+                return defer.fail(SMPPConnectionLost(f"smsc {self.name}: not connected"))
+            d = defer.Deferred()
+            self._outbind_waiters.append(d)
+            return d
+        return self._send_bind(*_BIND[self.link.session_type])
+
+    def bind_receiver_after_outbind(self) -> defer.Deferred:
+        """
+        Send bind_receiver on this (SMSC-opened) connection.  Called
+        automatically when a valid outbind arrives; public for callers that
+        validate the outbind themselves.
+
+        @return: as L{bind}.
+        """
+        return self._send_bind("bind_receiver", "bound_rx")
+
+    def _send_bind(self, command: str, bound_state: str) -> defer.Deferred:
+        if self.state != "connecting" or not self.is_open:
+            return defer.fail(
+                SMPPError(f"smsc {self.name}: cannot bind in state {self.state}")
+            )
+        link = self.link
+        request = smpp_pdu.make(
+            command,
+            system_id=link.system_id,
+            password=link.password,
+            system_type=link.system_type,
+            interface_version=link.interface_version,
+            addr_ton=link.src_ton,
+            addr_npi=link.src_npi,
+            address_range=link.address_range,
+        )
+        self._set_state("binding")
+        d = self.send_request(request, windowed=False)
+        d.addCallbacks(
+            self._bind_answered, self._bind_failed, callbackArgs=(command, bound_state)
+        )
+        return d
+
+    def _bind_answered(self, response, command: str, bound_state: str):
+        if response.command_status != CommandStatus.ESME_ROK:
+            error = BindError(response.command_status, self.name)
+            self._log.warn("{error}", error=error)
+            self.stats["errors"] += 1
+            self.close_connection(str(error))
+            raise error
+        self.bound_since = self.clock.seconds()
+        self._set_state(bound_state)
+        self.mark_bound()
+        self._log.info(
+            "smsc {name}: {command} accepted by {smsc!r}",
+            name=self.name,
+            command=command,
+            smsc=response.params.get("system_id", ""),
+        )
+        self._pump_submits()
+        return response
+
+    def _bind_failed(self, failure: Failure):
+        if failure.check(SMPPGenericNack):
+            failure = Failure(BindError(failure.value.status, self.name))
+        self.close_connection(f"bind failed: {failure.getErrorMessage()}")
+        return failure
+
+    # ------------------------------------------------------------------
+    # Incoming requests
+
+    def request_received(self, request) -> None:
+        command_id = request.command_id
+        if command_id in _DELIVERIES:
+            self._delivery_received(request)
+        elif command_id == CommandId.outbind:
+            self._outbind_received(request)
+        elif command_id == CommandId.alert_notification:
+            self._log.info(
+                "smsc {name}: alert_notification for {addr!r}",
+                name=self.name,
+                addr=request.params.get("source_addr", ""),
+            )
+        else:
+            super().request_received(request)
+
+    def _delivery_received(self, request) -> None:
+        if self.state not in RECEIVE_STATES:
+            self._log.info(
+                "smsc {name}: {command} seq={seq} refused in state {state}",
+                name=self.name,
+                command=request.command,
+                seq=request.sequence_number,
+                state=self.state,
+            )
+            status = (
+                CommandStatus.ESME_RX_T_APPN
+                if self.state == "unbinding"
+                else CommandStatus.ESME_RINVBNDSTS
+            )
+            self.send_error_response(request.command_id, request.sequence_number, status)
+            return
+        self.stats["delivered"] += 1
+        self._pending_deliveries += 1
+        d = defer.maybeDeferred(self.sink.deliver_received, self.name, request)
+        d.addErrback(self._sink_failed, request)
+        d.addCallback(self._answer_delivery, request)
+        d.addErrback(
+            lambda f: self._log.failure("smsc {name}: answering delivery", f, name=self.name)
+        )
+
+    def _sink_failed(self, failure: Failure, request) -> int:
+        self._log.failure(
+            "smsc {name}: delivery sink failed for {command} seq={seq}",
+            failure,
+            name=self.name,
+            command=request.command,
+            seq=request.sequence_number,
+        )
+        return int(CommandStatus.ESME_RX_T_APPN)
+
+    def _answer_delivery(self, status, request) -> None:
+        self._pending_deliveries -= 1
+        if not isinstance(status, int) or not 0 <= status <= 0xFFFFFFFF:
+            self._log.error(
+                "smsc {name}: delivery sink returned {status!r}, not a command_status",
+                name=self.name,
+                status=status,
+            )
+            status = int(CommandStatus.ESME_RX_T_APPN)
+        if status:
+            self.stats["deliver_failed"] += 1
+        if self._connected:
+            self.send_pdu(request.response(command_status=int(status)))
+        else:
+            self._log.info(
+                "smsc {name}: connection gone; {command} seq={seq} not answered "
+                "(the SMSC will deliver it again)",
+                name=self.name,
+                command=request.command,
+                seq=request.sequence_number,
+            )
+        self._maybe_drained()
+
+    def _outbind_received(self, request) -> None:
+        system_id = request.params.get("system_id", "")
+        password = request.params.get("password", "")
+        if self.state != "connecting" or self._bound:
+            self._log.warn(
+                "smsc {name}: outbind in state {state} ignored", name=self.name, state=self.state
+            )
+            self.send_error_response(
+                request.command_id, request.sequence_number, CommandStatus.ESME_RINVBNDSTS
+            )
+            return
+        link = self.link
+        if self._find_outbind_link is not None:
+            try:
+                link = self._find_outbind_link(system_id)
+            except Exception:
+                self._log.failure("smsc {name}: outbind link lookup failed", name=self.name)
+                link = None
+        if (
+            link is None
+            or link.session_type is not SessionType.OUTBIND
+            or not hmac.compare_digest(system_id.encode("latin-1"), link.system_id.encode("latin-1"))
+            or not hmac.compare_digest(password.encode("latin-1"), link.password.encode("latin-1"))
+        ):
+            self.stats["errors"] += 1
+            error = BindError(CommandStatus.ESME_RINVPASWD, self.name)
+            self._log.warn(
+                "smsc {name}: outbind from system_id {system_id!r} refused: unknown "
+                "system_id or wrong password",
+                name=self.name,
+                system_id=system_id,
+            )
+            self.close_connection("outbind refused: unknown system_id or wrong password")
+            self._fire_outbind_waiters(Failure(error))
+            return
+        if link is not self.link:
+            self._configure(link)
+        if self.on_outbind is not None:
+            try:
+                self.on_outbind(self, link)
+            except Exception:
+                self._log.failure("smsc {name}: on_outbind callback failed", name=self.name)
+        d = self.bind_receiver_after_outbind()
+        d.addBoth(self._fire_outbind_waiters)
+        d.addErrback(lambda f: None)  # reported to the waiters and logged by bind
+
+    def _fire_outbind_waiters(self, result):
+        waiters, self._outbind_waiters = self._outbind_waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+        return result
+
+    # ------------------------------------------------------------------
+    # Submit
+
+    def submit(self, params: dict, tlvs: dict | None = None) -> defer.Deferred:
+        """
+        Send a submit_sm, respecting the window, the link's max_rate, and
+        throttling by the SMSC: a response with ESME_RTHROTTLED or
+        ESME_RMSGQFUL pauses this session's submits (adaptive pause) and
+        re-sends the same PDU with a new sequence_number afterwards.
+
+        @param params: submit_sm mandatory parameters by spec name
+            (missing ones take the spec defaults).
+        @param tlvs: optional parameters by spec name.
+        @return: Deferred firing with L{SubmitResult} (whatever the final
+            status); failing with L{NotBoundError} (not bound for transmit,
+            or unbinding), the codec's error for bad params,
+            C{SMPPTimeoutError} or C{SMPPConnectionLost} (the SMSC may or
+            may not have the message).
+        """
+        if self.state not in TRANSMIT_STATES or not self.is_open:
+            return defer.fail(
+                NotBoundError(
+                    f"smsc {self.name}: cannot submit, session is {self.state}"
+                )
+            )
+        try:
+            request = smpp_pdu.make("submit_sm", tlvs=tlvs, **params)
+            smpp_pdu.encode(request)
+        except Exception as e:
+            return defer.fail(e)
+        item = _Submit(request, defer.Deferred())
+        self.stats["submitted"] += 1
+        self._submits.append(item)
+        self._pump_submits()
+        return item.deferred
+
+    @property
+    def pending_submits(self) -> int:
+        """Submits accepted but not yet sent (waiting for rate/window/pause)."""
+        return len(self._submits)
+
+    def _congestion_factor(self, now: float) -> float:
+        if not self._congestion or now - self._congestion_at > self.congestion_ttl:
+            return 1.0
+        for threshold, factor in self.congestion_levels:
+            if self._congestion >= threshold:
+                return factor
+        return 1.0
+
+    def effective_window(self) -> int:
+        """@return: the window, reduced while the SMSC reports congestion."""
+        factor = self._congestion_factor(self.clock.seconds())
+        return max(1, int(self.window * factor))
+
+    def _pump_submits(self) -> None:
+        if self._pump_call is not None:
+            return
+        while self._submits and self.state in TRANSMIT_STATES and self.is_open:
+            now = self.clock.seconds()
+            factor = self._congestion_factor(now)
+            if self.link.max_rate > 0:
+                self._bucket.set_rate(self.link.max_rate * factor, now)
+            if now < self._paused_until:
+                wait = self._paused_until - now
+            else:
+                wait = self._bucket.delay(now)
+            if wait > 0:
+                self._pump_call = self.clock.callLater(wait, self._pump_later)
+                return
+            window = max(1, int(self.window * factor))
+            if self._in_window + self.queued >= window:
+                return  # window_changed() calls us again
+            self._bucket.take(now)
+            self._send_submit(self._submits.popleft())
+
+    def _pump_later(self) -> None:
+        self._pump_call = None
+        self._pump_submits()
+
+    def window_changed(self) -> None:
+        self._pump_submits()
+        self._maybe_drained()
+
+    def _send_submit(self, item: _Submit) -> None:
+        item.attempts += 1
+        d = self.send_request(item.request)
+        d.addCallbacks(
+            self._submit_answered, self._submit_failed, callbackArgs=(item,), errbackArgs=(item,)
+        )
+        d.addErrback(
+            lambda f: self._log.failure("smsc {name}: submit handling", f, name=self.name)
+        )
+
+    def _submit_answered(self, response, item: _Submit) -> None:
+        self._note_congestion(response)
+        status = response.command_status
+        if status in _THROTTLE_STATUSES and self._throttled(item, status):
+            return
+        if status == CommandStatus.ESME_ROK:
+            self.stats["submit_ok"] += 1
+            self._pause *= self.throttle_recovery
+            if self._pause < self.throttle_pause_initial:
+                self._pause = 0.0
+            message_id = response.params.get("message_id")
+        else:
+            self.stats["submit_failed"] += 1
+            message_id = None
+        item.deferred.callback(SubmitResult(int(status), message_id))
+
+    def _submit_failed(self, failure: Failure, item: _Submit) -> None:
+        if failure.check(SMPPGenericNack) and failure.value.status in _THROTTLE_STATUSES:
+            if self._throttled(item, failure.value.status):
+                return
+        self.stats["submit_errors"] += 1
+        item.deferred.errback(failure)
+
+    def _throttled(self, item: _Submit, status: int) -> bool:
+        """Re-queue a throttled submit; False when it must not be retried."""
+        self.stats["throttled"] += 1
+        if item.attempts >= self.max_throttle_attempts or self.state not in TRANSMIT_STATES:
+            return False
+        now = self.clock.seconds()
+        if now >= self._paused_until:
+            self._pause = (
+                self.throttle_pause_initial
+                if self._pause < self.throttle_pause_initial
+                else min(self.throttle_pause_max, self._pause * 2)
+            )
+            self._paused_until = now + self._pause
+            self._log.info(
+                "smsc {name}: {status}; pausing submits for {pause:.2f}s",
+                name=self.name,
+                status=status_name(status),
+                pause=self._pause,
+            )
+        self._submits.appendleft(item)
+        self._pump_submits()  # a pump already scheduled re-checks the pause
+        return True
+
+    def _note_congestion(self, response) -> None:
+        tlvs = response.tlvs
+        if not tlvs:
+            return
+        value = tlvs.get("congestion_state")
+        if isinstance(value, int):
+            if value >= self.congestion_levels[-1][0] and value != self._congestion:
+                self._log.info(
+                    "smsc {name}: congestion_state {value}; slowing down",
+                    name=self.name,
+                    value=value,
+                )
+            self._congestion = value
+            self._congestion_at = self.clock.seconds()
+
+    def _fail_submits(self, error: Exception) -> None:
+        self._cancel_call("_pump_call")
+        items = list(self._submits)
+        self._submits.clear()
+        for item in items:
+            self.stats["submit_errors"] += 1
+            item.deferred.errback(error)
+
+    # ------------------------------------------------------------------
+    # Unbind and close
+
+    def unbind(self, timeout: float = 5.0) -> defer.Deferred:
+        """
+        Unbind gracefully: refuse new submits (L{NotBoundError}), fail the
+        ones not yet sent, wait for outstanding responses and pending
+        delivery answers, send C{unbind}, wait for C{unbind_resp}, close.
+        The whole sequence takes at most C{timeout} seconds (the last
+        C{min(timeout/2, 1)} are kept for the unbind_resp); requests still
+        outstanding then fail with C{SMPPConnectionLost}.
+
+        @param timeout: upper bound in seconds.
+        @return: Deferred firing with L{None} once the connection is lost
+            (never fails).
+        """
+        if not self._connected:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._closed_waiters.append(d)
+        if self.state == "unbinding" or self._closing:
+            return d
+        was_bound = self._bound
+        self._set_state("unbinding")
+        self._fail_submits(NotBoundError(f"smsc {self.name}: unbinding, submit not sent"))
+        if not was_bound:
+            self.close_connection("closed before bind completed")
+            return d
+        now = self.clock.seconds()
+        self._unbind_deadline = now + timeout
+        reserve = min(timeout / 2.0, 1.0)
+        self._drain_call = self.clock.callLater(timeout - reserve, self._send_unbind)
+        self._maybe_drained()
+        return d
+
+    def _maybe_drained(self) -> None:
+        if (
+            self.state == "unbinding"
+            and self._drain_call is not None
+            and self._in_window == 0
+            and not self.queued
+            and self._pending_deliveries == 0
+        ):
+            self._send_unbind()
+
+    def _send_unbind(self) -> None:
+        self._cancel_call("_drain_call")
+        if self._unbind_sent or not self.is_open:
+            return
+        self._unbind_sent = True
+        remaining = max(self._unbind_deadline - self.clock.seconds(), 0.001)
+        self.unbind_and_close("unbound", timeout=remaining)
+
+    def session_inactive(self) -> None:
+        self._log.info(
+            "smsc {name}: nothing received for {t:g}s (inactivity timer)",
+            name=self.name,
+            t=self.inactivity_timeout,
+        )
+        self.unbind(self.response_timeout)
+
+    def unbind_received(self, request) -> None:
+        self._set_state("unbinding")
+        self._fail_submits(NotBoundError(f"smsc {self.name}: SMSC unbound, submit not sent"))
+
+    def _cancel_timers(self) -> None:
+        super()._cancel_timers()
+        self._cancel_call("_pump_call")
+        self._cancel_call("_drain_call")
+
+    def session_closed(self, reason: Failure) -> None:
+        self._fail_submits(SMPPConnectionLost(f"smsc {self.name}: connection lost"))
+        self._fire_outbind_waiters(
+            Failure(SMPPConnectionLost(f"smsc {self.name}: connection lost before bind"))
+        )
+        self._set_state("closed")
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for d in waiters:
+            d.callback(None)

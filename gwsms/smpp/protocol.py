@@ -1,0 +1,729 @@
+# -*- test-case-name: tests.test_smpp_protocol -*-
+"""
+The SMPP session layer, shared by both ends of a connection.
+
+L{SMPPProtocol} turns the byte stream into PDUs (C{command_length}
+framing), numbers outgoing requests, matches responses to them, bounds how
+many may be outstanding (the window) and runs the SMPP 3.4 section 7.2
+timers on an injected clock:
+
+  - session-init: a connection not bound within C{session_init_timeout}
+    is closed;
+  - response: a request not answered within C{response_timeout} fails
+    with L{SMPPTimeoutError};
+  - enquire-link: after C{enquire_link_interval} seconds with nothing
+    received an C{enquire_link} is sent; no answer within
+    C{response_timeout} closes the connection;
+  - inactivity: when C{inactivity_timeout} > 0 and no PDU other than
+    C{enquire_link}/C{enquire_link_resp} arrived for that long, the session
+    is unbound and closed.
+
+It answers what any SMPP entity must answer (C{enquire_link}, C{unbind},
+malformed and unknown PDUs) and hands every other request to
+L{SMPPProtocol.request_received}, which subclasses override.  It contains
+no application logic.
+"""
+
+from __future__ import annotations
+
+import collections
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gwsms.smpp import pdu as smpp_pdu
+from gwsms.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
+
+#: Highest sequence_number; the next one after it is 1 again.
+MAX_SEQUENCE = 0x7FFFFFFF
+HEADER_LENGTH = 16
+
+_KNOWN = {int(c) for c in CommandId}
+#: Requests that have no response PDU.
+_NO_RESPONSE = {int(CommandId.outbind), int(CommandId.alert_notification)}
+#: Received PDUs that do not count as activity for the inactivity timer.
+_KEEPALIVE = {int(CommandId.enquire_link), int(CommandId.enquire_link_resp)}
+
+
+def command_name(command_id: int) -> str:
+    """
+    @return: the spec name of C{command_id}, or its hex value if unknown.
+    """
+    try:
+        return CommandId(command_id).name
+    except ValueError:
+        return f"0x{command_id:08x}"
+
+
+def status_name(status: int) -> str:
+    """
+    @return: e.g. C{"ESME_RTHROTTLED (0x58)"} for a command_status.
+    """
+    try:
+        return f"{CommandStatus(status).name} (0x{status:x})"
+    except ValueError:
+        return f"0x{status:x}"
+
+
+class SMPPError(Exception):
+    """Base class of the errors a request Deferred can fail with."""
+
+
+class SMPPTimeoutError(SMPPError):
+    """
+    No response arrived within the response timer.
+
+    @ivar command: name of the request, e.g. C{"submit_sm"}.
+    @ivar sequence_number: its sequence_number.
+    @ivar timeout: the timer in seconds.
+    """
+
+    def __init__(self, command: str, sequence_number: int, timeout: float):
+        super().__init__(
+            f"no response to {command} seq={sequence_number} within {timeout:g}s"
+        )
+        self.command = command
+        self.sequence_number = sequence_number
+        self.timeout = timeout
+
+
+class SMPPConnectionLost(SMPPError):
+    """The connection closed (or was not open) before the response arrived."""
+
+
+class SMPPGenericNack(SMPPError):
+    """
+    The peer answered a request with C{generic_nack}.
+
+    @ivar status: the generic_nack's command_status.
+    @ivar command: name of the request it refused.
+    """
+
+    def __init__(self, status: int, command: str):
+        super().__init__(f"{command} refused with generic_nack {status_name(status)}")
+        self.status = status
+        self.command = command
+
+
+class SMPPProtocolError(SMPPError):
+    """
+    The response to a request could not be decoded.
+
+    @ivar status: the C{CommandStatus} describing the defect.
+    """
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class _Pending:
+    """One request waiting for its response."""
+
+    __slots__ = ("deferred", "timer", "command_id", "windowed")
+
+    def __init__(self, deferred, timer, command_id: int, windowed: bool):
+        self.deferred = deferred
+        self.timer = timer
+        self.command_id = command_id
+        self.windowed = windowed
+
+
+class SMPPProtocol(Protocol):
+    """
+    SMPP framing, sequence numbers, window and timers.
+
+    @ivar name: label used in log lines (the link name).
+    @ivar stats: counters: C{received}, C{sent} (PDUs), C{malformed},
+        C{generic_nack_sent}, C{generic_nack_received}, C{timeouts},
+        C{unmatched} (responses matching no request), C{errors},
+        C{enquire_link_sent}.
+    @ivar close_reason: why this side closed the connection (L{str}), or
+        L{None} while open / when the peer closed it.
+    @ivar outstanding: C{sequence_number -> _Pending} (Deferred, response
+        DelayedCall, ...) of the requests in flight; read-only for callers.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock,
+        *,
+        name: str = "smpp",
+        window: int = 10,
+        response_timeout: float = 60.0,
+        enquire_link_interval: float = 30.0,
+        inactivity_timeout: float = 0.0,
+        session_init_timeout: float = 10.0,
+        max_command_length: int = 65536,
+    ):
+        """
+        @param clock: an C{IReactorTime}; every timer runs on it.
+        @param name: label for log lines.
+        @param window: at most this many windowed requests outstanding.
+        @param response_timeout: seconds to wait for each response (> 0).
+        @param enquire_link_interval: idle seconds before an enquire_link is
+            sent; 0 disables it.
+        @param inactivity_timeout: seconds without traffic before the session
+            is unbound; 0 disables it.
+        @param session_init_timeout: seconds to get bound after connecting;
+            0 disables it.
+        @param max_command_length: larger C{command_length} values close the
+            connection.
+        """
+        self.clock = clock
+        self.name = name
+        self.window = max(1, int(window))
+        self.response_timeout = float(response_timeout)
+        self.enquire_link_interval = float(enquire_link_interval)
+        self.inactivity_timeout = float(inactivity_timeout)
+        self.session_init_timeout = float(session_init_timeout)
+        self.max_command_length = int(max_command_length)
+        self.close_reason: str | None = None
+        self.outstanding: dict[int, _Pending] = {}
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "received",
+                "sent",
+                "malformed",
+                "generic_nack_sent",
+                "generic_nack_received",
+                "timeouts",
+                "unmatched",
+                "errors",
+                "enquire_link_sent",
+            ),
+            0,
+        )
+        self._buffer = bytearray()
+        self._next_sequence = 1
+        self._in_window = 0
+        self._queue: collections.deque = collections.deque()
+        self._connected = False
+        self._closing = False
+        self._bound = False
+        self._last_received = 0.0
+        self._last_activity = 0.0
+        self._session_init_call = None
+        self._enquire_call = None
+        self._inactivity_call = None
+        self._enquire_pending = False
+
+    # ------------------------------------------------------------------
+    # Public API
+
+    @property
+    def is_open(self) -> bool:
+        """True from connectionMade until we start closing / connectionLost."""
+        return self._connected and not self._closing
+
+    @property
+    def queued(self) -> int:
+        """Number of windowed requests waiting for a free window slot."""
+        return len(self._queue)
+
+    def window_free(self) -> int:
+        """
+        @return: how many more windowed requests would go out right now.
+        """
+        return max(0, self.window - self._in_window - len(self._queue))
+
+    def send_request(
+        self, request, *, windowed: bool = True, timeout: float | None = None
+    ) -> defer.Deferred:
+        """
+        Send a request PDU; a fresh sequence_number is assigned when it
+        is written (and stored in C{request.sequence_number}).
+
+        @param request: a request C{Pdu}.
+        @param windowed: counts against the window (and waits in FIFO order
+            for a slot when it is full).  Session management (bind,
+            enquire_link, unbind) passes L{False}.
+        @param timeout: response timer in seconds; default C{response_timeout}.
+        @return: Deferred firing with the response C{Pdu} whatever its
+            command_status; failing with L{SMPPTimeoutError},
+            L{SMPPConnectionLost}, L{SMPPGenericNack} or
+            L{SMPPProtocolError}; or with the codec's error when the PDU
+            cannot be encoded.
+        """
+        if not self.is_open:
+            return defer.fail(
+                SMPPConnectionLost(
+                    f"smsc {self.name}: not connected, {request.command} not sent"
+                )
+            )
+        try:
+            data = bytearray(smpp_pdu.encode(request))
+        except Exception as e:
+            return defer.fail(e)
+        d = defer.Deferred(self._cancel_request)
+        if windowed and (self._in_window >= self.window or self._queue):
+            self._queue.append((request, data, d, timeout))
+        else:
+            self._transmit(request, data, d, windowed, timeout)
+        return d
+
+    def send_pdu(self, pdu) -> None:
+        """
+        Write a PDU as it is (responses; no sequence number assigned).
+
+        @param pdu: the C{Pdu} to encode and write.
+        """
+        self._write(smpp_pdu.encode(pdu))
+
+    def send_error_response(self, command_id: int, sequence_number: int, status: int):
+        """
+        Answer a request with an error status and no body (SMPP 3.4: the
+        body of a _resp is not returned when command_status is non-zero).
+        Requests that have no response are answered with C{generic_nack}.
+
+        @param command_id: the request's command_id.
+        @param sequence_number: the request's sequence_number.
+        @param status: the command_status to answer with.
+        """
+        if command_id in _KNOWN and not command_id & RESPONSE_BIT and (
+            command_id not in _NO_RESPONSE
+        ):
+            resp = command_id | RESPONSE_BIT
+        else:
+            resp = int(CommandId.generic_nack)
+            self.stats["generic_nack_sent"] += 1
+        self._write(
+            HEADER_LENGTH.to_bytes(4, "big")
+            + resp.to_bytes(4, "big")
+            + (status & 0xFFFFFFFF).to_bytes(4, "big")
+            + (sequence_number & 0xFFFFFFFF).to_bytes(4, "big")
+        )
+
+    def close_connection(self, reason: str) -> None:
+        """
+        Close the connection now, logging C{reason} (kept in
+        C{close_reason}).  Outstanding requests fail when the transport
+        reports the loss.
+        """
+        if self._closing or not self._connected:
+            return
+        self._closing = True
+        self.close_reason = reason
+        self._log.info("smsc {name}: closing connection: {reason}", name=self.name, reason=reason)
+        self._cancel_timers()
+        self.transport.loseConnection()
+
+    def mark_bound(self) -> None:
+        """
+        The session is bound: stop the session-init timer, start the
+        enquire-link and inactivity timers.
+        """
+        self._bound = True
+        self._cancel_call("_session_init_call")
+        now = self.clock.seconds()
+        self._last_received = self._last_activity = now
+        if self.enquire_link_interval > 0 and self._enquire_call is None:
+            self._enquire_call = self.clock.callLater(
+                self.enquire_link_interval, self._enquire_link_due
+            )
+        if self.inactivity_timeout > 0 and self._inactivity_call is None:
+            self._inactivity_call = self.clock.callLater(
+                self.inactivity_timeout, self._inactivity_due
+            )
+
+    # ------------------------------------------------------------------
+    # Hooks for subclasses
+
+    def request_received(self, request) -> None:
+        """
+        A request other than enquire_link / unbind arrived.  The default
+        answers C{ESME_RINVCMDID} (C{generic_nack} for requests without a
+        response).  Overrides must answer every request that has a response.
+        """
+        self._log.info(
+            "smsc {name}: unsupported {command} seq={seq} refused",
+            name=self.name,
+            command=request.command,
+            seq=request.sequence_number,
+        )
+        if request.command_id in _NO_RESPONSE:
+            return
+        self.send_error_response(
+            request.command_id, request.sequence_number, CommandStatus.ESME_RINVCMDID
+        )
+
+    def unbind_received(self, request) -> None:
+        """The peer sent unbind; unbind_resp is already written; we close next."""
+
+    def window_changed(self) -> None:
+        """A window slot may have become free (after a response/timeout)."""
+
+    def session_inactive(self) -> None:
+        """The inactivity timer expired.  The default unbinds and closes."""
+        self.unbind_and_close(
+            f"nothing received for {self.inactivity_timeout:g}s (inactivity timer)"
+        )
+
+    def session_closed(self, reason: Failure) -> None:
+        """Called at the end of connectionLost, after all requests failed."""
+
+    # ------------------------------------------------------------------
+    # Twisted Protocol
+
+    def connectionMade(self) -> None:
+        self._connected = True
+        now = self.clock.seconds()
+        self._last_received = self._last_activity = now
+        if self.session_init_timeout > 0 and not self._bound:
+            self._session_init_call = self.clock.callLater(
+                self.session_init_timeout, self._session_init_expired
+            )
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing or not self._connected:
+            return
+        buf = self._buffer
+        buf += data
+        offset = 0
+        end = len(buf)
+        try:
+            while end - offset >= 4:
+                length = int.from_bytes(buf[offset : offset + 4], "big")
+                if length < HEADER_LENGTH or length > self.max_command_length:
+                    self._framing_error(buf, offset, length)
+                    return
+                if end - offset < length:
+                    break
+                frame = bytes(buf[offset : offset + length])
+                offset += length
+                self._frame_received(frame)
+                if self._closing:
+                    return
+        finally:
+            if self._closing:
+                buf.clear()
+            elif offset:
+                del buf[:offset]
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._closing = True
+        self._cancel_timers()
+        self._buffer.clear()
+        outstanding, self.outstanding = self.outstanding, {}
+        queued = list(self._queue)
+        self._queue.clear()
+        self._in_window = 0
+        why = self.close_reason or (
+            reason.getErrorMessage() if reason is not None else "connection lost"
+        )
+        for pending in outstanding.values():
+            if pending.timer.active():
+                pending.timer.cancel()
+            pending.deferred.errback(
+                SMPPConnectionLost(f"smsc {self.name}: connection lost ({why})")
+            )
+        for _request, _data, d, _timeout in queued:
+            d.errback(SMPPConnectionLost(f"smsc {self.name}: connection lost ({why})"))
+        if was_connected:
+            self.session_closed(reason)
+
+    # ------------------------------------------------------------------
+    # Receiving
+
+    def _framing_error(self, buf, offset, length) -> None:
+        seq = 0
+        if len(buf) - offset >= HEADER_LENGTH:
+            seq = int.from_bytes(buf[offset + 12 : offset + 16], "big")
+        self.stats["malformed"] += 1
+        self.stats["errors"] += 1
+        self.send_error_response(0, seq, CommandStatus.ESME_RINVCMDLEN)
+        self.close_connection(
+            f"invalid command_length {length} (must be 16..{self.max_command_length})"
+        )
+
+    def _frame_received(self, frame: bytes) -> None:
+        self.stats["received"] += 1
+        command_id = int.from_bytes(frame[4:8], "big")
+        now = self.clock.seconds()
+        self._last_received = now
+        if command_id not in _KEEPALIVE:
+            self._last_activity = now
+        try:
+            request = smpp_pdu.decode(frame)
+        except smpp_pdu.PduError as e:
+            self._malformed_received(frame, e.status, str(e))
+            return
+        except Exception as e:  # a codec defect must not kill the session
+            self._log.error(
+                "smsc {name}: codec error decoding {command}: {error!r}",
+                name=self.name,
+                command=command_name(command_id),
+                error=e,
+            )
+            self._malformed_received(frame, CommandStatus.ESME_RSYSERR, repr(e))
+            return
+        try:
+            self._pdu_received(request)
+        except Exception:
+            self._log.failure(
+                "smsc {name}: error handling {command}",
+                name=self.name,
+                command=command_name(command_id),
+            )
+
+    def _malformed_received(self, frame: bytes, status, message: str) -> None:
+        command_id = int.from_bytes(frame[4:8], "big")
+        seq = int.from_bytes(frame[12:16], "big")
+        status = int(status) if status else int(CommandStatus.ESME_RSYSERR)
+        self.stats["malformed"] += 1
+        self.stats["errors"] += 1
+        self._log.warn(
+            "smsc {name}: malformed {command} seq={seq}: {message}",
+            name=self.name,
+            command=command_name(command_id),
+            seq=seq,
+            message=message,
+        )
+        if command_id & RESPONSE_BIT:
+            pending = self.outstanding.get(seq)
+            if pending is not None and (
+                command_id == CommandId.generic_nack
+                or command_id == pending.command_id | RESPONSE_BIT
+            ):
+                self._finish(seq, pending)
+                pending.deferred.errback(
+                    SMPPProtocolError(
+                        f"malformed {command_name(command_id)}: {message}", status
+                    )
+                )
+                self.window_changed()
+            return
+        self.send_error_response(command_id, seq, status)
+
+    def _pdu_received(self, request) -> None:
+        command_id = request.command_id
+        if command_id == CommandId.generic_nack:
+            self._generic_nack_received(request)
+        elif command_id & RESPONSE_BIT:
+            self._response_received(request)
+        elif command_id == CommandId.enquire_link:
+            self._write(
+                HEADER_LENGTH.to_bytes(4, "big")
+                + int(CommandId.enquire_link_resp).to_bytes(4, "big")
+                + bytes(4)
+                + request.sequence_number.to_bytes(4, "big")
+            )
+        elif command_id == CommandId.unbind:
+            self._write(
+                HEADER_LENGTH.to_bytes(4, "big")
+                + int(CommandId.unbind_resp).to_bytes(4, "big")
+                + bytes(4)
+                + request.sequence_number.to_bytes(4, "big")
+            )
+            self.unbind_received(request)
+            self.close_connection("peer sent unbind")
+        else:
+            self.request_received(request)
+
+    def _response_received(self, response) -> None:
+        seq = response.sequence_number
+        pending = self.outstanding.get(seq)
+        if pending is None or response.command_id != pending.command_id | RESPONSE_BIT:
+            self.stats["unmatched"] += 1
+            self._log.info(
+                "smsc {name}: dropping {command} seq={seq}: no matching request",
+                name=self.name,
+                command=response.command,
+                seq=seq,
+            )
+            return
+        self._finish(seq, pending)
+        pending.deferred.callback(response)
+        self.window_changed()
+
+    def _generic_nack_received(self, nack) -> None:
+        self.stats["generic_nack_received"] += 1
+        self.stats["errors"] += 1
+        seq = nack.sequence_number
+        pending = self.outstanding.get(seq)
+        self._log.warn(
+            "smsc {name}: generic_nack {status} seq={seq}{what}",
+            name=self.name,
+            status=status_name(nack.command_status),
+            seq=seq,
+            what="" if pending else " (matches no request)",
+        )
+        if pending is None:
+            return
+        self._finish(seq, pending)
+        pending.deferred.errback(
+            SMPPGenericNack(nack.command_status, command_name(pending.command_id))
+        )
+        self.window_changed()
+
+    # ------------------------------------------------------------------
+    # Sending
+
+    def _write(self, data: bytes) -> None:
+        self.stats["sent"] += 1
+        self.transport.write(data)
+
+    def _allocate_sequence(self) -> int:
+        seq = self._next_sequence
+        while seq in self.outstanding:
+            seq = seq + 1 if seq < MAX_SEQUENCE else 1
+        self._next_sequence = seq + 1 if seq < MAX_SEQUENCE else 1
+        return seq
+
+    def _transmit(self, request, data: bytearray, d, windowed: bool, timeout) -> None:
+        seq = self._allocate_sequence()
+        request.sequence_number = seq
+        data[12:16] = seq.to_bytes(4, "big")
+        if timeout is None:
+            timeout = self.response_timeout
+        timer = self.clock.callLater(timeout, self._request_timed_out, seq, timeout)
+        self.outstanding[seq] = _Pending(d, timer, request.command_id, windowed)
+        if windowed:
+            self._in_window += 1
+        self._write(bytes(data))
+
+    def _finish(self, seq: int, pending: _Pending) -> None:
+        """Remove a request from the map, stop its timer, refill the window."""
+        del self.outstanding[seq]
+        if pending.timer.active():
+            pending.timer.cancel()
+        if pending.windowed:
+            self._in_window -= 1
+            self._pump_queue()
+
+    def _pump_queue(self) -> None:
+        while self._queue and self._in_window < self.window and self.is_open:
+            request, data, d, timeout = self._queue.popleft()
+            self._transmit(request, data, d, True, timeout)
+
+    def _request_timed_out(self, seq: int, timeout: float) -> None:
+        pending = self.outstanding.get(seq)
+        if pending is None:
+            return
+        self._finish(seq, pending)
+        self.stats["timeouts"] += 1
+        self.stats["errors"] += 1
+        command = command_name(pending.command_id)
+        self._log.warn(
+            "smsc {name}: no response to {command} seq={seq} within {timeout}s",
+            name=self.name,
+            command=command,
+            seq=seq,
+            timeout=timeout,
+        )
+        pending.deferred.errback(SMPPTimeoutError(command, seq, timeout))
+        self.window_changed()
+
+    def _cancel_request(self, d) -> None:
+        for i, item in enumerate(self._queue):
+            if item[2] is d:
+                del self._queue[i]
+                return
+        for seq, pending in self.outstanding.items():
+            if pending.deferred is d:
+                self._finish(seq, pending)
+                self.window_changed()
+                return
+
+    # ------------------------------------------------------------------
+    # Timers
+
+    def _cancel_call(self, attribute: str) -> None:
+        call = getattr(self, attribute)
+        setattr(self, attribute, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _cancel_timers(self) -> None:
+        for attribute in ("_session_init_call", "_enquire_call", "_inactivity_call"):
+            self._cancel_call(attribute)
+
+    def _session_init_expired(self) -> None:
+        self._session_init_call = None
+        if not self._bound:
+            self.close_connection(
+                f"not bound within {self.session_init_timeout:g}s (session-init timer)"
+            )
+
+    def _enquire_link_due(self) -> None:
+        self._enquire_call = None
+        if not self.is_open:
+            return
+        interval = self.enquire_link_interval
+        idle = self.clock.seconds() - self._last_received
+        if idle < interval or self._enquire_pending:
+            delay = interval - idle if idle < interval else interval
+            self._enquire_call = self.clock.callLater(delay, self._enquire_link_due)
+            return
+        self._enquire_pending = True
+        self.stats["enquire_link_sent"] += 1
+        d = self.send_request(smpp_pdu.make("enquire_link"), windowed=False)
+        d.addCallbacks(self._enquire_link_answered, self._enquire_link_failed)
+        d.addErrback(
+            lambda f: self._log.failure("smsc {name}: enquire_link", f, name=self.name)
+        )
+        if self.is_open:
+            self._enquire_call = self.clock.callLater(interval, self._enquire_link_due)
+
+    def _enquire_link_answered(self, response) -> None:
+        self._enquire_pending = False
+        if response.command_status:
+            self._log.info(
+                "smsc {name}: enquire_link_resp with {status}",
+                name=self.name,
+                status=status_name(response.command_status),
+            )
+
+    def _enquire_link_failed(self, failure: Failure) -> None:
+        self._enquire_pending = False
+        if failure.check(SMPPTimeoutError):
+            self.close_connection(
+                f"no enquire_link_resp within {self.response_timeout:g}s"
+            )
+        elif failure.check(SMPPConnectionLost):
+            pass
+        elif failure.check(SMPPGenericNack, SMPPProtocolError):
+            # The peer answered, so it is alive; note and carry on.
+            self._log.info(
+                "smsc {name}: enquire_link: {error}", name=self.name, error=failure.value
+            )
+        else:
+            return failure
+
+    def _inactivity_due(self) -> None:
+        self._inactivity_call = None
+        if not self.is_open:
+            return
+        idle = self.clock.seconds() - self._last_activity
+        if idle < self.inactivity_timeout:
+            self._inactivity_call = self.clock.callLater(
+                self.inactivity_timeout - idle, self._inactivity_due
+            )
+            return
+        self.session_inactive()
+
+    def unbind_and_close(self, reason: str, timeout: float | None = None) -> defer.Deferred:
+        """
+        Send C{unbind}, wait for C{unbind_resp} (at most C{timeout}, default
+        C{response_timeout}), then close the connection giving C{reason}.
+
+        @return: Deferred firing with L{None} once the connection is being
+            closed (never fails).
+        """
+        if not self.is_open:
+            return defer.succeed(None)
+        self._log.info("smsc {name}: unbinding: {reason}", name=self.name, reason=reason)
+        d = self.send_request(smpp_pdu.make("unbind"), windowed=False, timeout=timeout)
+
+        def done(result):
+            if isinstance(result, Failure) and not result.check(SMPPError):
+                self._log.failure("smsc {name}: unbind", result, name=self.name)
+            self.close_connection(reason)
+
+        d.addBoth(done)
+        return d
