@@ -168,7 +168,7 @@ class SmscStore:
 
         return self._db.run_interaction("smsc_add", interaction)
 
-    def update(self, name: str, **changes) -> defer.Deferred:
+    def update(self, name: str, /, **changes) -> defer.Deferred:
         """
         Change some fields of the row named C{name} (renaming included).
 
