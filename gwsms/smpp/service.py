@@ -24,7 +24,6 @@ import hmac
 import random as _random
 from collections import Counter
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer, endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -577,14 +576,14 @@ class SmppService(MultiService):
         self._check_unique(links)
         for link in links:
             self._sessions[link.name] = self._make_session(link)
+        self._listeners = []
+        self._ports: list = []
         for description in smpp_config.outbind_listen:
             try:
                 endpoint = endpoints.serverFromString(reactor, description)
             except (ValueError, TypeError, KeyError) as e:
                 raise ValueError(f"smpp.outbind_listen {description!r}: {e}") from None
-            listener = StreamServerEndpointService(endpoint, _OutbindFactory(self))
-            listener._raiseSynchronously = True  # fail startup, as twistd does
-            listener.setServiceParent(self)
+            self._listeners.append((description, endpoint))
 
     @staticmethod
     def _check_unique(links) -> None:
@@ -629,6 +628,31 @@ class SmppService(MultiService):
 
     # -- IService --------------------------------------------------------
     def startService(self) -> None:
+        """
+        Listen for outbind, then connect every enabled link.
+
+        @raise twisted.internet.error.CannotListenError: an outbind listener
+            could not be opened (startup fails rather than running without it).
+        """
+        factory = _OutbindFactory(self)
+        for description, endpoint in self._listeners:
+            outcome: list = []
+            d = endpoint.listen(factory)
+            d.addBoth(outcome.append)
+            if outcome and isinstance(outcome[0], Failure):
+                for port in self._ports:
+                    port.stopListening()
+                self._ports = []
+                self._log.error(
+                    "cannot listen for outbind on {where}: {why}",
+                    where=description, why=outcome[0].getErrorMessage(),
+                )
+                outcome[0].raiseException()
+            if outcome:
+                self._ports.append(outcome[0])
+            else:  # an endpoint that listens asynchronously
+                d.addCallback(self._ports.append)
+                d.addErrback(self._log.failure, "cannot listen for outbind on {where}", where=description)
         super().startService()
         for session in self._sessions.values():
             if session.link.enabled:
@@ -642,6 +666,15 @@ class SmppService(MultiService):
         timeout = self._config.shutdown_timeout
         stops = [self._stop_session(s, timeout) for s in self._sessions.values()]
         d = defer.DeferredList(stops, consumeErrors=True)
+
+        def stop_listening(_):
+            ports, self._ports = self._ports, []
+            return defer.DeferredList(
+                [defer.maybeDeferred(port.stopListening) for port in ports],
+                consumeErrors=True,
+            )
+
+        d.addCallback(stop_listening)
         d.addCallback(lambda _: MultiService.stopService(self))
         d.addErrback(self._log.failure, "stopping smpp service")
         return d
@@ -741,6 +774,10 @@ class SmppService(MultiService):
             None), C{counters} (dict), C{last_error} (str or None).
         """
         return [self._sessions[name].describe() for name in sorted(self._sessions)]
+
+    def outbind_addresses(self) -> list:
+        """@return: the C{IAddress} of every open outbind listener."""
+        return [port.getHost() for port in self._ports]
 
     def link_names(self) -> list[str]:
         """@return: names of all configured links, sorted."""
