@@ -556,3 +556,73 @@ class OutbindTests(ServiceTestBase):
             ValueError, self.build, [], outbind_listen=("bogus:1234",)
         )
         self.assertIn("bogus:1234", str(e))
+
+
+class RealEsmeTests(ServiceTestBase):
+    """The service driving the real L{gwsms.smpp.esme.ESMEProtocol} over a StringTransport."""
+
+    def build_real(self, links, **config):
+        config.setdefault("shutdown_timeout", 5.0)
+        self.config = SmppConfig(**config)
+        self.service = SmppService(self.reactor, self.config, object(), links, random=lambda: 0.5)
+        return self.service
+
+    def sent(self, transport):
+        from gwsms.smpp import pdu
+
+        data, out = transport.value(), []
+        transport.clear()
+        while data:
+            length = pdu.HEADER.unpack(data[:16])[0]
+            out.append(pdu.decode(data[:length]))
+            data = data[length:]
+        return out
+
+    def test_bind_and_unbind_on_the_wire(self):
+        from gwsms.smpp import pdu
+
+        self.build_real([make_link(session_type=SessionType.TRANSMITTER)]).startService()
+        host, port, factory, timeout, bind = self.reactor.tcpClients[0]
+        wrapper = factory.buildProtocol(None)
+        transport = StringTransport()
+        wrapper.makeConnection(transport)
+        [request] = self.sent(transport)
+        self.assertEqual(request.command, "bind_transmitter")
+        self.assertEqual(request.params["system_id"], "gw")
+        self.assertEqual(request.params["password"], "secret")
+        wrapper.dataReceived(pdu.encode(request.response(system_id="smsc")))
+        self.assertEqual(self.state_of("acme")["state"], "bound_tx")
+        d = self.service.submit("acme", {"destination_addr": "4930100", "short_message": b"hi"})
+        [submit] = self.sent(transport)
+        self.assertEqual(submit.command, "submit_sm")
+        self.assertEqual(submit.params["short_message"], b"hi")
+        wrapper.dataReceived(pdu.encode(submit.response(message_id="abc")))
+        result = self.successResultOf(d)
+        self.assertEqual((result.status, result.message_id), (0, "abc"))
+        stopped = self.service.stopService()
+        [unbind] = self.sent(transport)
+        self.assertEqual(unbind.command, "unbind")
+        wrapper.dataReceived(pdu.encode(unbind.response()))
+        self.assertTrue(transport.disconnecting)
+        wrapper.connectionLost(Failure(error.ConnectionDone()))
+        self.successResultOf(stopped)
+        self.assertEqual(self.state_of("acme")["state"], "stopped")
+
+    def test_refused_bind_on_the_wire(self):
+        from gwsms.smpp import pdu
+
+        self.build_real([make_link()], auth_failure_delay=120.0).startService()
+        host, port, factory, timeout, bind = self.reactor.tcpClients[0]
+        wrapper = factory.buildProtocol(None)
+        transport = StringTransport()
+        wrapper.makeConnection(transport)
+        [request] = self.sent(transport)
+        self.assertEqual(request.command, "bind_transceiver")
+        wrapper.dataReceived(pdu.encode(request.response(command_status=0x0F)))
+        self.assertTrue(transport.disconnecting)
+        wrapper.connectionLost(Failure(error.ConnectionDone()))
+        self.assertIn("ESME_RINVSYSID", self.state_of("acme")["last_error"])
+        self.reactor.advance(119)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.reactor.advance(2)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
