@@ -21,6 +21,7 @@ from gwsms.sip.headers import (
     Headers,
     SipError,
     SipParseError,
+    _CANON,
     canonical_name,
     split_list,
 )
@@ -421,22 +422,68 @@ class Response(Message):
 
 # --- parsing --------------------------------------------------------------
 
+_KNOWN_METHODS = frozenset(
+    "MESSAGE OPTIONS REGISTER INVITE ACK BYE CANCEL INFO NOTIFY SUBSCRIBE PUBLISH "
+    "REFER UPDATE PRACK".split()
+)
 _METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-_CANON_GET = canonical_name
 _CL_SCAN_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,10})[ \t]*\r?$")
 
 
-def _parse_cseq(value: str) -> tuple[int, str]:
-    parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii():
+#: exact spellings seen on the wire -> (key, canonical spelling); read-only
+_EXACT_NAMES: dict[str, tuple[str, str]] = {}
+for _lower, _found in _CANON.items():
+    _EXACT_NAMES[_lower] = _found
+    _EXACT_NAMES[_found[1]] = _found
+    _EXACT_NAMES[_lower.title()] = _found
+    if len(_lower) == 1:
+        _EXACT_NAMES[_lower.upper()] = _found
+del _lower, _found
+
+
+class _Folded(Exception):
+    """
+    Internal: a continuation line was met; unfold and parse again.
+    """
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    unfolded: list[str] = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            if not unfolded:
+                raise SipParseError(400, "Continuation line before first header")
+            unfolded[-1] = unfolded[-1].rstrip(" \t") + " " + line.strip(" \t")
+        else:
+            unfolded.append(line)
+    return unfolded
+
+
+def _slow_header(line: str) -> tuple[str, str, str]:
+    if line[:1] in (" ", "\t"):
+        raise _Folded()
+    name, sep, value = line.partition(":")
+    if not sep:
+        raise SipParseError(400, f"Malformed header line (no colon): {line[:40]!r}")
+    name = name.rstrip(" \t")
+    if not (name.isascii() and name.replace("-", "").isalnum()) and not _TOKEN_RE.match(name):
+        raise SipParseError(400, f"Malformed header name: {name[:40]!r}")
+    key, spelling = canonical_name(name)
+    return key, spelling, value.strip(" \t")
+
+
+def _parse_cseq(value: str, method: str | None = None) -> tuple[int, str]:
+    number, _, rest = value.strip().partition(" ")
+    rest = rest.strip()
+    if not number.isdigit() or not number.isascii() or len(number) > 10:
         raise SipParseError(400, "Malformed CSeq header")
-    number = int(parts[0])
-    if number >= 2**31:
+    n = int(number)
+    if n >= 2**31:
         raise SipParseError(400, "CSeq number out of range")
-    if not _METHOD_RE.match(parts[1]):
+    if rest != method and rest not in _KNOWN_METHODS and not _METHOD_RE.match(rest):
         raise SipParseError(400, "Malformed CSeq method")
-    return number, parts[1]
+    return n, rest
 
 
 def _parse_head(head: bytes, max_headers: int, max_line: int) -> Message:
@@ -455,35 +502,24 @@ def _parse_head(head: bytes, max_headers: int, max_line: int) -> Message:
     first = lines[0]
     if len(first) > max_line:
         raise SipParseError(400, f"Start line too long (limit {max_line})")
-    # header lines, unfolding continuations
-    if "\n " in text or "\n\t" in text:
-        unfolded: list[str] = []
-        for line in lines[1:]:
-            if line[:1] in (" ", "\t"):
-                if not unfolded:
-                    raise SipParseError(400, "Continuation line before first header")
-                unfolded[-1] = unfolded[-1].rstrip(" \t") + " " + line.strip(" \t")
-            else:
-                unfolded.append(line)
-        header_lines = unfolded
-    else:
-        header_lines = lines[1:]
+    header_lines = lines[1:]
     if len(header_lines) > max_headers:
         raise SipParseError(400, f"Too many header fields (limit {max_headers})")
-    items = []
-    append = items.append
-    canon = _CANON_GET
-    for line in header_lines:
-        if len(line) > max_line:
-            raise SipParseError(400, f"Header line too long (limit {max_line})")
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise SipParseError(400, f"Malformed header line (no colon): {line[:40]!r}")
-        name = name.rstrip(" \t")
-        if not (name.isascii() and name.replace("-", "").isalnum()) and not _TOKEN_RE.match(name):
-            raise SipParseError(400, f"Malformed header name: {name[:40]!r}")
-        key, spelling = canon(name)
-        append((key, spelling, value.strip(" \t")))
+    exact = _EXACT_NAMES.get
+    try:
+        items = [
+            (f[0], f[1], p[2].strip(" \t"))
+            if (f := exact((p := line.partition(":"))[0])) is not None
+            else _slow_header(line)
+            for line in header_lines
+        ]
+    except _Folded:
+        header_lines = _unfold(header_lines)
+        if len(header_lines) > max_headers:
+            raise SipParseError(400, f"Too many header fields (limit {max_headers})") from None
+        items = [_slow_header(line) for line in header_lines]
+    if len(text) > max_line and max(map(len, header_lines), default=0) > max_line:
+        raise SipParseError(400, f"Header line too long (limit {max_line})")
     headers = Headers._from_parsed(items)
     # start line
     if first[:4].upper() == "SIP/":
@@ -504,7 +540,7 @@ def _parse_head(head: bytes, max_headers: int, max_line: int) -> Message:
         if len(parts) != 3:
             raise SipParseError(400, f"Malformed request line: {first[:64]!r}")
         method, uri, version = parts
-        if not _METHOD_RE.match(method):
+        if method not in _KNOWN_METHODS and not _METHOD_RE.match(method):
             raise SipParseError(400, f"Malformed method {method[:16]!r}")
         if version.upper() != "SIP/2.0":
             if version[:4].upper() == "SIP/":
@@ -521,37 +557,61 @@ def _parse_head(head: bytes, max_headers: int, max_line: int) -> Message:
     return msg
 
 
-def _content_length(msg: Message) -> int | None:
-    found = None
-    for key, _, value in msg.headers._items:
-        if key == "content-length":
-            value = value.strip()
-            if not value.isdigit() or not value.isascii() or len(value) > 10:
-                raise SipParseError(400, f"Bad Content-Length value {value[:16]!r}", msg)
-            n = int(value)
-            if found is not None and found != n:
-                raise SipParseError(400, "Conflicting Content-Length headers", msg)
-            found = n
-    return found
+def _clen_value(value: str, msg: Message) -> int:
+    value = value.strip()
+    if not value.isdigit() or not value.isascii() or len(value) > 10:
+        raise SipParseError(400, f"Bad Content-Length value {value[:16]!r}", msg)
+    return int(value)
 
 
-def _validate(msg: Message) -> None:
+def _content_length(msg: Message) -> tuple[int | None, dict[str, str]]:
     """
-    Cheap checks of the headers every transaction needs.
+    @return: (Content-Length or C{None} when absent, first value by key).
+    @raise SipParseError: for a bad or conflicting Content-Length.
     """
-    headers = msg.headers
-    present = {k for k, _, _ in headers._items}
-    for key, name in (("via", "Via"), ("from", "From"), ("to", "To"),
-                      ("call-id", "Call-ID"), ("cseq", "CSeq")):
-        if key not in present:
+    items = msg.headers._items
+    firsts = {k: v for k, _, v in reversed(items)}
+    raw = firsts.get("content-length")
+    clen = None
+    if raw is not None:
+        clen = _clen_value(raw, msg)
+        if len(firsts) != len(items):
+            for key, _, value in items:
+                if key == "content-length" and _clen_value(value, msg) != clen:
+                    raise SipParseError(400, "Conflicting Content-Length headers", msg)
+    return clen, firsts
+
+
+def _validate(msg: Message, firsts: dict[str, str]) -> None:
+    """
+    Check the headers every transaction needs: Via/From/To/Call-ID/CSeq
+    present, CSeq and the top Via parse (cached on the message), the CSeq
+    method matches the request method.
+
+    @param firsts: first value by header key, from L{_content_length}.
+    @raise SipParseError: naming the problem, with C{.message} set.
+    """
+    for key, name in _REQUIRED:
+        if key not in firsts:
             raise SipParseError(400, f"Missing {name} header", msg)
+    cache = msg._cache
+    is_request = msg.is_request
     try:
-        number, method = msg.cseq
-        msg.top_via  # noqa: B018 -- parse (and cache) the top Via now
+        raw = firsts["cseq"]
+        method = msg.method if is_request else None  # type: ignore[attr-defined]
+        cseq = cache[("CSeq", raw)] = _parse_cseq(raw, method)
+        raw = firsts["via"]
+        if "," in raw:
+            raw = (split_list(raw) or [raw])[0]
+        cache[("Via", raw)] = Via.parse(raw)
     except SipParseError as e:
         raise SipParseError(e.status, e.reason, msg) from None
-    if msg.is_request and method != msg.method:  # type: ignore[attr-defined]
+    if is_request and cseq[1] != method:
         raise SipParseError(400, "CSeq method does not match request method", msg)
+
+
+_REQUIRED = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
+             ("cseq", "CSeq"))
 
 
 def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
@@ -559,12 +619,10 @@ def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     @return: (index of the blank line, length of the separator) or (-1, 0).
     """
     idx = data.find(b"\r\n\r\n", start)
-    lf = data.find(b"\n\n", start, idx if idx >= 0 else len(data))
-    if lf >= 0:
-        return lf, 2
     if idx >= 0:
         return idx, 4
-    return -1, 0
+    # bare-LF line ends (tolerated; only looked for when there is no CRLFCRLF)
+    return data.find(b"\n\n", start), 2
 
 
 def parse_message(
@@ -606,7 +664,9 @@ def parse_message(
         head = data[start:end]
         body = data[end + sep:]
     msg = _parse_head(bytes(head), max_headers, max_line)
-    clen = _content_length(msg)
+    clen, firsts = _content_length(msg)
+    if validate:
+        _validate(msg, firsts)
     if clen is not None:
         if clen > len(body):
             raise SipParseError(
@@ -614,8 +674,6 @@ def parse_message(
         if clen < len(body):
             body = body[:clen]
     msg.body = bytes(body)
-    if validate:
-        _validate(msg)
     return msg
 
 
@@ -713,12 +771,6 @@ class StreamParser:
                 pos += self._need
                 self._pending = None
                 self._state = self._HEAD
-                if self.validate:
-                    try:
-                        _validate(msg)
-                    except SipParseError as e:
-                        out.append(e)
-                        continue
                 out.append(msg)
             elif state == self._SKIP:
                 take = min(self._need, n - pos)
@@ -743,7 +795,7 @@ class StreamParser:
                 raise SipParseError(
                     513, f"Message Too Large (header block exceeds {self.max_size} bytes)")
             msg = _parse_head(head, self.max_headers, self.max_line)
-            clen = _content_length(msg)
+            clen, firsts = _content_length(msg)
         except SipParseError as e:
             m = _CL_SCAN_RE.search(head)
             if m is not None and len(head) + int(m.group(1)) <= self.max_size:
@@ -756,6 +808,13 @@ class StreamParser:
             self._state = self._DISCARD
             return SipParseError(
                 513, f"Message Too Large (Content-Length {clen}, limit {self.max_size})", msg)
+        if self.validate:
+            try:
+                _validate(msg, firsts)
+            except SipParseError as e:
+                self._need = clen
+                self._state = self._SKIP if clen else self._HEAD
+                return e
         self._pending = msg
         self._need = clen
         self._state = self._BODY

@@ -63,6 +63,8 @@ _PARAM_RE = re.compile(
     r'[ \t]*;[ \t]*([^ \t;=,?"<>]+)(?:[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,?"<>]*))?'
 )
 
+_PARAM_BAD_RE = re.compile(r'[\x00-\x1f\x7f,?<>]')
+
 
 def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
     """
@@ -73,7 +75,20 @@ def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
     @return: dict lower-cased name -> value (C{None} for a flag).
     @raise SipParseError: on malformed parameters.
     """
-    params: dict[str, str | None] = {}
+    if not text:
+        return {}
+    if text[0] == ";" and '"' not in text and " " not in text and "\t" not in text:
+        # fast path: no quoting, no whitespace
+        if _PARAM_BAD_RE.search(text):
+            raise SipParseError(400, f"Malformed {what} parameters")
+        params: dict[str, str | None] = {}
+        for part in text[1:].split(";"):
+            name, eq, value = part.partition("=")
+            if not name:
+                raise SipParseError(400, f"Malformed {what} parameters")
+            params[name.lower()] = value if eq else None
+        return params
+    params = {}
     pos = 0
     n = len(text)
     match = _PARAM_RE.match
@@ -393,6 +408,8 @@ def parse_uri(text: str) -> SipURI | GenericURI:
 
 # --- name-addr ------------------------------------------------------------
 
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
+_UNESCAPE_QUOTED_RE = re.compile(r"\\(.)", re.S)
 _DISPLAY_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*\Z")
 
 
@@ -437,19 +454,13 @@ class NameAddr:
             return cls(None, wildcard=True)
         display = None
         if text.startswith('"'):
-            i = 1
-            n = len(text)
-            while i < n:
-                ch = text[i]
-                if ch == "\\":
-                    i += 2
-                    continue
-                if ch == '"':
-                    break
-                i += 1
-            else:
+            m = _QUOTED_RE.match(text)
+            if m is None:
                 raise SipParseError(400, "Unterminated quoted display name")
-            display = unquote_string(text[: i + 1])
+            display = m.group(1)
+            if "\\" in display:
+                display = _UNESCAPE_QUOTED_RE.sub(r"\1", display)
+            i = m.end() - 1
             rest = text[i + 1 :].lstrip(" \t")
             if not rest.startswith("<"):
                 raise SipParseError(400, "Display name without <URI>")
