@@ -416,3 +416,101 @@ class TwistedSmscTests(IntegrationBase):
             what="bind refused with ESME_RINVPASWD",
         )
         yield service.stopService()
+
+
+def _self_signed(directory, name):
+    """Write a self-signed certificate for 127.0.0.1 and its key; return (cert, key) paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    os.makedirs(directory, exist_ok=True)
+    cert_path = os.path.join(directory, name + ".crt")
+    key_path = os.path.join(directory, name + ".key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+class TlsTests(IntegrationBase):
+    """TLS links: a TLS terminator (Twisted, in-process) in front of the perl SMSC."""
+
+    @defer.inlineCallbacks
+    def tls_front(self):
+        from twisted.internet import endpoints
+        from twisted.protocols import portforward
+
+        peer, smsc_port = yield self.start_perl()
+        directory = self.mktemp()
+        self.cert, key = _self_signed(directory, "smsc")
+        self.other_cert, _ = _self_signed(directory, "other")
+        endpoint = endpoints.serverFromString(
+            self.reactor,
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={self.cert}",
+        )
+        listening = yield endpoint.listen(portforward.ProxyFactory("127.0.0.1", smsc_port))
+        self.addCleanup(listening.stopListening)
+        return peer, listening.getHost().port
+
+    @defer.inlineCallbacks
+    def test_verified_tls(self):
+        peer, port = yield self.tls_front()
+        service = self.make_service([link("tls", port, tls=True)], tls_ca=self.cert)
+        service.startService()
+        yield self.wait_state(service, "tls", "bound_trx")
+        result = yield service.submit("tls", {"destination_addr": "4930100", "short_message": b"over tls"})
+        self.assertEqual(result.status, 0)
+        yield peer.wait_for(lambda l: l.startswith("SUBMIT ") and l.endswith(b"over tls".hex()), "submit over TLS")
+        yield service.stopService()
+
+    @defer.inlineCallbacks
+    def test_untrusted_certificate_refused(self):
+        peer, port = yield self.tls_front()
+        service = self.make_service([link("tls", port, tls=True)], tls_ca=self.other_cert)
+        service.startService()
+        yield _wait_until(
+            self.reactor,
+            lambda: self.row(service, "tls")["last_error"] is not None,
+            what="the TLS handshake to fail",
+        )
+        self.assertNotEqual(self.row(service, "tls")["state"], "bound_trx")
+        self.assertEqual(peer.count("BIND "), 0)
+        yield service.stopService()
+
+    @defer.inlineCallbacks
+    def test_verification_disabled(self):
+        peer, port = yield self.tls_front()
+        service = self.make_service([link("tls", port, tls=True, tls_verify=False)])
+        service.startService()
+        yield self.wait_state(service, "tls", "bound_trx")
+        yield service.stopService()
