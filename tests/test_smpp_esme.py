@@ -1,0 +1,725 @@
+"""
+Tests for L{gwsms.smpp.esme}: bind per session type, outbind, submit
+under window / rate / throttling / congestion, deliveries through the sink,
+graceful unbind and connection loss.  Clock + StringTransport; what the
+ESME writes is decoded with the codec.
+"""
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from gwsms.smpp import pdu as smpp_pdu
+from gwsms.smpp.constants import CommandId, CommandStatus
+from gwsms.smpp.esme import (
+    BindError,
+    ESMEProtocol,
+    NotBoundError,
+    SubmitResult,
+    TokenBucket,
+)
+from gwsms.smpp.interfaces import IDeliverySink, RejectingDeliverySink
+from gwsms.smpp.link import SessionType, SmscLink
+from gwsms.smpp.protocol import SMPPConnectionLost, SMPPTimeoutError
+from tests.test_smpp_protocol import take, wire
+
+S = CommandStatus
+
+
+@implementer(IDeliverySink)
+class RecordingSink:
+    """Records deliveries; answers with C{self.answer} (value or callable)."""
+
+    def __init__(self, answer=0):
+        self.answer = answer
+        self.received = []
+
+    def deliver_received(self, link_name, pdu):
+        self.received.append((link_name, pdu))
+        return self.answer(pdu) if callable(self.answer) else self.answer
+
+
+def make_link(**changes):
+    values = dict(
+        name="smsc1",
+        ip="127.0.0.1",
+        port=2775,
+        system_id="gwuser",
+        password="secret",
+        system_type="VMA",
+        src_ton=1,
+        src_npi=1,
+        address_range="^123",
+    )
+    values.update(changes)
+    return SmscLink(**values)
+
+
+class ESMETestsMixin:
+    link_changes: dict = {}
+
+    def setUp(self):
+        self.clock = Clock()
+        self.sink = RecordingSink()
+        self.states = []
+        self.link = make_link(**self.link_changes)
+        self.proto = ESMEProtocol(
+            self.link,
+            self.clock,
+            self.sink,
+            on_state_change=lambda name, state: self.states.append((name, state)),
+        )
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+
+    def feed(self, data: bytes) -> None:
+        self.proto.dataReceived(data)
+
+    def do_bind(self):
+        d = self.proto.bind()
+        [req] = take(self.transport)
+        self.feed(smpp_pdu.encode(req.response(system_id="SMSC")))
+        return self.successResultOf(d)
+
+    def lose(self):
+        self.proto.connectionLost(Failure(Exception("gone")))
+
+    def run_pump(self) -> float:
+        """Advance the clock exactly to the scheduled submit pump; return the wait."""
+        call = self.proto._pump_call
+        if call is None:
+            return 0.0
+        wait = call.getTime() - self.clock.seconds()
+        self.clock.advance(wait)
+        return wait
+
+    def submit(self, n=1, **params):
+        params.setdefault("destination_addr", "4912345")
+        params.setdefault("short_message", b"hello")
+        return [self.proto.submit(dict(params)) for _ in range(n)]
+
+    def answer(self, req, status=0, tlvs=None, message_id=None):
+        resp = req.response(command_status=status)
+        if status == 0:
+            resp.params["message_id"] = message_id or f"id{req.sequence_number}"
+        if tlvs:
+            resp.tlvs.update(tlvs)
+        self.feed(smpp_pdu.encode(resp))
+
+
+class BindTests(ESMETestsMixin, SynchronousTestCase):
+    def test_bind_transceiver_fields(self):
+        d = self.proto.bind()
+        self.assertEqual(self.proto.state, "binding")
+        [req] = take(self.transport)
+        self.assertEqual(req.command_id, CommandId.bind_transceiver)
+        self.assertEqual(req.sequence_number, 1)
+        self.assertEqual(
+            req.params,
+            {
+                "system_id": "gwuser",
+                "password": "secret",
+                "system_type": "VMA",
+                "interface_version": 0x34,
+                "addr_ton": 1,
+                "addr_npi": 1,
+                "address_range": "^123",
+            },
+        )
+        self.feed(smpp_pdu.encode(req.response(system_id="SMSC")))
+        self.assertEqual(self.successResultOf(d).params["system_id"], "SMSC")
+        self.assertEqual(self.proto.state, "bound_trx")
+        self.assertEqual(self.proto.bound_since, 0)
+        self.assertEqual(self.states, [("smsc1", "binding"), ("smsc1", "bound_trx")])
+
+    def check_session_type(self, session_type, command, state):
+        self.proto = ESMEProtocol(make_link(session_type=session_type), self.clock, self.sink)
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+        d = self.proto.bind()
+        [req] = take(self.transport)
+        self.assertEqual(req.command_id, command)
+        self.feed(smpp_pdu.encode(req.response(system_id="S")))
+        self.successResultOf(d)
+        self.assertEqual(self.proto.state, state)
+
+    def test_bind_transmitter(self):
+        self.check_session_type(SessionType.TRANSMITTER, CommandId.bind_transmitter, "bound_tx")
+
+    def test_bind_receiver(self):
+        self.check_session_type(SessionType.RECEIVER, CommandId.bind_receiver, "bound_rx")
+
+    def test_bind_refused_credentials(self):
+        for status in (S.ESME_RINVPASWD, S.ESME_RINVSYSID, S.ESME_RBINDFAIL):
+            self.setUp()
+            d = self.proto.bind()
+            [req] = take(self.transport)
+            self.feed(smpp_pdu.encode(req.response(status)))
+            error = self.failureResultOf(d, BindError).value
+            self.assertEqual(error.status, status)
+            self.assertTrue(error.is_credentials)
+            self.assertIn(status.name, str(error))
+            self.assertNotIn("secret", str(error))
+            self.assertTrue(self.transport.disconnecting)
+            self.lose()
+            self.assertEqual(self.proto.state, "closed")
+            self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_bind_refused_other(self):
+        d = self.proto.bind()
+        [req] = take(self.transport)
+        self.feed(smpp_pdu.encode(req.response(S.ESME_RALYBND)))
+        error = self.failureResultOf(d, BindError).value
+        self.assertFalse(error.is_credentials)
+
+    def test_bind_generic_nack(self):
+        d = self.proto.bind()
+        [req] = take(self.transport)
+        self.feed(wire("generic_nack", req.sequence_number, S.ESME_RINVCMDID))
+        self.assertEqual(self.failureResultOf(d, BindError).value.status, S.ESME_RINVCMDID)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_bind_timeout(self):
+        self.proto.session_init_timeout = 0
+        self.proto._cancel_call("_session_init_call")
+        d = self.proto.bind()
+        self.clock.advance(self.link.response_timeout)
+        self.failureResultOf(d, SMPPTimeoutError)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_session_init_timeout(self):
+        d = self.proto.bind()
+        self.clock.advance(self.link.session_init_timeout)
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()
+        self.failureResultOf(d, SMPPConnectionLost)
+        self.assertEqual(self.proto.state, "closed")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_bind_twice_refused(self):
+        self.do_bind()
+        self.failureResultOf(self.proto.bind())
+
+    def test_password_not_in_repr_or_logs(self):
+        self.proto.bind()
+        [req] = take(self.transport)
+        self.assertNotIn("secret", repr(req))
+        self.assertNotIn("secret", repr(self.link))
+
+    def test_state_callback_error_logged(self):
+        def broken(name, state):
+            raise RuntimeError("boom")
+
+        self.proto.on_state_change = broken
+        self.do_bind()
+        self.assertEqual(self.proto.state, "bound_trx")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+
+class OutbindTests(ESMETestsMixin, SynchronousTestCase):
+    link_changes = {"session_type": SessionType.OUTBIND, "port": 0}
+
+    def outbind(self, system_id="gwuser", password="secret", seq=1):
+        self.feed(wire("outbind", seq, system_id=system_id, password=password))
+
+    def test_outbind_then_bind_receiver(self):
+        d = self.proto.bind()
+        self.assertEqual(self.transport.value(), b"")
+        self.outbind()
+        [req] = take(self.transport)
+        self.assertEqual(req.command_id, CommandId.bind_receiver)
+        self.assertEqual(req.params["system_id"], "gwuser")
+        self.assertEqual(req.params["password"], "secret")
+        self.feed(smpp_pdu.encode(req.response(system_id="SMSC")))
+        self.assertEqual(self.successResultOf(d).command_id, CommandId.bind_receiver_resp)
+        self.assertEqual(self.proto.state, "bound_rx")
+
+    def test_outbind_wrong_password(self):
+        d = self.proto.bind()
+        self.outbind(password="wrong")
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.failureResultOf(d, BindError).value.status, S.ESME_RINVPASWD)
+
+    def test_outbind_wrong_system_id(self):
+        d = self.proto.bind()
+        self.outbind(system_id="other")
+        self.assertTrue(self.transport.disconnecting)
+        self.failureResultOf(d, BindError)
+
+    def test_bind_receiver_after_outbind_directly(self):
+        d = self.proto.bind_receiver_after_outbind()
+        [req] = take(self.transport)
+        self.assertEqual(req.command_id, CommandId.bind_receiver)
+        self.feed(smpp_pdu.encode(req.response(system_id="S")))
+        self.successResultOf(d)
+        self.assertEqual(self.proto.state, "bound_rx")
+
+    def test_outbind_listener_finds_link(self):
+        seen = []
+        links = {"gwuser": self.link}
+        proto = ESMEProtocol.for_outbind(
+            self.clock, self.sink, links.get,
+            on_outbind=lambda p, link: seen.append(link.name),
+        )
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertIsNone(proto.link)
+        proto.dataReceived(wire("outbind", 1, system_id="gwuser", password="secret"))
+        self.assertEqual(seen, ["smsc1"])
+        self.assertIs(proto.link, self.link)
+        [req] = take(transport)
+        self.assertEqual(req.command_id, CommandId.bind_receiver)
+        proto.dataReceived(smpp_pdu.encode(req.response(system_id="S")))
+        self.assertEqual(proto.state, "bound_rx")
+        proto.dataReceived(wire("outbind", 2, system_id="nobody", password="x"))
+        [nack] = take(transport)
+        self.assertEqual(nack.command_id, CommandId.generic_nack)
+        self.assertEqual(nack.command_status, S.ESME_RINVBNDSTS)
+
+    def test_outbind_listener_unknown(self):
+        proto = ESMEProtocol.for_outbind(self.clock, self.sink, {}.get)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(wire("outbind", 1, system_id="gwuser", password="secret"))
+        self.assertTrue(transport.disconnecting)
+        self.assertIn("outbind refused", proto.close_reason)
+
+    def test_no_outbind_in_time(self):
+        d = self.proto.bind()
+        self.clock.advance(self.link.session_init_timeout)
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()
+        self.failureResultOf(d, SMPPConnectionLost)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SubmitTests(ESMETestsMixin, SynchronousTestCase):
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+
+    def test_submit_ok(self):
+        [d] = self.submit(source_addr="GW", data_coding=8, short_message=b"\x00h")
+        [req] = take(self.transport)
+        self.assertEqual(req.command_id, CommandId.submit_sm)
+        self.assertEqual(req.params["source_addr"], "GW")
+        self.assertEqual(req.params["data_coding"], 8)
+        self.assertEqual(req.params["short_message"], b"\x00h")
+        self.answer(req, message_id="M1")
+        result = self.successResultOf(d)
+        self.assertEqual(result, SubmitResult(0, "M1"))
+        self.assertTrue(result.ok)
+        self.assertEqual(self.proto.stats["submitted"], 1)
+        self.assertEqual(self.proto.stats["submit_ok"], 1)
+
+    def test_submit_with_tlvs(self):
+        [d] = [self.proto.submit({"destination_addr": "1"}, {"message_payload": b"long"})]
+        [req] = take(self.transport)
+        self.assertEqual(req.tlvs["message_payload"], b"long")
+
+    def test_submit_refused_status(self):
+        [d] = self.submit()
+        [req] = take(self.transport)
+        self.answer(req, S.ESME_RINVDSTADR)
+        self.assertEqual(self.successResultOf(d), SubmitResult(S.ESME_RINVDSTADR, None))
+        self.assertEqual(self.proto.stats["submit_failed"], 1)
+
+    def test_bad_params_fail_at_once(self):
+        self.failureResultOf(self.proto.submit({"no_such_field": 1}), ValueError)
+        self.failureResultOf(self.proto.submit({"destination_addr": "1" * 30}), ValueError)
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_window_eleventh_waits(self):
+        ds = self.submit(11)
+        sent = take(self.transport)
+        self.assertEqual(len(sent), 10)
+        self.assertEqual(self.proto.pending_submits, 1)
+        self.answer(sent[3])
+        self.assertTrue(ds[3].called)
+        [eleventh] = take(self.transport)
+        self.assertEqual(eleventh.command_id, CommandId.submit_sm)
+        self.assertEqual(self.proto.pending_submits, 0)
+        for req in sent[:3] + sent[4:] + [eleventh]:
+            self.answer(req)
+        for d in ds:
+            self.assertEqual(self.successResultOf(d).status, 0)
+
+    def test_timeout_fails_submit(self):
+        [d] = self.submit()
+        self.clock.advance(self.link.response_timeout)
+        self.failureResultOf(d, SMPPTimeoutError)
+        self.assertEqual(self.proto.stats["submit_errors"], 1)
+
+    def test_not_bound_transmit(self):
+        self.proto.state = "bound_rx"
+        self.failureResultOf(self.proto.submit({"destination_addr": "1"}), NotBoundError)
+
+    def test_connection_lost_fails_outstanding_and_queued(self):
+        ds = self.submit(15)
+        self.lose()
+        for d in ds:
+            self.failureResultOf(d, SMPPConnectionLost)
+        self.assertEqual(self.proto.state, "closed")
+        self.assertEqual(self.proto.pending_submits, 0)
+        self.assertEqual(self.proto.outstanding, {})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(self.proto.submit({"destination_addr": "1"}), NotBoundError)
+
+
+class RateTests(ESMETestsMixin, SynchronousTestCase):
+    link_changes = {"max_rate": 5.0}
+
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+
+    def test_token_bucket_spacing(self):
+        ds = self.submit(6)
+        times = []
+        for _ in range(6):
+            for req in take(self.transport):
+                times.append(self.clock.seconds())
+                self.answer(req)
+            self.run_pump()
+        self.assertEqual(len(times), 6)
+        self.assertEqual(times[0], 0)
+        gaps = [round(b - a, 6) for a, b in zip(times, times[1:])]
+        self.assertEqual(gaps, [0.2] * 5)
+        for d in ds:
+            self.successResultOf(d)
+
+    def test_bucket_refills_after_idle(self):
+        bucket = TokenBucket(10.0, 0.0, capacity=3)
+        for _ in range(3):
+            self.assertEqual(bucket.delay(0.0), 0.0)
+            bucket.take(0.0)
+        self.assertAlmostEqual(bucket.delay(0.0), 0.1)
+        self.assertEqual(bucket.delay(100.0), 0.0)
+        self.assertEqual(bucket.tokens, 3)
+
+    def test_unlimited(self):
+        bucket = TokenBucket(0.0, 0.0)
+        for _ in range(1000):
+            self.assertEqual(bucket.delay(0.0), 0.0)
+            bucket.take(0.0)
+
+
+class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+
+    def test_throttled_submit_retried_with_same_params(self):
+        [d] = self.submit(destination_addr="4917", short_message=b"abc")
+        [first] = take(self.transport)
+        self.answer(first, S.ESME_RTHROTTLED)
+        self.assertNoResult(d)
+        self.clock.advance(0.05)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.05)
+        [second] = take(self.transport)
+        self.assertNotEqual(second.sequence_number, first.sequence_number)
+        self.assertEqual(second.params, first.params)
+        self.answer(second, message_id="OK1")
+        self.assertEqual(self.successResultOf(d), SubmitResult(0, "OK1"))
+        self.assertEqual(self.proto.stats["throttled"], 1)
+        self.assertEqual(self.proto.stats["submit_ok"], 1)
+        self.assertEqual(self.proto.stats["submitted"], 1)
+
+    def test_msgqful_and_adaptive_pause(self):
+        [d] = self.submit()
+        pauses = []
+        for status in (S.ESME_RMSGQFUL, S.ESME_RTHROTTLED, S.ESME_RTHROTTLED):
+            [req] = take(self.transport)
+            self.answer(req, status)
+            self.assertEqual(self.transport.value(), b"")
+            pauses.append(round(self.run_pump(), 6))
+        self.assertEqual(pauses, [0.1, 0.2, 0.4])
+        [req] = take(self.transport)
+        self.answer(req)
+        self.assertEqual(self.successResultOf(d).status, 0)
+
+    def test_pause_capped(self):
+        self.proto._pause = 4.0
+        [d] = self.submit()
+        [req] = take(self.transport)
+        self.answer(req, S.ESME_RTHROTTLED)
+        self.assertEqual(self.proto._pause, self.proto.throttle_pause_max)
+        self.clock.advance(5)
+        self.answer(take(self.transport)[0])
+        self.successResultOf(d)
+        # Successes shrink the pause gradually.
+        self.assertEqual(self.proto._pause, 5.0 * self.proto.throttle_recovery)
+
+    def test_no_new_submits_while_paused(self):
+        [d1] = self.submit()
+        [req] = take(self.transport)
+        self.answer(req, S.ESME_RTHROTTLED)
+        [d2] = self.submit()
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.1)
+        sent = take(self.transport)
+        self.assertEqual(len(sent), 2)
+        for r in sent:
+            self.answer(r)
+        self.successResultOf(d1)
+        self.successResultOf(d2)
+
+    def test_throttle_by_generic_nack(self):
+        [d] = self.submit()
+        [req] = take(self.transport)
+        self.feed(wire("generic_nack", req.sequence_number, S.ESME_RTHROTTLED))
+        self.clock.advance(0.1)
+        self.answer(take(self.transport)[0])
+        self.assertEqual(self.successResultOf(d).status, 0)
+
+    def test_gives_up_after_max_attempts(self):
+        self.proto.max_throttle_attempts = 3
+        [d] = self.submit()
+        for _ in range(3):
+            self.clock.advance(10)
+            [req] = take(self.transport)
+            self.answer(req, S.ESME_RTHROTTLED)
+        self.assertEqual(self.successResultOf(d), SubmitResult(S.ESME_RTHROTTLED, None))
+
+    def test_congestion_state_narrows_window(self):
+        ds = self.submit(12)
+        sent = take(self.transport)
+        self.assertEqual(len(sent), 10)
+        self.answer(sent[0], tlvs={"congestion_state": 95})
+        self.assertEqual(self.proto.effective_window(), 2)
+        # 9 outstanding > 2: nothing more goes out until below 2.
+        for req in sent[1:8]:
+            self.answer(req)
+        self.assertEqual(self.transport.value(), b"")
+        self.answer(sent[8])
+        self.assertEqual(len(take(self.transport)), 1)
+        # Congestion gone: the window opens again.
+        self.answer(sent[9], tlvs={"congestion_state": 10})
+        self.assertEqual(self.proto.effective_window(), 10)
+        self.assertEqual(len(take(self.transport)), 1)
+        self.assertEqual(len([d for d in ds if d.called]), 10)
+
+    def test_congestion_state_slows_rate(self):
+        self.proto.link = self.link.replace(max_rate=10.0)
+        self.proto._bucket = TokenBucket(10.0, self.clock.seconds())
+        [d] = self.submit()
+        self.answer(take(self.transport)[0], tlvs={"congestion_state": 85})
+        ds = self.submit(2)
+        times = []
+        for _ in range(3):
+            for req in take(self.transport):
+                times.append(self.clock.seconds())
+                self.answer(req)
+            self.run_pump()
+        # Rate halved: 5/s -> one every 0.2 s instead of 0.1 s.
+        self.assertEqual(len(times), 2)
+        self.assertAlmostEqual(times[1] - times[0], 0.2, places=5)
+
+    def test_congestion_reading_expires(self):
+        [d] = self.submit()
+        self.answer(take(self.transport)[0], tlvs={"congestion_state": 99})
+        self.assertEqual(self.proto.effective_window(), 2)
+        self.clock.advance(self.proto.congestion_ttl + 1)
+        self.assertEqual(self.proto.effective_window(), 10)
+
+
+class DeliveryTests(ESMETestsMixin, SynchronousTestCase):
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+
+    def test_resp_only_after_sink_fires(self):
+        waiting = defer.Deferred()
+        self.sink.answer = waiting
+        self.feed(wire("deliver_sm", 33, source_addr="4917", short_message=b"hi"))
+        [(name, pdu)] = self.sink.received
+        self.assertEqual(name, "smsc1")
+        self.assertEqual(pdu.params["short_message"], b"hi")
+        self.assertEqual(self.transport.value(), b"")
+        waiting.callback(0)
+        [resp] = take(self.transport)
+        self.assertEqual(resp.command_id, CommandId.deliver_sm_resp)
+        self.assertEqual(resp.sequence_number, 33)
+        self.assertEqual(resp.command_status, 0)
+        self.assertEqual(self.proto.stats["delivered"], 1)
+
+    def test_sink_status_used(self):
+        self.sink.answer = int(S.ESME_RX_P_APPN)
+        self.feed(wire("deliver_sm", 2))
+        [resp] = take(self.transport)
+        self.assertEqual(resp.command_status, S.ESME_RX_P_APPN)
+        self.assertEqual(self.proto.stats["deliver_failed"], 1)
+
+    def test_sink_exception_answers_temporary_error(self):
+        def boom(pdu):
+            raise RuntimeError("disk full")
+
+        self.sink.answer = boom
+        self.feed(wire("deliver_sm", 3))
+        [resp] = take(self.transport)
+        self.assertEqual(resp.command_status, S.ESME_RX_T_APPN)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_sink_failed_deferred(self):
+        self.sink.answer = lambda pdu: defer.fail(RuntimeError("db down"))
+        self.feed(wire("deliver_sm", 4))
+        self.assertEqual(take(self.transport)[0].command_status, S.ESME_RX_T_APPN)
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_sink_returns_garbage(self):
+        self.sink.answer = "yes"
+        self.feed(wire("deliver_sm", 4))
+        self.assertEqual(take(self.transport)[0].command_status, S.ESME_RX_T_APPN)
+
+    def test_data_sm(self):
+        self.feed(wire("data_sm", 9, source_addr="1", destination_addr="2",
+                       tlvs={"message_payload": b"payload"}))
+        [resp] = take(self.transport)
+        self.assertEqual(resp.command_id, CommandId.data_sm_resp)
+        self.assertEqual(resp.sequence_number, 9)
+        self.assertEqual(self.sink.received[0][1].tlvs["message_payload"], b"payload")
+
+    def test_connection_lost_before_sink_fires(self):
+        waiting = defer.Deferred()
+        self.sink.answer = waiting
+        self.feed(wire("deliver_sm", 5))
+        self.lose()
+        waiting.callback(0)
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_rejecting_sink(self):
+        sink = RejectingDeliverySink()
+        verifyObject(IDeliverySink, sink)
+        self.proto.sink = sink
+        self.feed(wire("deliver_sm", 6))
+        self.assertEqual(take(self.transport)[0].command_status, S.ESME_RX_T_APPN)
+
+
+class TransmitterDeliveryTests(ESMETestsMixin, SynchronousTestCase):
+    link_changes = {"session_type": SessionType.TRANSMITTER}
+
+    def test_deliver_on_transmitter_refused(self):
+        self.do_bind()
+        self.feed(wire("deliver_sm", 7))
+        [resp] = take(self.transport)
+        self.assertEqual(resp.command_id, CommandId.deliver_sm_resp)
+        self.assertEqual(resp.command_status, S.ESME_RINVBNDSTS)
+        self.assertEqual(self.sink.received, [])
+
+    def test_deliver_before_bind_refused(self):
+        self.feed(wire("deliver_sm", 8))
+        self.assertEqual(take(self.transport)[0].command_status, S.ESME_RINVBNDSTS)
+
+
+class UnbindTests(ESMETestsMixin, SynchronousTestCase):
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+
+    def test_graceful_unbind_waits_for_outstanding(self):
+        ds = self.submit(12)
+        sent = take(self.transport)
+        done = self.proto.unbind(5.0)
+        self.assertEqual(self.proto.state, "unbinding")
+        # Not yet sent: failed with a clear error.
+        for d in ds[10:]:
+            self.assertIn("unbinding", str(self.failureResultOf(d, NotBoundError).value))
+        self.failureResultOf(self.proto.submit({"destination_addr": "1"}), NotBoundError)
+        self.assertEqual(self.transport.value(), b"")
+        for req in sent:
+            self.answer(req)
+        [unbind] = take(self.transport)
+        self.assertEqual(unbind.command_id, CommandId.unbind)
+        self.assertNoResult(done)
+        self.feed(smpp_pdu.encode(unbind.response()))
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()
+        self.assertIsNone(self.successResultOf(done))
+        self.assertEqual(self.proto.state, "closed")
+        for d in ds[:10]:
+            self.assertEqual(self.successResultOf(d).status, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unbind_bounded_by_timeout(self):
+        [d] = self.submit()
+        take(self.transport)
+        done = self.proto.unbind(4.0)
+        self.clock.advance(2.999)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.001)  # timeout - min(timeout/2, 1)
+        [unbind] = take(self.transport)
+        self.assertEqual(unbind.command_id, CommandId.unbind)
+        self.clock.advance(1.0)
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()
+        self.successResultOf(done)
+        self.failureResultOf(d, SMPPConnectionLost)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_unbind_waits_for_sink(self):
+        waiting = defer.Deferred()
+        self.sink.answer = waiting
+        self.feed(wire("deliver_sm", 5))
+        self.proto.unbind(5.0)
+        self.assertEqual(self.transport.value(), b"")
+        waiting.callback(0)
+        resp, unbind = take(self.transport)
+        self.assertEqual(resp.command_id, CommandId.deliver_sm_resp)
+        self.assertEqual(unbind.command_id, CommandId.unbind)
+
+    def test_unbind_idle_session_immediate(self):
+        done = self.proto.unbind(5.0)
+        [unbind] = take(self.transport)
+        self.assertEqual(unbind.command_id, CommandId.unbind)
+        self.feed(smpp_pdu.encode(unbind.response()))
+        self.lose()
+        self.successResultOf(done)
+        second = self.proto.unbind(5.0)
+        self.successResultOf(second)
+
+    def test_unbind_twice_shares_close(self):
+        d1 = self.proto.unbind(5.0)
+        d2 = self.proto.unbind(5.0)
+        self.assertEqual(len(take(self.transport)), 1)
+        self.lose()
+        self.successResultOf(d1)
+        self.successResultOf(d2)
+
+    def test_unbind_before_bound_just_closes(self):
+        self.setUp_unbound()
+        done = self.proto.unbind(5.0)
+        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(self.transport.disconnecting)
+        self.lose()
+        self.successResultOf(done)
+
+    def setUp_unbound(self):
+        ESMETestsMixin.setUp(self)
+
+    def test_peer_unbind(self):
+        [d] = self.submit()
+        take(self.transport)
+        self.feed(wire("unbind", 40))
+        [resp] = take(self.transport)
+        self.assertEqual(resp.command_id, CommandId.unbind_resp)
+        self.assertEqual(self.proto.state, "unbinding")
+        self.failureResultOf(self.proto.submit({"destination_addr": "1"}), NotBoundError)
+        self.lose()
+        self.failureResultOf(d, SMPPConnectionLost)
+        self.assertEqual(self.states[-2:], [("smsc1", "unbinding"), ("smsc1", "closed")])
+
+    def test_inactivity_unbinds(self):
+        self.lose()
+        self.link_changes = {"inactivity_timeout": 100.0, "enquire_link_interval": 0}
+        ESMETestsMixin.setUp(self)
+        self.do_bind()
+        self.clock.advance(100)
+        [unbind] = take(self.transport)
+        self.assertEqual(unbind.command_id, CommandId.unbind)
+        self.assertEqual(self.proto.state, "unbinding")
