@@ -504,6 +504,7 @@ class TlsTests(IntegrationBase):
             what="the TLS handshake to fail",
         )
         self.assertNotEqual(self.row(service, "tls")["state"], "bound_trx")
+        self.assertIn("certificate verify failed", self.row(service, "tls")["last_error"])
         self.assertEqual(peer.count("BIND "), 0)
         yield service.stopService()
 
