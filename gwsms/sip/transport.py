@@ -13,6 +13,7 @@ in L{gwsms.sip.wire} (re-exported here).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from twisted.internet import defer, endpoints
@@ -39,6 +40,8 @@ from gwsms.sip.wire import (
     replace_top_via,
     top_via,
 )
+
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 __all__ = [
     "DEFAULT_PORTS", "RELIABLE", "TRANSPORTS", "Peer", "SipDatagramProtocol",
@@ -133,8 +136,13 @@ class TransportLayer:
             factory = TLSMemoryBIOFactory(tls_options, False, SipStreamFactory(self, "tls"))
             listening = self.reactor.listenTCP(port, factory, interface=host)
         actual = listening.getHost()
-        bound_host = getattr(actual, "host", host) or host
+        bound_host = host if host not in _WILDCARDS else getattr(actual, "host", host)
         actual_port = getattr(actual, "port", port)
+        if transport == "udp" and advertised_host is None and bound_host in _WILDCARDS:
+            advertised_host = socket.gethostname()
+            self._log.warn("SIP {spec} listens on all interfaces; Via sent-by will be"
+                           " {host!r} (pass advertised_host to choose)",
+                           spec=spec, host=advertised_host)
         listener = _Listener(transport, advertised_host or bound_host, actual_port,
                              listening, proto)
         if proto is not None:
@@ -154,7 +162,7 @@ class TransportLayer:
         for item in self._listeners:
             if item.transport != transport:
                 continue
-            if host is None or (":" in item.host) == family6 or item.host in ("", "0.0.0.0", "::"):
+            if host is None or (":" in item.host) == family6 or item.host in _WILDCARDS:
                 return item
             fallback = fallback or item
         return fallback
@@ -373,7 +381,7 @@ class TransportLayer:
     def _send_on(self, conn: SipStreamProtocol, msg, target: Peer) -> Peer:
         if isinstance(msg, sipmsg.Request):
             listener = self._listener_for(conn.transport_name, conn.peer.host)
-            if listener is not None and listener.host not in ("", "0.0.0.0", "::"):
+            if listener is not None and listener.host not in _WILDCARDS:
                 sent_by = (listener.host, listener.port)
             else:
                 local = conn.transport.getHost()

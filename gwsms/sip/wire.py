@@ -224,6 +224,21 @@ def _set_nodelay(transport) -> None:
         transport = getattr(transport, "transport", None)
 
 
+def _take_bodyless(parser) -> list:
+    """
+    Work around C{StreamParser.feed} (message.py as of 5e742e9) holding a
+    final message with C{Content-Length: 0} until more bytes arrive: take
+    it now.  A no-op once the parser delivers such messages itself.
+    """
+    pending = getattr(parser, "_pending", None)
+    if pending is None or getattr(parser, "_need", None) != 0:
+        return []
+    parser._pending = None
+    parser._state = parser._HEAD
+    pending.body = b""
+    return [pending]
+
+
 class SipDatagramProtocol(DatagramProtocol):
     """
     SIP over UDP: one message per datagram, parsed with C{parse_message}.
@@ -349,6 +364,7 @@ class SipStreamProtocol(Protocol):
         self._last_activity = self.layer.clock.seconds()
         try:
             items = self._parser.feed(data)
+            items += _take_bodyless(self._parser)
         except Exception:
             self._log.failure("SIP stream parser failed; closing {peer}", peer=self._peer_text())
             self.transport.loseConnection()
