@@ -6,7 +6,6 @@ helper's contract (bind / bind_receiver_after_outbind / submit / unbind /
 state / stats) and lets each test decide how the SMSC answers.
 """
 
-import os
 
 from twisted.internet import defer, error
 from twisted.internet.protocol import Protocol
@@ -16,7 +15,6 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from gwsms.config import SmppConfig
-from gwsms.smpp import service as service_mod
 from gwsms.smpp import tls
 from gwsms.smpp.link import SessionType, SmscLink
 from gwsms.smpp.service import LinkDown, NoSuchLink, SmppService

@@ -9,37 +9,30 @@ connection tries again with capped exponential backoff and jitter; a bind
 refused for its credentials waits C{auth_failure_delay}, so a wrong
 password does not hammer the SMSC.  Outbind links wait for the SMSC: the
 service listens on C{smpp.outbind_listen}, checks the system_id/password of
-an incoming C{outbind} and binds as receiver on that connection.
-
-Twisted's C{ClientService} is not used because a connection lost while
-C{prepareConnection} (the bind) is pending has no transition in its state
-machine (C{automat.NoTransition} raised from C{connectionLost}), it cannot
-tell a refused bind from a refused connection, and it stops by closing the
-socket instead of unbinding.
+an incoming C{outbind} and binds as receiver on that connection.  The
+per-link machinery is in L{gwsms.smpp.supervisor}.
 """
 
 from __future__ import annotations
 
-import hmac
 import random as _random
-from collections import Counter
 
 from twisted.application.service import MultiService
 from twisted.internet import defer, endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gwsms.smpp import tls
-from gwsms.smpp.backoff import AUTH, CONNECT, Backoff, FailureSeries
+from gwsms.smpp.backoff import Backoff
 from gwsms.smpp.link import SessionType, SmscLink
-
-#: Bind statuses that mean "your credentials are wrong": ESME_RBINDFAIL,
-#: ESME_RINVPASWD, ESME_RINVSYSID (many SMSCs answer RBINDFAIL for both).
-AUTH_STATUSES = frozenset({0x0D, 0x0E, 0x0F})
-
-_BOUND_STATES = ("bound_trx", "bound_tx", "bound_rx")
+from gwsms.smpp.supervisor import (
+    LinkSession,
+    LinkSupervisor,
+    OutbindFactory,
+    OutbindSlot,
+    SessionContext,
+)
 
 
 class NoSuchLink(KeyError):
@@ -53,484 +46,10 @@ class LinkDown(Exception):
     """The link exists but cannot take a submit now (not bound, or receive-only)."""
 
 
-def _describe(failure: Failure) -> str:
-    """A short, secret-free reason for logs and C{last_error}."""
-    status = getattr(failure.value, "status", None)
-    if status is not None:
-        return f"bind refused: {_status_name(status)}"
-    text = failure.getErrorMessage() or failure.type.__name__
-    return f"{failure.type.__name__}: {text}"
-
-
-def _status_name(status: int) -> str:
-    try:
-        from gwsms.smpp.constants import CommandStatus
-
-        return f"{CommandStatus(status).name} (0x{status:02X})"
-    except (ImportError, ValueError):
-        return f"0x{status:02X}"
-
-
-def _default_protocol_factory(link, clock, sink, max_command_length):
+def _esme_protocol(link, clock, sink, max_command_length):
     from gwsms.smpp.esme import ESMEProtocol
 
     return ESMEProtocol(link, clock, sink, max_command_length=max_command_length)
-
-
-class _Gate(Protocol):
-    """
-    Stands between a transport and the ESME protocol: forwards everything,
-    sets TCP_NODELAY, and tells the owning session when the connection is
-    gone.  For outbind it also reads the first PDU (C{outbind}) itself.
-    """
-
-    def __init__(self, inner, on_lost) -> None:
-        self.inner = inner
-        self._on_lost = on_lost
-
-    def connectionMade(self) -> None:
-        for candidate in (self.transport, getattr(self.transport, "transport", None)):
-            set_no_delay = getattr(candidate, "setTcpNoDelay", None)
-            if set_no_delay is not None:
-                try:
-                    set_no_delay(True)
-                except Exception:
-                    pass
-                break
-        if self.inner is not None:
-            self.inner.makeConnection(self.transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.inner.dataReceived(data)
-
-    def connectionLost(self, reason=None) -> None:
-        try:
-            if self.inner is not None:
-                self.inner.connectionLost(reason)
-        finally:
-            on_lost, self._on_lost = self._on_lost, None
-            if on_lost is not None:
-                on_lost(self.inner, reason)
-
-
-class _Session:
-    """What every link has: its row, the current protocol, state, counters."""
-
-    _log = Logger()
-
-    def __init__(self, owner: "SmppService", link: SmscLink) -> None:
-        self.owner = owner
-        self.link = link
-        self.proto = None
-        self.phase = "stopped"  # stopped, disabled, waiting, connecting, binding, bound, unbinding, listening
-        self.bound_since: float | None = None
-        self.last_error: str | None = None
-        self._totals: Counter = Counter()
-        self._close_waiters: list[defer.Deferred] = []
-
-    @property
-    def clock(self):
-        return self.owner._reactor
-
-    # -- reporting -------------------------------------------------------
-    def counters(self) -> dict:
-        out = Counter(self._totals)
-        stats = getattr(self.proto, "stats", None) or {}
-        for key, value in stats.items():
-            if isinstance(value, (int, float)):
-                out[key] += value
-        return dict(out)
-
-    def state_name(self) -> str:
-        if self.phase == "bound" and self.proto is not None:
-            return str(getattr(self.proto, "state", "bound"))
-        return self.phase
-
-    def describe(self) -> dict:
-        return {
-            "name": self.link.name,
-            "session_type": self.link.session_type.name.lower(),
-            "enabled": self.link.enabled,
-            "state": self.state_name(),
-            "host": self.link.ip,
-            "port": self.link.port,
-            "tls": self.link.tls,
-            "bound_since": self.bound_since,
-            "counters": self.counters(),
-            "last_error": self.last_error,
-        }
-
-    def is_bound(self) -> bool:
-        return (
-            self.phase == "bound"
-            and self.proto is not None
-            and getattr(self.proto, "state", "bound_trx") in _BOUND_STATES
-        )
-
-    # -- protocol lifecycle ---------------------------------------------
-    def _retire(self, proto) -> None:
-        """Fold a finished protocol's counters into the totals."""
-        stats = getattr(proto, "stats", None) or {}
-        for key, value in stats.items():
-            if isinstance(value, (int, float)):
-                self._totals[key] += value
-        if proto is self.proto:
-            self.proto = None
-            self.bound_since = None
-
-    def _fire_closed(self) -> None:
-        waiters, self._close_waiters = self._close_waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    def _close_proto(self, proto, timeout: float) -> defer.Deferred:
-        """
-        Unbind C{proto} gracefully if it is bound, close it, and fire when
-        its connection is gone (at most about C{timeout} seconds later).
-        """
-        waiter: defer.Deferred = defer.Deferred()
-        self._close_waiters.append(waiter)
-        transport = getattr(proto, "transport", None)
-
-        def force_close():
-            if transport is not None and not waiter.called:
-                abort = getattr(transport, "abortConnection", None)
-                (abort or transport.loseConnection)()
-
-        hard_stop = self.clock.callLater(timeout + 1.0, force_close)
-
-        def cleanup(result):
-            if hard_stop.active():
-                hard_stop.cancel()
-            return result
-
-        waiter.addBoth(cleanup)
-        if getattr(proto, "state", None) in _BOUND_STATES:
-            d = defer.maybeDeferred(proto.unbind, timeout)
-
-            def unbound_failed(f):
-                self._log.info(
-                    "smsc {link}: unbind did not complete cleanly: {why}",
-                    link=self.link.name,
-                    why=f.getErrorMessage(),
-                )
-
-            d.addErrback(unbound_failed)
-            d.addBoth(lambda _: transport and transport.loseConnection())
-            d.addErrback(lambda f: self._log.failure("closing smsc connection", f))
-        elif transport is not None:
-            transport.loseConnection()
-        return waiter
-
-
-class _SupervisorFactory(Factory):
-    noisy = False
-
-    def __init__(self, supervisor: "_Supervisor", gen: int) -> None:
-        self._supervisor = supervisor
-        self._gen = gen
-
-    def buildProtocol(self, addr):
-        return self._supervisor._build(self._gen)
-
-
-class _Supervisor(_Session):
-    """Connects, binds and reconnects one transceiver/transmitter/receiver link."""
-
-    _log = Logger()
-
-    def __init__(self, owner, link) -> None:
-        super().__init__(owner, link)
-        self._series = FailureSeries(link.name)
-        self._attempts = 0
-        self._gen = 0
-        self._retry = None
-        self._connecting = None
-        self._running = False
-
-    def start(self) -> None:
-        if self._running:
-            return
-        self._running = True
-        self._connect()
-
-    def _connect(self) -> None:
-        self._retry = None
-        self._gen += 1
-        gen = self._gen
-        self.phase = "connecting"
-        factory = _SupervisorFactory(self, gen)
-        try:
-            endpoint = self.owner._endpoint_for(self.link)
-            d = endpoint.connect(factory)
-        except Exception as e:  # bad TLS CA file, bad address, ...
-            self._failed(gen, CONNECT, f"cannot connect: {e}")
-            return
-        self._connecting = d
-        d.addCallbacks(self._connected, self._connect_failed, (gen,), None, (gen,))
-        d.addErrback(self._log.failure, "smsc {link}: supervisor error", link=self.link.name)
-
-    def _build(self, gen):
-        proto = self.owner._protocol_factory(
-            self.link, self.clock, self.owner._sink, self.owner._config.max_command_length
-        )
-        return _Gate(proto, lambda inner, reason: self._lost(gen, inner, reason))
-
-    def _connected(self, gate, gen) -> None:
-        self._connecting = None
-        if gen != self._gen:
-            gate.transport.loseConnection()
-            return
-        self.proto = gate.inner
-        self.phase = "binding"
-        d = defer.maybeDeferred(self.proto.bind)
-        d.addCallbacks(self._bound, self._bind_failed, (gen,), None, (gen,))
-        d.addErrback(self._log.failure, "smsc {link}: supervisor error", link=self.link.name)
-
-    def _connect_failed(self, failure: Failure, gen) -> None:
-        self._connecting = None
-        self._failed(gen, CONNECT, f"connect to {self.link.ip}:{self.link.port} failed: {_describe(failure)}")
-
-    def _bound(self, _resp, gen) -> None:
-        if gen != self._gen:
-            return
-        self.phase = "bound"
-        self.bound_since = self.clock.seconds()
-        self.last_error = None
-        self._attempts = 0
-        recovered = self._series.recovered()
-        self._log.info(
-            "{prefix}: bound as {kind} to {host}:{port}",
-            prefix=recovered or f"smsc {self.link.name}",
-            kind=self.link.session_type.name.lower(),
-            host=self.link.ip,
-            port=self.link.port,
-        )
-
-    def _bind_failed(self, failure: Failure, gen) -> None:
-        if gen != self._gen:
-            return
-        status = getattr(failure.value, "status", None)
-        kind = AUTH if status in AUTH_STATUSES else CONNECT
-        self._failed(gen, kind, _describe(failure))
-
-    def _lost(self, gen, proto, reason) -> None:
-        phase = self.phase
-        self._retire(proto)
-        self._fire_closed()
-        if gen != self._gen or not self._running:
-            return
-        why = reason.getErrorMessage() if isinstance(reason, Failure) else "connection closed"
-        if phase == "bound":
-            self._failed(gen, CONNECT, f"connection lost: {why}")
-        else:
-            self._failed(gen, CONNECT, f"connection lost while {self.phase}: {why}")
-
-    def _failed(self, gen, kind: str, reason: str) -> None:
-        """End attempt C{gen}: close what is left of it and schedule the next."""
-        if gen != self._gen or not self._running:
-            return
-        self._gen += 1  # later events of this attempt are stale
-        proto, self.proto = self.proto, None
-        if proto is not None:
-            transport = getattr(proto, "transport", None)
-            if transport is not None:
-                transport.loseConnection()
-        self.bound_since = None
-        self.last_error = reason
-        self._attempts += 1
-        delay = self.owner._backoff.delay(self._attempts, kind)
-        message = self._series.failed(reason)
-        if message is not None:
-            self._log.warn("{text}; next attempt in {delay:.1f}s", text=message, delay=delay)
-        self.phase = "waiting"
-        self._retry = self.clock.callLater(delay, self._retry_now)
-
-    def _retry_now(self) -> None:
-        try:
-            self._connect()
-        except Exception:
-            self._log.failure("smsc {link}: reconnect failed", link=self.link.name)
-
-    def stop(self, timeout: float) -> defer.Deferred:
-        """
-        Stop reconnecting; unbind gracefully if bound.
-
-        @param timeout: seconds allowed for the unbind.
-        @return: Deferred firing (with None) once the connection is closed.
-        """
-        self._running = False
-        self._gen += 1
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        if self._connecting is not None:
-            connecting, self._connecting = self._connecting, None
-            connecting.cancel()
-        proto = self.proto
-        if proto is None:
-            self.phase = "stopped"
-            return defer.succeed(None)
-        self.phase = "unbinding"
-        gen = self._gen
-        d = self._close_proto(proto, timeout)
-
-        def done(_):
-            if self._gen == gen and not self._running:
-                self.phase = "stopped"
-
-        return d.addCallback(done)
-
-
-class _OutbindSlot(_Session):
-    """An outbind link: waits for the SMSC to connect and send C{outbind}."""
-
-    _log = Logger()
-
-    def start(self) -> None:
-        self.phase = "listening"
-
-    def accept(self, gate: _Gate, inner) -> None:
-        """A valid C{outbind} for this link arrived on C{gate}'s connection."""
-        old = self.proto
-        if old is not None and getattr(old, "transport", None) is not None:
-            self._log.info("smsc {link}: new outbind replaces the current session", link=self.link.name)
-            old.transport.loseConnection()
-        self.proto = inner
-        self.phase = "binding"
-        bind = getattr(inner, "bind_receiver_after_outbind", None) or inner.bind
-        d = defer.maybeDeferred(bind)
-
-        def bound(_):
-            if self.proto is inner:
-                self.phase = "bound"
-                self.bound_since = self.clock.seconds()
-                self.last_error = None
-                self._log.info("smsc {link}: bound as receiver after outbind", link=self.link.name)
-
-        def failed(f):
-            if self.proto is inner:
-                self.last_error = _describe(f)
-                self._log.warn(
-                    "smsc {link}: bind_receiver after outbind failed: {why}",
-                    link=self.link.name,
-                    why=self.last_error,
-                )
-                if inner.transport is not None:
-                    inner.transport.loseConnection()
-
-        d.addCallbacks(bound, failed)
-        d.addErrback(self._log.failure, "smsc {link}: outbind error", link=self.link.name)
-
-    def lost(self, inner, reason) -> None:
-        """The connection of C{inner} is gone."""
-        was_current = inner is self.proto
-        self._retire(inner)
-        if was_current and self.phase not in ("unbinding", "stopped"):
-            self.phase = "listening"
-            why = reason.getErrorMessage() if isinstance(reason, Failure) else "closed"
-            self.last_error = f"connection lost: {why}"
-            self._log.info(
-                "smsc {link}: outbind session closed ({why}); waiting for the next outbind",
-                link=self.link.name, why=why,
-            )
-        self._fire_closed()
-
-    def stop(self, timeout: float) -> defer.Deferred:
-        proto = self.proto
-        if proto is None:
-            self.phase = "stopped"
-            return defer.succeed(None)
-        self.phase = "unbinding"
-
-        def done(_):
-            self.phase = "stopped"
-
-        return self._close_proto(proto, timeout).addCallback(done)
-
-
-class _OutbindGate(_Gate):
-    """Reads the first PDU of an incoming connection; it must be C{outbind}."""
-
-    _log = Logger()
-
-    def __init__(self, service: "SmppService") -> None:
-        super().__init__(None, None)
-        self._service = service
-        self._buffer = b""
-        self._slot = None
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self._timeout = self._service._reactor.callLater(
-            self._service._outbind_timeout, self._give_up
-        )
-
-    def _give_up(self) -> None:
-        self._log.warn("outbind: no outbind PDU from {peer} in time", peer=self.transport.getPeer())
-        self.transport.loseConnection()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.inner is not None:
-            self.inner.dataReceived(data)
-            return
-        self._buffer += data
-        if len(self._buffer) < 16:
-            return
-        length = int.from_bytes(self._buffer[:4], "big")
-        if length < 16 or length > 256:  # an outbind is at most 41 octets
-            return self._reject("not an outbind PDU (bad command_length)")
-        if len(self._buffer) < length:
-            return
-        raw, rest = self._buffer[:length], self._buffer[length:]
-        self._buffer = b""
-        if self._timeout.active():
-            self._timeout.cancel()
-        try:
-            from gwsms.smpp import pdu as pdu_mod
-
-            request = pdu_mod.decode(raw)
-        except Exception as e:
-            return self._reject(f"undecodable first PDU ({e})")
-        if request.command != "outbind":
-            return self._reject(f"first PDU is {request.command}, not outbind")
-        system_id = request.params.get("system_id", "")
-        slot = self._service._outbind_slot(system_id)
-        if slot is None:
-            return self._reject(f"outbind for unknown system_id {system_id!r}")
-        password = str(request.params.get("password", ""))
-        if not hmac.compare_digest(password.encode("latin-1"), slot.link.password.encode("latin-1")):
-            return self._reject(f"outbind for {slot.link.name}: wrong password")
-        self._slot = slot
-        self.inner = self._service._protocol_factory(
-            slot.link, self._service._reactor, self._service._sink,
-            self._service._config.max_command_length,
-        )
-        self._on_lost = slot.lost
-        self.inner.makeConnection(self.transport)
-        slot.accept(self, self.inner)
-        if rest:
-            self.inner.dataReceived(rest)
-
-    def _reject(self, why: str) -> None:
-        self._log.warn("outbind from {peer} refused: {why}", peer=self.transport.getPeer(), why=why)
-        self._buffer = b""
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason=None) -> None:
-        timeout = getattr(self, "_timeout", None)
-        if timeout is not None and timeout.active():
-            timeout.cancel()
-        super().connectionLost(reason)
-
-
-class _OutbindFactory(Factory):
-    noisy = False
-    def __init__(self, service: "SmppService") -> None:
-        self._service = service
-
-    def buildProtocol(self, addr):
-        return _OutbindGate(self._service)
 
 
 class SmppService(MultiService):
@@ -568,11 +87,17 @@ class SmppService(MultiService):
         super().__init__()
         self._reactor = reactor
         self._config = smpp_config
-        self._sink = sink
-        self._backoff = Backoff.from_config(smpp_config, random)
-        self._protocol_factory = protocol_factory or _default_protocol_factory
-        self._outbind_timeout = 10.0
-        self._sessions: dict[str, _Session] = {}
+        make_protocol = protocol_factory or _esme_protocol
+        self._context = SessionContext(
+            clock=reactor,
+            backoff=Backoff.from_config(smpp_config, random),
+            new_protocol=lambda link: make_protocol(
+                link, reactor, sink, smpp_config.max_command_length
+            ),
+            endpoint_for=self._endpoint_for,
+            find_outbind_slot=self._outbind_slot,
+        )
+        self._sessions: dict[str, LinkSession] = {}
         self._check_unique(links)
         for link in links:
             self._sessions[link.name] = self._make_session(link)
@@ -593,11 +118,11 @@ class SmppService(MultiService):
                 raise ValueError(f"duplicate smsc link name {link.name!r}")
             seen.add(link.name)
 
-    def _make_session(self, link: SmscLink) -> _Session:
+    def _make_session(self, link: SmscLink) -> LinkSession:
         if link.session_type is SessionType.OUTBIND:
-            session = _OutbindSlot(self, link)
+            session = OutbindSlot(self._context, link)
         else:
-            session = _Supervisor(self, link)
+            session = LinkSupervisor(self._context, link)
         session.phase = "stopped" if link.enabled else "disabled"
         return session
 
@@ -619,7 +144,7 @@ class SmppService(MultiService):
     def _outbind_slot(self, system_id: str):
         for session in self._sessions.values():
             if (
-                isinstance(session, _OutbindSlot)
+                isinstance(session, OutbindSlot)
                 and session.link.enabled
                 and session.link.system_id == system_id
             ):
@@ -634,7 +159,7 @@ class SmppService(MultiService):
         @raise twisted.internet.error.CannotListenError: an outbind listener
             could not be opened (startup fails rather than running without it).
         """
-        factory = _OutbindFactory(self)
+        factory = OutbindFactory(self._context)
         for description, endpoint in self._listeners:
             outcome: list = []
             d = endpoint.listen(factory)
@@ -652,7 +177,11 @@ class SmppService(MultiService):
                 self._ports.append(outcome[0])
             else:  # an endpoint that listens asynchronously
                 d.addCallback(self._ports.append)
-                d.addErrback(self._log.failure, "cannot listen for outbind on {where}", where=description)
+                d.addErrback(
+                    lambda f, where=description: self._log.failure(
+                        "cannot listen for outbind on {where}", f, where=where
+                    )
+                )
         super().startService()
         for session in self._sessions.values():
             if session.link.enabled:
@@ -676,12 +205,12 @@ class SmppService(MultiService):
 
         d.addCallback(stop_listening)
         d.addCallback(lambda _: MultiService.stopService(self))
-        d.addErrback(self._log.failure, "stopping smpp service")
+        d.addErrback(lambda f: self._log.failure("stopping smpp service", f))
         return d
 
-    def _stop_session(self, session: _Session, timeout: float) -> defer.Deferred:
+    def _stop_session(self, session: LinkSession, timeout: float) -> defer.Deferred:
         d = defer.maybeDeferred(session.stop, timeout)
-        d.addErrback(self._log.failure, "smsc {link}: stop failed", link=session.link.name)
+        d.addErrback(lambda f: self._log.failure("smsc {link}: stop failed", f, link=session.link.name))
         return d
 
     # -- public API ------------------------------------------------------
@@ -730,7 +259,7 @@ class SmppService(MultiService):
             )
         return result
 
-    def _install(self, link: SmscLink, old: _Session | None) -> None:
+    def _install(self, link: SmscLink, old: LinkSession | None) -> None:
         session = self._make_session(link)
         self._sessions[link.name] = session
         if not self.running:
@@ -742,7 +271,7 @@ class SmppService(MultiService):
                 session.start()
 
         stopped.addCallback(start)
-        stopped.addErrback(self._log.failure, "smsc {link}: restart failed", link=link.name)
+        stopped.addErrback(lambda f: self._log.failure("smsc {link}: restart failed", f, link=link.name))
 
     def submit(self, link_name: str, params: dict, tlvs: dict | None = None) -> defer.Deferred:
         """
