@@ -334,16 +334,15 @@ BODY_FIELDS = {
     ),
 }
 
-#: Responses whose body is omitted when command_status is not ESME_ROK
-#: (SMPP 3.4 sections 4.1.2, 4.4.2, 4.7.2, 4.8.2) unless TLVs are sent.
+#: Responses whose body is not returned when command_status is not
+#: ESME_ROK (SMPP 3.4 sections 4.1.2 and 4.4.2) unless TLVs are sent.  The
+#: decoder accepts an empty body for any response with a non-zero status.
 EMPTY_BODY_ON_ERROR = frozenset(
     [
         CommandId.bind_receiver_resp,
         CommandId.bind_transmitter_resp,
         CommandId.bind_transceiver_resp,
         CommandId.submit_sm_resp,
-        CommandId.data_sm_resp,
-        CommandId.query_sm_resp,
     ]
 )
 

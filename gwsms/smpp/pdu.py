@@ -551,7 +551,11 @@ def make(command, sequence_number=0, command_status=0, tlvs=None, **params):
 def _encode_tlvs(tlvs):
     parts = []
     for key, value in tlvs.items():
-        spec = _TLV_BY_NAME.get(key) if isinstance(key, str) else _TLV_BY_TAG.get(key)
+        if isinstance(key, str):
+            name, spec = key, _TLV_BY_NAME.get(key)
+        else:
+            name = _TLV_BY_TAG[key][0] if key in _TLV_BY_TAG else None
+            spec = _TLV_BY_NAME.get(name)
         if spec is None:
             if isinstance(key, str):
                 raise PduError("unknown TLV name %r" % (key,), _S.ESME_RINVOPTPARSTREAM)
@@ -562,8 +566,7 @@ def _encode_tlvs(tlvs):
             parts.append(_TLV_HEAD.pack(key, len(value)))
             parts.append(value)
             continue
-        tag, kind, low, high = spec[0], spec[1], spec[2], spec[3]
-        name = key if isinstance(key, str) else _TLV_BY_TAG[key][0]
+        tag, kind, low, high = spec
         if kind == _TINT:
             if not isinstance(value, int) or not 0 <= value < (1 << (8 * low)):
                 raise PduError("TLV %s must be an int of %d octet(s): %r" % (name, low, value), _S.ESME_RINVOPTPARAMVAL)
