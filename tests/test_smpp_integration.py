@@ -304,6 +304,22 @@ class PerlSmscTests(IntegrationBase):
         yield service.stopService()
 
     @defer.inlineCallbacks
+    def test_smsc_unbind_and_drop_then_rebind(self):
+        """An unbind from the SMSC, then an abrupt close: the link re-binds each time."""
+        peer, port = yield self.start_perl()
+        service = self.make_service([link("perl", port)])
+        service.startService()
+        yield self.wait_state(service, "perl", "bound_trx")
+        peer.send("unbind")
+        yield peer.wait_for(lambda l: l == "UNBIND_RESP", "unbind_resp from gwsms")
+        yield _wait_until(self.reactor, lambda: peer.count("BIND transceiver gw 0") == 2, what="re-bind after unbind")
+        yield self.wait_state(service, "perl", "bound_trx")
+        peer.send("drop")
+        yield _wait_until(self.reactor, lambda: peer.count("BIND transceiver gw 0") == 3, what="re-bind after drop")
+        yield self.wait_state(service, "perl", "bound_trx")
+        yield service.stopService()
+
+    @defer.inlineCallbacks
     def test_throttled_submits_delivered_exactly_once(self):
         """Every 5th submit_sm is answered ESME_RTHROTTLED; all 50 arrive once."""
         peer, port = yield self.start_perl("--throttle", "5")
