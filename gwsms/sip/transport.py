@@ -331,27 +331,27 @@ class TransportLayer:
         via = top_via(response)
         if via is None:
             raise TransportError("response has no valid Via")
-        transport = via.transport.lower()
+        # the transport the request really came over wins over what its Via says
+        transport = source.transport if source is not None else via.transport.lower()
         if transport not in TRANSPORTS:
             raise TransportError(f"response Via transport {via.transport!r} not supported")
         params = via.params
-        if transport in RELIABLE:
-            if source is not None and source.reliable and isinstance(
-                    source.connection, SipStreamProtocol) and source.connection.connected_:
-                return source
-            host = params.get("received") or via.host
-            return Peer(transport, host, via.port or DEFAULT_PORTS[transport],
-                        server_name=via.host)
-        conn = source.connection if source is not None and source.transport == "udp" else None
-        if params.get("maddr"):
-            return Peer("udp", params["maddr"], via.port or 5060, connection=conn)
-        if params.get("received"):
-            port = params.get("rport") or via.port or 5060
-            try:
+        try:
+            if transport in RELIABLE:
+                conn = source.connection if source is not None else None
+                if isinstance(conn, SipStreamProtocol) and conn.connected_:
+                    return source
+                return Peer(transport, params.get("received") or via.host,
+                            via.port or DEFAULT_PORTS[transport], server_name=via.host)
+            conn = source.connection if source is not None else None
+            if params.get("maddr"):
+                return Peer("udp", params["maddr"], via.port or 5060, connection=conn)
+            if params.get("received"):
+                port = params.get("rport") or via.port or 5060
                 return Peer("udp", params["received"], int(port), connection=conn)
-            except ValueError:
-                raise TransportError(f"bad rport {port!r} in response Via") from None
-        return Peer("udp", via.host, via.port or 5060, connection=conn)
+            return Peer("udp", via.host, via.port or 5060, connection=conn)
+        except ValueError as e:
+            raise TransportError(f"cannot route response by its Via: {e}") from None
 
     def _stamp_via(self, msg, transport: str, sent_by: tuple[str, int]) -> None:
         via = top_via(msg)

@@ -64,6 +64,8 @@ class Peer:
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "host", str(self.host).strip("[]"))
         object.__setattr__(self, "port", int(self.port))
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} out of range")
 
     @property
     def reliable(self) -> bool:
@@ -407,6 +409,10 @@ class SipStreamProtocol(Protocol):
 
     def connectionLost(self, reason=None):
         self.connected_ = False
+        if self._parser.buffered or getattr(self._parser, "_pending", None) is not None:
+            self.layer.drop("partial", "SIP {transport} connection from {peer} closed with"
+                            " {size} bytes of an incomplete message", size=self._parser.buffered,
+                            transport=self.transport_name, peer=self._peer_text())
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         self._idle_call = None
