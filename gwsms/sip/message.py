@@ -789,7 +789,7 @@ class StreamParser:
         self._scan = max(0, self._scan - pos)
         return out
 
-    def _head_received(self, head: bytes) -> SipParseError | None:
+    def _head_received(self, head: bytes) -> Message | SipParseError | None:
         try:
             if len(head) > self.max_size:
                 raise SipParseError(
@@ -815,6 +815,8 @@ class StreamParser:
                 self._need = clen
                 self._state = self._SKIP if clen else self._HEAD
                 return e
+        if clen == 0:
+            return msg
         self._pending = msg
         self._need = clen
         self._state = self._BODY
