@@ -722,7 +722,7 @@ class StreamTests(SynchronousTestCase):
         self.assertEqual(items[0].status, 400)
         self.assertIn("limit 10", items[0].reason)
         self.assertEqual(items[1:], [parse_message(COMPACT)])
-        items = StreamParser(max_line=60).feed(SOFTPHONE_MESSAGE + COMPACT)
+        items = StreamParser(max_line=70).feed(SOFTPHONE_MESSAGE + COMPACT)
         self.assertIn("too long", items[0].reason)
         self.assertEqual(items[1:], [parse_message(COMPACT)])
 
