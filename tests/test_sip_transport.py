@@ -4,7 +4,10 @@ UDP and TCP framing, RFC 3261 18.2.2 / RFC 3581 response routing, stream
 connections; plus an integration test over real loopback sockets.
 """
 
-from twisted.internet import defer, error, task
+import datetime
+import ipaddress
+
+from twisted.internet import defer, error, ssl, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
 from twisted.internet.testing import FakeDatagramTransport, MemoryReactorClock, StringTransport
@@ -428,6 +431,18 @@ class StreamTests(unittest.SynchronousTestCase):
         self.assertEqual(self.successResultOf(d2).status, 200)
         self.assertEqual(proto.in_use, 1)
 
+    def test_connection_lost_fails_pending_request(self):
+        d = self.txn.send_request(sipmsg.parse_message(raw_request()),
+                                  Peer("tcp", "203.0.113.5", 5080))
+        host, port, factory, _, _ = self.reactor.tcpClients[0]
+        client = factory.buildProtocol(IPv4Address("TCP", host, port))
+        client.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", host, port)))
+        client.connectionLost(Failure(error.ConnectionLost("peer went away")))
+        f = self.failureResultOf(d, TransportError)
+        self.assertIn("peer went away", str(f.value))
+        self.assertEqual(self.txn.client_transactions, {})
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_connect_failure(self):
         d = self.txn.send_request(sipmsg.parse_message(raw_request()),
                                   Peer("tcp", "203.0.113.5", 5080))
@@ -514,3 +529,77 @@ class LoopbackIntegrationTests(unittest.TestCase):
             request, Peer("udp", "127.0.0.1", self.udp_port.getHost().port)
         ).addTimeout(5, self.reactor)
         self.assertEqual(response.status, 202)
+
+
+def make_cert():
+    """@return: (server CertificateOptions, trusted Certificate) for 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    server = ssl.PrivateCertificate.loadPEM(cert_pem + key_pem).options()
+    return server, ssl.Certificate.loadPEM(cert_pem)
+
+
+class TLSLoopbackTests(unittest.TestCase):
+    """TLS on 127.0.0.1 between our own client and server transports."""
+
+    def setUp(self):
+        from twisted.internet import reactor
+        self.reactor = reactor
+        server_options, self.authority = make_cert()
+        self.layer = TransportLayer(reactor)
+        self.tu = AnsweringTU(202)
+        self.txn = TransactionLayer(reactor, tu=self.tu, transport=self.layer)
+        self.port = listen(reactor, "tls:127.0.0.1:0", self.txn, tls_options=server_options)
+        self.addCleanup(self.txn.stop)
+        self.addCleanup(self.layer.stop)
+
+    def client(self, trusted):
+        creator = (lambda name: ssl.optionsForClientTLS(name, trustRoot=self.authority)) \
+            if trusted else None
+        layer = TransportLayer(self.reactor, tls_client_creator=creator)
+        txn = TransactionLayer(self.reactor, transport=layer)
+        self.addCleanup(txn.stop)
+        self.addCleanup(layer.stop)
+        return txn
+
+    @defer.inlineCallbacks
+    def test_request_over_tls(self):
+        request = sipmsg.parse_message(raw_request(via="SIP/2.0/TLS x;branch=z9hG4bKt1"))
+        response = yield self.client(True).send_request(
+            request, Peer("tls", "127.0.0.1", self.port.getHost().port)
+        ).addTimeout(10, self.reactor)
+        self.assertEqual(response.status, 202)
+        received, source = self.tu.requests[0]
+        self.assertEqual(source.transport, "tls")
+
+    @defer.inlineCallbacks
+    def test_untrusted_certificate_fails_fast(self):
+        """Hostname/chain verification is on: an untrusted server is refused."""
+        request = sipmsg.parse_message(raw_request(via="SIP/2.0/TLS x;branch=z9hG4bKt2"))
+        d = self.client(False).send_request(
+            request, Peer("tls", "127.0.0.1", self.port.getHost().port))
+        try:
+            yield d.addTimeout(10, self.reactor)
+        except TransportError as e:
+            self.assertIn("lost", str(e))
+        else:
+            self.fail("an untrusted certificate was accepted")
+        self.assertEqual(self.tu.requests, [])

@@ -284,7 +284,16 @@ class ClientTransaction:
         if self.state != TERMINATED and self._held is None and hasattr(conn, "hold") \
                 and used.reliable:
             self._held = conn
-            conn.hold()
+            conn.hold(self)
+
+    def connection_lost(self, conn, reason) -> None:
+        """The stream connection carrying the request closed (e.g. TLS failed)."""
+        self._held = None
+        if self.state in (TRYING, PROCEEDING):
+            why = reason.getErrorMessage() if reason is not None else "closed"
+            self._fail(TransportError(
+                f"{self.peer.transport} connection to {self.peer.host}:{self.peer.port}"
+                f" lost: {why}"))
 
     def _send_failed(self, failure) -> None:
         if self.state in (COMPLETED, TERMINATED):
@@ -348,7 +357,7 @@ class ClientTransaction:
         if self.layer.client_transactions.get(self.key) is self:
             del self.layer.client_transactions[self.key]
         if self._held is not None:
-            self._held.release()
+            self._held.release(self)
             self._held = None
 
 

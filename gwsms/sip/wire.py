@@ -323,6 +323,7 @@ class SipStreamProtocol(Protocol):
         self.outbound = outbound
         self.peer: Peer | None = None
         self.in_use = 0
+        self._owners: set = set()
         self.connected_ = False
         self._parser = sipmsg.StreamParser(layer.max_message_size)
         self._idle_call = None
@@ -339,13 +340,21 @@ class SipStreamProtocol(Protocol):
             self._idle_call = self.layer.clock.callLater(self.layer.idle_timeout, self._idle_check)
         self.layer.connection_made(self)
 
-    def hold(self) -> None:
-        """Mark the connection in use (a transaction depends on it)."""
-        self.in_use += 1
+    def hold(self, owner=None) -> None:
+        """
+        Mark the connection in use (a transaction depends on it).
 
-    def release(self) -> None:
+        @param owner: if given, its C{connection_lost(connection, reason)}
+            is called should the connection close while held.
+        """
+        self.in_use += 1
+        if owner is not None:
+            self._owners.add(owner)
+
+    def release(self, owner=None) -> None:
         """Undo one L{hold}."""
         self.in_use = max(0, self.in_use - 1)
+        self._owners.discard(owner)
 
     def _idle_check(self):
         self._idle_call = None
@@ -417,6 +426,12 @@ class SipStreamProtocol(Protocol):
             self._idle_call.cancel()
         self._idle_call = None
         self.layer.connection_lost(self)
+        owners, self._owners = self._owners, set()
+        for owner in owners:
+            try:
+                owner.connection_lost(self, reason)
+            except Exception:
+                self._log.failure("connection_lost handler failed")
 
 
 class SipStreamFactory(Factory):
