@@ -158,6 +158,7 @@ def _format_host(host: str) -> str:
 
 # --- URIs -----------------------------------------------------------------
 
+_URI_BAD_RE = re.compile(r'[\x00-\x20\x7f<>"]')
 _DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
 _TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+\Z")
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
@@ -262,6 +263,8 @@ class SipURI:
         if q >= 0:
             hdrs = rest[q + 1 :]
             rest = rest[:q]
+            if _URI_BAD_RE.search(hdrs):
+                raise SipParseError(400, "Invalid character in URI headers")
             for pair in hdrs.split("&"):
                 name, eq, value = pair.partition("=")
                 if not name or not eq:
@@ -274,6 +277,8 @@ class SipURI:
             user, sep, password = userinfo.partition(":")
             if not user:
                 raise SipParseError(400, "Empty user part in SIP URI")
+            if _URI_BAD_RE.search(userinfo):
+                raise SipParseError(400, "Invalid character in SIP URI user part")
             uri.user = _unescape(user, "user")
             if sep:
                 uri.password = _unescape(password, "password")
