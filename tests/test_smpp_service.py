@@ -624,3 +624,23 @@ class RealEsmeTests(ServiceTestBase):
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.reactor.advance(2)
         self.assertEqual(len(self.reactor.tcpClients), 2)
+
+
+class ShutdownDuringReloadTests(ServiceTestBase):
+    def test_stop_waits_for_removed_and_does_not_restart_changed(self):
+        self.build([make_link("a", port=1), make_link("b", port=2)]).startService()
+        sessions = {}
+        for i, name in enumerate("ab"):
+            wrapper, transport, proto = self.connect(i)
+            proto.accept_bind()
+            sessions[name] = (wrapper, transport, proto)
+        self.service.reload([make_link("b", port=20)])  # a removed, b changed
+        d = self.service.stopService()
+        for name in "ab":
+            sessions[name][2].unbind_d.callback(None)
+        sessions["b"][0].connectionLost(Failure(error.ConnectionDone()))
+        self.assertNoResult(d)  # "a" (removed) is still closing
+        sessions["a"][0].connectionLost(Failure(error.ConnectionDone()))
+        self.successResultOf(d)
+        self.reactor.advance(100)
+        self.assertEqual(len(self.attempts()), 2)  # b was not restarted on port 20

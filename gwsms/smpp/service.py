@@ -98,6 +98,8 @@ class SmppService(MultiService):
             find_outbind_slot=self._outbind_slot,
         )
         self._sessions: dict[str, LinkSession] = {}
+        self._pending_stops: set[defer.Deferred] = set()  # sessions being closed
+        self._shutting_down = False
         self._check_unique(links)
         for link in links:
             self._sessions[link.name] = self._make_session(link)
@@ -159,6 +161,7 @@ class SmppService(MultiService):
         @raise twisted.internet.error.CannotListenError: an outbind listener
             could not be opened (startup fails rather than running without it).
         """
+        self._shutting_down = False
         factory = OutbindFactory(self._context)
         for description, endpoint in self._listeners:
             outcome: list = []
@@ -192,9 +195,10 @@ class SmppService(MultiService):
         Unbind every session gracefully (within C{smpp.shutdown_timeout}),
         then stop the outbind listeners.
         """
+        self._shutting_down = True
         timeout = self._config.shutdown_timeout
         stops = [self._stop_session(s, timeout) for s in self._sessions.values()]
-        d = defer.DeferredList(stops, consumeErrors=True)
+        d = defer.DeferredList(stops + list(self._pending_stops), consumeErrors=True)
 
         def stop_listening(_):
             ports, self._ports = self._ports, []
@@ -211,6 +215,14 @@ class SmppService(MultiService):
     def _stop_session(self, session: LinkSession, timeout: float) -> defer.Deferred:
         d = defer.maybeDeferred(session.stop, timeout)
         d.addErrback(lambda f: self._log.failure("smsc {link}: stop failed", f, link=session.link.name))
+        if not d.called:
+            self._pending_stops.add(d)
+
+            def forget(result):
+                self._pending_stops.discard(d)
+                return result
+
+            d.addBoth(forget)
         return d
 
     # -- public API ------------------------------------------------------
@@ -267,7 +279,12 @@ class SmppService(MultiService):
         stopped = self._stop_session(old, self._config.shutdown_timeout) if old else defer.succeed(None)
 
         def start(_):
-            if self._sessions.get(link.name) is session and link.enabled and self.running:
+            if (
+                self._sessions.get(link.name) is session
+                and link.enabled
+                and self.running
+                and not self._shutting_down
+            ):
                 session.start()
 
         stopped.addCallback(start)
