@@ -431,6 +431,13 @@ class StreamTests(unittest.SynchronousTestCase):
         self.assertEqual(self.successResultOf(d2).status, 200)
         self.assertEqual(proto.in_use, 1)
 
+    def test_stop_cancels_connect(self):
+        d = self.txn.send_request(sipmsg.parse_message(raw_request()),
+                                  Peer("tcp", "203.0.113.5", 5080))
+        self.layer.stop()
+        self.assertIn("cannot connect", str(self.failureResultOf(d, TransportError).value))
+        self.assertEqual(self.layer._connecting, {})
+
     def test_connection_lost_fails_pending_request(self):
         d = self.txn.send_request(sipmsg.parse_message(raw_request()),
                                   Peer("tcp", "203.0.113.5", 5080))
@@ -446,12 +453,17 @@ class StreamTests(unittest.SynchronousTestCase):
     def test_connect_failure(self):
         d = self.txn.send_request(sipmsg.parse_message(raw_request()),
                                   Peer("tcp", "203.0.113.5", 5080))
+        d2 = self.txn.send_request(sipmsg.parse_message(
+            raw_request(via="SIP/2.0/TCP x;branch=z9hG4bK2")), Peer("tcp", "203.0.113.5", 5080))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
         _, _, factory, _, _ = self.reactor.tcpClients[0]
         factory.clientConnectionFailed(self.reactor.connectors[0],
                                        Failure(error.ConnectionRefusedError()))
         self.failureResultOf(d, TransportError)
+        self.failureResultOf(d2, TransportError)
         self.assertEqual(self.txn.client_transactions, {})
         self.assertEqual(self.layer._connecting, {})
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
 
 class StreamByteByByteTests(StreamTests):

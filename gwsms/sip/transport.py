@@ -179,8 +179,8 @@ class TransportLayer:
         self._listeners = []
         for conn in list(self._all_connections):
             conn.transport.loseConnection()
-        for pending in list(self._connecting.values()):
-            pending.cancel()
+        for attempt, _waiters in list(self._connecting.values()):
+            attempt.cancel()
         return defer.DeferredList(waits, consumeErrors=True)
 
     # -- incoming ----------------------------------------------------------
@@ -406,32 +406,40 @@ class TransportLayer:
             raise TransportError("no connection to answer on")
 
     def _connect(self, target: Peer) -> defer.Deferred:
+        """
+        Open (or join an attempt to open) a connection to C{target}.
+
+        @return: Deferred firing with the L{SipStreamProtocol}, or failing
+            with L{TransportError}.
+        """
         key = target.key
+        waiter: defer.Deferred = defer.Deferred()
         pending = self._connecting.get(key)
-        if pending is None:
-            pending = self._connecting[key] = self._open(target)
+        if pending is not None:
+            pending[1].append(waiter)
+            return waiter
+        waiters = [waiter]
+        attempt = self._open(target)
+        self._connecting[key] = (attempt, waiters)
 
-            def done(result):
-                self._connecting.pop(key, None)
-                if isinstance(result, SipStreamProtocol):
-                    self._connections[key] = result
-                return result
-            pending.addBoth(done)
-        waiter = defer.Deferred()
-
-        def relay(result):
+        def done(result):
+            if self._connecting.get(key, (None,))[0] is attempt:
+                del self._connecting[key]
             if isinstance(result, SipStreamProtocol):
-                waiter.callback(result)
-            else:
-                self.stats["send_errors"] += 1
-                err = result.value
-                if not isinstance(err, TransportError):
-                    err = TransportError(f"cannot connect to {target.transport}:"
-                                         f"{_hostport(target.host, target.port)}: {err}")
-                waiter.errback(err)
-            return result
-        pending.addBoth(relay)
-        pending.addErrback(lambda f: None)
+                self._connections[key] = result
+                for item in waiters:
+                    item.callback(result)
+                return None
+            self.stats["send_errors"] += 1
+            err = TransportError(f"cannot connect to {target.transport}:"
+                                 f"{_hostport(target.host, target.port)}: "
+                                 f"{result.getErrorMessage()}")
+            self.log_limited("connect-failed", "{error}", error=err)
+            for item in waiters:
+                item.errback(err)
+            return None
+        attempt.addBoth(done)
+        attempt.addErrback(lambda f: self._log.failure("connect bookkeeping failed", f))
         return waiter
 
     def _open(self, target: Peer) -> defer.Deferred:
