@@ -21,8 +21,6 @@ L{TransactionLayer.respond}), now or later.
 
 from __future__ import annotations
 
-import secrets
-
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -46,8 +44,8 @@ class TimeoutError(Exception):  # noqa: A001 - the contract's name
 
 
 def new_branch() -> str:
-    """@return: a fresh RFC 3261 branch (magic cookie + 96 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(12)
+    """@return: a fresh RFC 3261 branch (magic cookie + random bits)."""
+    return sipmsg.generate_branch()
 
 
 def server_key(request, method: str | None = None) -> tuple:
@@ -448,7 +446,7 @@ class TransactionLayer:
             self._cancel(txn)
             return
         if self.tu is None:
-            txn.respond(sipmsg.make_response(request, 503, to_tag=new_branch()[7:]))
+            txn.respond(sipmsg.make_response(request, 503, to_tag=sipmsg.generate_tag()))
             return
         try:
             self.tu.request_received(request, source, txn)
@@ -457,7 +455,7 @@ class TransactionLayer:
             self._log.failure("TU failed on {method} {call_id}", method=request.method,
                               call_id=request.call_id)
             if txn.state == TRYING:
-                txn.respond(sipmsg.make_response(request, 500, to_tag=new_branch()[7:]))
+                txn.respond(sipmsg.make_response(request, 500, to_tag=sipmsg.generate_tag()))
 
     def _cancel(self, txn: ServerTransaction) -> None:
         """RFC 3261 9.2: 200 if the CANCEL matches an INVITE, else 481."""
@@ -465,7 +463,7 @@ class TransactionLayer:
             target = self.server_transactions.get(server_key(txn.request, "INVITE"))
         except (ValueError, AttributeError, sipmsg.SipError):
             target = None
-        to_tag = new_branch()[7:]
+        to_tag = sipmsg.generate_tag()
         if target is None:
             txn.respond(sipmsg.make_response(txn.request, 481, to_tag=to_tag))
             return
