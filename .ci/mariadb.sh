@@ -67,6 +67,7 @@ setsid "$server" --no-defaults --user="$user" --datadir="$dir/data" \
     --port="$port" --bind-address=127.0.0.1 --log-error="$dir/error.log" \
     --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
+    --skip-name-resolve --innodb-flush-log-at-trx-commit=2 --innodb-doublewrite=0 \
     </dev/null >/dev/null 2>&1 &
 
 ready=""

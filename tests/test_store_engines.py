@@ -88,6 +88,12 @@ class MysqlUrlTests(unittest.SynchronousTestCase):
         self.assertEqual(kw["port"], 3306)
         self.assertEqual(kw["unix_socket"], "/run/mysqld/s.sock")
 
+    def test_tls_off_only_for_local_servers(self):
+        for url in ("mysql://u:p@127.0.0.1/db", "mysql://u:p@localhost/db",
+                    "mysql://u:p@h/db?unix_socket=/s"):
+            self.assertIs(create_engine(url).connect_args()[1]["ssl_disabled"], True, url)
+        self.assertNotIn("ssl_disabled", create_engine("mysql://u:p@db.example/db").connect_args()[1])
+
     def test_repr_masks_password(self):
         engine = create_engine("mysql://gw:sekrit@h:3306/db")
         self.assertNotIn("sekrit", repr(engine))
