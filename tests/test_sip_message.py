@@ -532,6 +532,13 @@ class ErrorTests(SynchronousTestCase):
     def test_continuation_first(self) -> None:
         self.assert_error(_replace(OPTIONS_PING, b"\r\nVia:", b"\r\n Via:"), 400, "continuation")
 
+    def test_continuation_after_empty_line(self) -> None:
+        """
+        Found by the fuzz test: an empty line (bare LF) then a continuation.
+        """
+        data = _replace(OPTIONS_PING, b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n\n x\r\n")
+        self.assertRaises(SipParseError, parse_message, data)
+
     def test_stray_cr(self) -> None:
         self.assert_error(_replace(OPTIONS_PING, b"Max-Forwards: 70", b"Max-Forwards: 7\r0"), 400, "CR")
 

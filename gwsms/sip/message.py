@@ -452,7 +452,7 @@ def _unfold(lines: list[str]) -> list[str]:
     unfolded: list[str] = []
     for line in lines:
         if line[:1] in (" ", "\t"):
-            if not unfolded:
+            if not unfolded or not unfolded[-1]:
                 raise SipParseError(400, "Continuation line before first header")
             unfolded[-1] = unfolded[-1].rstrip(" \t") + " " + line.strip(" \t")
         else:
@@ -517,7 +517,10 @@ def _parse_head(head: bytes, max_headers: int, max_line: int) -> Message:
         header_lines = _unfold(header_lines)
         if len(header_lines) > max_headers:
             raise SipParseError(400, f"Too many header fields (limit {max_headers})") from None
-        items = [_slow_header(line) for line in header_lines]
+        try:
+            items = [_slow_header(line) for line in header_lines]
+        except _Folded:  # pragma: no cover -- _unfold leaves no such line
+            raise SipParseError(400, "Malformed header folding") from None
     if len(text) > max_line and max(map(len, header_lines), default=0) > max_line:
         raise SipParseError(400, f"Header line too long (limit {max_line})")
     headers = Headers._from_parsed(items)
