@@ -268,6 +268,22 @@ class DatagramTests(UDPBase):
         self.proto.datagramReceived(response.to_bytes(), ("203.0.113.5", 5060))
         self.assertEqual(self.successResultOf(d).status, 202)
 
+    def test_listener_by_address_family(self):
+        self.layer.listen("udp:[::1]:5062")
+        v6 = self.reactor.udp_ports[1]
+        self.successResultOf(self.layer.send(sipmsg.parse_message(raw_request()),
+                                             Peer("udp", "2001:db8::5", 5060)))
+        self.assertEqual(v6.transport.written[0][1], ("2001:db8::5", 5060))
+        sent = sipmsg.parse_message(v6.transport.written[0][0])
+        self.assertEqual((sent.top_via.host, sent.top_via.port), ("::1", 5062))
+        self.successResultOf(self.layer.send(sipmsg.parse_message(raw_request()),
+                                             Peer("udp", "192.0.2.5", 5060)))
+        self.assertEqual(self.udp.transport.written[0][1], ("192.0.2.5", 5060))
+
+    def test_wildcard_udp_advertises_a_name(self):
+        self.layer.listen("udp:0.0.0.0:5064", advertised_host="gw.example.com")
+        self.assertEqual(self.reactor.udp_ports[1].protocol.sent_by, ("gw.example.com", 5064))
+
     def test_udp_to_hostname_fails(self):
         req = sipmsg.parse_message(raw_request())
         d = self.layer.send(req, Peer("udp", "sip.example.com", 5060))

@@ -54,10 +54,15 @@ __all__ = [
 @dataclass
 class _Listener:
     transport: str
-    host: str
+    host: str  # advertised in Via sent-by
     port: int
     listening_port: object
     protocol: SipDatagramProtocol | None = None
+    bound: str = ""  # the address bound to
+
+    @property
+    def ipv6(self) -> bool:
+        return ":" in self.bound
 
 
 class TransportLayer:
@@ -144,7 +149,7 @@ class TransportLayer:
                            " {host!r} (pass advertised_host to choose)",
                            spec=spec, host=advertised_host)
         listener = _Listener(transport, advertised_host or bound_host, actual_port,
-                             listening, proto)
+                             listening, proto, bound_host)
         if proto is not None:
             proto.sent_by = (listener.host, listener.port)
         self._listeners.append(listener)
@@ -157,12 +162,13 @@ class TransportLayer:
         return any(item.transport == transport for item in self._listeners)
 
     def _listener_for(self, transport: str, host: str | None = None) -> _Listener | None:
+        """@return: the first listener of C{transport} of C{host}'s address family."""
         family6 = host is not None and ":" in host
         fallback = None
         for item in self._listeners:
             if item.transport != transport:
                 continue
-            if host is None or (":" in item.host) == family6 or item.host in _WILDCARDS:
+            if host is None or item.ipv6 == family6:
                 return item
             fallback = fallback or item
         return fallback
