@@ -536,7 +536,7 @@ class ErrorTests(SynchronousTestCase):
         """
         Found by the fuzz test: an empty line (bare LF) then a continuation.
         """
-        data = _replace(OPTIONS_PING, b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n\n x\r\n")
+        data = _replace(OPTIONS_PING, b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n y\r\n\n x\r\n")
         self.assertRaises(SipParseError, parse_message, data)
 
     def test_stray_cr(self) -> None:
