@@ -99,7 +99,7 @@ class ControlProtocol(LineReceiver):
         if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
             return defer.succeed({"ok": False, "error": '"args" must be an object'})
         method = None
-        if _COMMAND_RE.match(command):
+        if self.factory.allows(command):
             method = getattr(self.factory.controller, command, None)
         if method is None or not callable(method):
             return defer.succeed({"ok": False, "error": f"unknown command {command!r}"})
@@ -138,14 +138,32 @@ class ControlFactory(Factory):
         C{smsc_reload}, ...), each taking the request's C{args} as keyword
         arguments and returning a JSON-serialisable value, a Deferred of
         one, or a coroutine.
+    @ivar commands: the command names allowed, or None for every public
+        lower-case method of the controller.
     """
 
     protocol = ControlProtocol
 
-    def __init__(self, controller):
+    def __init__(self, controller, commands=None):
+        """
+        @param controller: see L{controller}.
+        @param commands: names of the methods clients may call; default: the
+            controller's C{control_commands} attribute when it has one, else
+            any method whose name is lower-case and does not start with C{_}
+            (Twisted's camelCase service methods are never reachable).
+        """
         self.controller = controller
+        if commands is None:
+            commands = getattr(controller, "control_commands", None)
+        self.commands = None if commands is None else frozenset(commands)
         #: the open client connections
         self.connections: set[ControlProtocol] = set()
+
+    def allows(self, command: str) -> bool:
+        """Whether C{command} may be called by clients."""
+        if not _COMMAND_RE.match(command):
+            return False
+        return self.commands is None or command in self.commands
 
 
 class ControlService(service.Service):
@@ -157,15 +175,16 @@ class ControlService(service.Service):
 
     _log = Logger()
 
-    def __init__(self, reactor, path: str, controller):
+    def __init__(self, reactor, path: str, controller, commands=None):
         """
         @param reactor: an C{IReactorUNIX}.
         @param path: the socket file.
         @param controller: see L{ControlFactory}.
+        @param commands: see L{ControlFactory}.
         """
         self._reactor = reactor
         self.path = path
-        self.factory = ControlFactory(controller)
+        self.factory = ControlFactory(controller, commands)
         self._port = None
 
     def _prepare_path(self) -> None:
@@ -225,11 +244,12 @@ class ControlService(service.Service):
         return d
 
 
-def control_service(reactor, path: str, controller) -> ControlService:
+def control_service(reactor, path: str, controller, commands=None) -> ControlService:
     """
+    @param commands: the allowed command names (see L{ControlFactory}).
     @return: an C{IService} serving C{controller} on the UNIX socket C{path}.
     """
-    return ControlService(reactor, path, controller)
+    return ControlService(reactor, path, controller, commands)
 
 
 def call(socket_path: str, command: str, timeout: float = 5.0, **args):

@@ -83,6 +83,36 @@ class ProtocolTests(unittest.SynchronousTestCase):
             (answer,) = self.ask({"command": command})
             self.assertEqual(answer, {"ok": False, "error": f"unknown command {command!r}"})
 
+    def test_allow_list(self):
+        factory = ControlFactory(self.controller, commands=["smsc_state"])
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(b'{"command":"smsc_reload"}\n{"command":"smsc_state"}\n')
+        answers = [json.loads(x) for x in transport.value().splitlines()]
+        self.assertEqual(answers[0], {"ok": False, "error": "unknown command 'smsc_reload'"})
+        self.assertTrue(answers[1]["ok"])
+        self.assertEqual(self.controller.reloads, 0)
+
+    def test_allow_list_from_controller_attribute(self):
+        self.controller.control_commands = ("echo",)
+        self.assertEqual(ControlFactory(self.controller).commands, frozenset({"echo"}))
+
+    def test_service_methods_unreachable(self):
+        from twisted.application.service import MultiService
+
+        class ServiceController(MultiService):
+            def smsc_state(self):
+                return "ok"
+
+        proto = ControlFactory(ServiceController()).buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(b'{"command":"stopService"}\n{"command":"smsc_state"}\n')
+        answers = [json.loads(x) for x in transport.value().splitlines()]
+        self.assertFalse(answers[0]["ok"])
+        self.assertEqual(answers[1], {"ok": True, "result": "ok"})
+
     def test_bad_requests(self):
         self.assertIn("not JSON", self.ask(b"{nope")[0]["error"])
         self.assertIn('"command"', self.ask({"args": {}})[0]["error"])
