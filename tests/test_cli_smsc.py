@@ -233,3 +233,34 @@ class CliWithServiceTests(unittest.TestCase):
         code, out, err = yield self.cli("smsc", "reload")
         self.assertEqual(code, 0, err)
         self.assertEqual(out.splitlines(), ["added: s1", "removed: -", "changed: -", "unchanged: s0"])
+
+
+class CliMysqlTests(unittest.SynchronousTestCase):
+    """The same commands against MariaDB, when GWSMS_TEST_MYSQL_URL is set."""
+
+    from tests.mysql_helpers import SKIP_MYSQL
+
+    if SKIP_MYSQL:
+        skip = SKIP_MYSQL
+
+    def test_add_list_show_rm(self):
+        from tests.mysql_helpers import fresh_mysql_url
+
+        url = fresh_mysql_url(self)
+        _, config, _, _ = write_config(self, db_url=url)
+        password = url.split("://", 1)[1].split("@")[0].split(":", 1)[1]
+        outputs = []
+        for argv, expected in (
+            (ADD, 0), (ADD, 2), (("smsc", "list"), 0), (("smsc", "show", "s1"), 0),
+            (("smsc", "rm", "s1"), 0), (("db", "version"), 0),
+        ):
+            code, out, err = run_cli(config, *argv)
+            self.assertEqual(code, expected, (argv, out, err))
+            outputs.append(out + err)
+        self.assertIn("smsc 's1' already exists", outputs[1])
+        self.assertEqual(outputs[2].splitlines()[1].split()[:3], ["s1", "transceiver", "127.0.0.1:2775"])
+        self.assertIn("***", outputs[3])
+        self.assertIn("schema version 1", outputs[5])
+        for text in outputs:
+            self.assertNotIn(PASSWORD, text)
+            self.assertNotIn(password, text)
