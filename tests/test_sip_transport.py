@@ -376,6 +376,14 @@ class StreamTests(unittest.SynchronousTestCase):
         self.assertEqual([r.call_id for r, _ in self.tu.requests], ["c2@x"])
         self.assertFalse(transport.disconnecting)
 
+    def test_garbage_stream_closed(self):
+        proto, transport = self.connect()
+        self.feed(proto, b"garbage\r\n\r\n" * 20)
+        self.assertFalse(transport.disconnecting)
+        self.feed(proto, b"garbage\r\n\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.layer.stats["dropped"], 21)
+
     def test_oversize_closes(self):
         proto, transport = self.connect()
         self.feed(proto, raw_request(body=b"x" * 5000))

@@ -27,6 +27,9 @@ TRANSPORTS = ("udp", "tcp", "tls")
 RELIABLE = frozenset({"tcp", "tls"})
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
+#: a stream that sends more bad messages than this in a row is closed
+MAX_BAD_IN_ROW = 20
+
 _SPEC_RE = re.compile(r"^(udp|tcp|tls):(?:(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):)?(\d{1,5})$")
 
 
@@ -324,6 +327,7 @@ class SipStreamProtocol(Protocol):
         self.peer: Peer | None = None
         self.in_use = 0
         self._owners: set = set()
+        self._bad_in_row = 0
         self.connected_ = False
         self._parser = sipmsg.StreamParser(layer.max_message_size)
         self._idle_call = None
@@ -392,16 +396,21 @@ class SipStreamProtocol(Protocol):
             self.transport.write(sipmsg.PONG)
         elif isinstance(item, sipmsg.SipError):
             layer.stats["received"] += 1
-            if item.status == 513:
+            self._bad_in_row += 1
+            if item.status == 513 or self._bad_in_row > MAX_BAD_IN_ROW:
                 layer.stats["dropped"] += 1
-                layer.stats["oversize"] += 1
+                if item.status == 513:
+                    layer.stats["oversize"] += 1
+                reason = item.reason if item.status == 513 else \
+                    f"{self._bad_in_row} bad messages in a row (last: {item.reason})"
                 self._log.info("closing SIP {transport} connection from {peer}: {reason}",
                                transport=self.transport_name, peer=self._peer_text(),
-                               reason=item.reason)
+                               reason=reason)
                 self.transport.loseConnection()
                 return
             layer.bad_message(b"", item, self.peer)
         else:
+            self._bad_in_row = 0
             layer.stats["received"] += 1
             layer.message_received(item, self.peer)
 
