@@ -81,6 +81,18 @@ class DatabaseTestsMixin:
 backend_tests(globals(), DatabaseTestsMixin)
 
 
+class OpenDatabaseTests(unittest.SynchronousTestCase):
+    def test_bad_url(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from gwsms.store.database import open_database
+
+        e = self.assertRaises(ValueError, open_database, MemoryReactorClock(), "mysql://u:pw@h:0x/db")
+        self.assertIn("port", str(e))
+        self.assertNotIn("pw", str(e))
+        self.assertRaises(ValueError, open_database_sync, "oracle://x")
+
+
 class SyncDatabaseTests(unittest.SynchronousTestCase):
     def test_results_are_already_fired(self):
         db = open_database_sync("sqlite::memory:")

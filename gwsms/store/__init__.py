@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_store_database -*-
 """
 Persistence: SQLite (default) or MySQL/MariaDB through Twisted's adbapi.
 
