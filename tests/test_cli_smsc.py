@@ -109,6 +109,13 @@ class CliSmscTests(unittest.SynchronousTestCase):
         self.assertEqual(lines[1].split(), ["s1", "receiver", "127.0.0.1:2775", "gw", "no", "-"])
         self.assertEqual(lines[-1], "(service not running)")
 
+    def test_outbind_needs_no_port(self):
+        code, out, err = self.cli("smsc", "add", "ob", "--ip", "10.0.0.1", "--system-id", "gw",
+                                  "--password", "x", "--session-type", "outbind")
+        self.assertEqual(code, 0, err)
+        link = self.stored("ob")
+        self.assertEqual((link.session_type, link.port), (SessionType.OUTBIND, 0))
+
     def test_password_from_stdin(self):
         argv = list(ADD)
         argv[argv.index(PASSWORD)] = "-"

@@ -64,7 +64,8 @@ def _float(text: str) -> float:
 #: (option, field, argparse keywords) shared by add and set
 _OPTIONS = (
     ("--ip", "ip", {"metavar": "HOST", "help": "SMSC host name or IP address"}),
-    ("--port", "port", {"type": _int, "help": "SMSC TCP port (1-65535)"}),
+    ("--port", "port", {"type": _int,
+                        "help": "SMSC TCP port (1-65535; optional for outbind)"}),
     ("--system-id", "system_id", {"metavar": "USER", "help": "bind system_id (max 15)"}),
     ("--password", "password", {"metavar": "X", "help": "bind password (max 8); '-' reads stdin"}),
     ("--session-type", "session_type", {
@@ -215,6 +216,8 @@ def _live_states(config) -> tuple[dict, str]:
 @command
 def cmd_add(args) -> int:
     fields = _given(args)
+    if fields.get("session_type") is SessionType.OUTBIND:
+        fields.setdefault("port", 0)  # the SMSC connects to us
     missing = [
         opt for opt, dest in (("--ip", "ip"), ("--port", "port"),
                               ("--system-id", "system_id"), ("--password", "password"))
