@@ -93,6 +93,44 @@ class OpenDatabaseTests(unittest.SynchronousTestCase):
         self.assertRaises(ValueError, open_database_sync, "oracle://x")
 
 
+def closed_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class MysqlUnreachableTests(unittest.TestCase):
+    """A MySQL server that is not there: a clear error without the password."""
+
+    def setUp(self):
+        self.url = f"mysql://gw:Sekr1tPw@127.0.0.1:{closed_port()}/gwsms"
+
+    @defer.inlineCallbacks
+    def test_pooled_first_interaction_fails(self):
+        from twisted.internet import reactor
+
+        from gwsms.store.database import open_database
+
+        db = open_database(reactor, self.url)
+        self.addCleanup(db.close)
+        self.assertIn("gw:***@127.0.0.1", repr(db))
+        import pymysql
+
+        e = yield self.assertFailure(db.run_query("SELECT 1"), pymysql.err.OperationalError)
+        self.assertIn("Can't connect", str(e))
+        self.assertNotIn("Sekr1tPw", str(e))
+
+    def test_sync_open_fails(self):
+        import pymysql
+
+        e = self.assertRaises(pymysql.err.OperationalError, open_database_sync, self.url)
+        self.assertNotIn("Sekr1tPw", str(e))
+
+
 class SyncDatabaseTests(unittest.SynchronousTestCase):
     def test_results_are_already_fired(self):
         db = open_database_sync("sqlite::memory:")
