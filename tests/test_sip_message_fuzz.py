@@ -136,6 +136,7 @@ class FuzzTests(SynchronousTestCase):
                 self.assertIsInstance(e.status, int)
                 self.assertTrue(400 <= e.status <= 599)
                 self.assertIsInstance(e.reason, str)
+                self.assertFalse("\r" in e.reason or "\n" in e.reason, e.reason)
                 errors += 1
             else:
                 parsed += 1

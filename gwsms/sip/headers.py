@@ -19,6 +19,10 @@ __all__ = [
     "LIST_HEADERS",
     "canonical_name",
     "split_list",
+    "parse_params",
+    "format_params",
+    "quote_string",
+    "unquote_string",
 ]
 
 
@@ -392,3 +396,74 @@ class Headers:
                 value = value.split(" ", 1)[0] + " <hidden>"
             shown.append((spelling, value))
         return f"Headers({shown!r})"
+
+
+# --- parameters -----------------------------------------------------------
+
+_PARAM_RE = re.compile(
+    r'[ \t]*;[ \t]*([^ \t;=,?"<>]+)(?:[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,?"<>]*))?'
+)
+
+_PARAM_BAD_RE = re.compile(r'[\x00-\x1f\x7f,?<>]')
+
+
+def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
+    """
+    Parse C{;name=value;flag} parameters (quoted values keep their quotes).
+
+    @param text: the parameter string, starting with C{";"} (or empty).
+    @param what: used in the error message.
+    @return: dict lower-cased name -> value (C{None} for a flag).
+    @raise SipParseError: on malformed parameters.
+    """
+    if not text:
+        return {}
+    if text[0] == ";" and '"' not in text and " " not in text and "\t" not in text:
+        # fast path: no quoting, no whitespace
+        if _PARAM_BAD_RE.search(text):
+            raise SipParseError(400, f"Malformed {what} parameters")
+        params: dict[str, str | None] = {}
+        for part in text[1:].split(";"):
+            name, eq, value = part.partition("=")
+            if not name:
+                raise SipParseError(400, f"Malformed {what} parameters")
+            params[name.lower()] = value if eq else None
+        return params
+    params = {}
+    pos = 0
+    n = len(text)
+    match = _PARAM_RE.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            if text[pos:].strip(" \t") == "":
+                break
+            raise SipParseError(400, f"Malformed {what} parameters")
+        params[m.group(1).lower()] = m.group(2)
+        pos = m.end()
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    """
+    @param params: as returned by L{parse_params}.
+    @return: the C{;name=value} string.
+    """
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def quote_string(text: str) -> str:
+    """
+    @return: C{text} as a SIP quoted-string (escaping C{"} and C{\\}).
+    """
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unquote_string(text: str) -> str:
+    """
+    @return: the content of a quoted-string (or C{text} unchanged when it is
+        not quoted).
+    """
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return text

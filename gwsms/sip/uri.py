@@ -13,7 +13,13 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-from gwsms.sip.headers import SipParseError
+from gwsms.sip.headers import (
+    SipParseError,
+    format_params,
+    parse_params,
+    quote_string,
+    unquote_string,
+)
 
 __all__ = ["SipURI", "GenericURI", "NameAddr", "Via", "parse_params", "format_params",
            "quote_string", "unquote_string"]
@@ -55,77 +61,6 @@ def _escape(text: str, safe: frozenset) -> str:
             for b in ch.encode("utf-8", "surrogateescape"):
                 out.append("%" + _HEX[b >> 4] + _HEX[b & 15])
     return "".join(out)
-
-
-# --- parameters -----------------------------------------------------------
-
-_PARAM_RE = re.compile(
-    r'[ \t]*;[ \t]*([^ \t;=,?"<>]+)(?:[ \t]*=[ \t]*("(?:[^"\\]|\\.)*"|[^ \t;,?"<>]*))?'
-)
-
-_PARAM_BAD_RE = re.compile(r'[\x00-\x1f\x7f,?<>]')
-
-
-def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
-    """
-    Parse C{;name=value;flag} parameters (quoted values keep their quotes).
-
-    @param text: the parameter string, starting with C{";"} (or empty).
-    @param what: used in the error message.
-    @return: dict lower-cased name -> value (C{None} for a flag).
-    @raise SipParseError: on malformed parameters.
-    """
-    if not text:
-        return {}
-    if text[0] == ";" and '"' not in text and " " not in text and "\t" not in text:
-        # fast path: no quoting, no whitespace
-        if _PARAM_BAD_RE.search(text):
-            raise SipParseError(400, f"Malformed {what} parameters")
-        params: dict[str, str | None] = {}
-        for part in text[1:].split(";"):
-            name, eq, value = part.partition("=")
-            if not name:
-                raise SipParseError(400, f"Malformed {what} parameters")
-            params[name.lower()] = value if eq else None
-        return params
-    params = {}
-    pos = 0
-    n = len(text)
-    match = _PARAM_RE.match
-    while pos < n:
-        m = match(text, pos)
-        if m is None:
-            if text[pos:].strip(" \t") == "":
-                break
-            raise SipParseError(400, f"Malformed {what} parameters")
-        params[m.group(1).lower()] = m.group(2)
-        pos = m.end()
-    return params
-
-
-def format_params(params: dict[str, str | None]) -> str:
-    """
-    @param params: as returned by L{parse_params}.
-    @return: the C{;name=value} string.
-    """
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
-
-
-def quote_string(text: str) -> str:
-    """
-    @return: C{text} as a SIP quoted-string (escaping C{"} and C{\\}).
-    """
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def unquote_string(text: str) -> str:
-    """
-    @return: the content of a quoted-string (or C{text} unchanged when it is
-        not quoted).
-    """
-    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
-    return text
 
 
 # --- host[:port] ------------------------------------------------------------
