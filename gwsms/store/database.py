@@ -76,21 +76,11 @@ class Transaction:
 def _interact(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
     """Run C{fn} in a transaction on C{conn}; the caller commits or rolls back."""
     cursor = conn.cursor()
-    started = time.monotonic()
     try:
         engine.begin(cursor)
         return fn(Transaction(cursor, engine), *args, **kw)
     finally:
-        try:
-            cursor.close()
-        finally:
-            elapsed = time.monotonic() - started
-            if elapsed > SLOW_INTERACTION:
-                Database._log.warn(
-                    "slow database interaction {desc}: {elapsed:.3f}s",
-                    desc=desc,
-                    elapsed=elapsed,
-                )
+        cursor.close()
 
 
 class Database:
@@ -117,7 +107,20 @@ class Database:
         @return: Deferred firing with C{fn}'s return value, or failing with its
             exception (after rollback).
         """
-        return self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
+        started = time.monotonic()
+
+        def check_time(result):
+            elapsed = time.monotonic() - started
+            if elapsed > SLOW_INTERACTION:
+                self._log.warn(
+                    "slow database interaction {desc}: {elapsed:.3f}s (including wait)",
+                    desc=desc,
+                    elapsed=elapsed,
+                )
+            return result
+
+        d = self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
+        return d.addBoth(check_time)
 
     def run_query(self, sql: str, params: tuple | list = (), desc: str = "query") -> defer.Deferred:
         """
