@@ -20,6 +20,7 @@ from gwsms.smpp.esme import (
     ESMEProtocol,
     NotBoundError,
     SubmitResult,
+    SubmitPacer,
     TokenBucket,
 )
 from gwsms.smpp.interfaces import IDeliverySink, RejectingDeliverySink
@@ -445,16 +446,16 @@ class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).status, 0)
 
     def test_pause_capped(self):
-        self.proto._pause = 4.0
+        self.proto.pacer.pause = 4.0
         [d] = self.submit()
         [req] = take(self.transport)
         self.answer(req, S.ESME_RTHROTTLED)
-        self.assertEqual(self.proto._pause, self.proto.throttle_pause_max)
+        self.assertEqual(self.proto.pacer.pause, self.proto.pacer.pause_max)
         self.clock.advance(5)
         self.answer(take(self.transport)[0])
         self.successResultOf(d)
         # Successes shrink the pause gradually.
-        self.assertEqual(self.proto._pause, 5.0 * self.proto.throttle_recovery)
+        self.assertEqual(self.proto.pacer.pause, 5.0 * self.proto.pacer.recovery)
 
     def test_no_new_submits_while_paused(self):
         [d1] = self.submit()
@@ -506,8 +507,7 @@ class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
         self.assertEqual(len([d for d in ds if d.called]), 10)
 
     def test_congestion_state_slows_rate(self):
-        self.proto.link = self.link.replace(max_rate=10.0)
-        self.proto._bucket = TokenBucket(10.0, self.clock.seconds())
+        self.proto._configure(self.link.replace(max_rate=10.0))
         [d] = self.submit()
         self.answer(take(self.transport)[0], tlvs={"congestion_state": 85})
         ds = self.submit(2)
@@ -525,7 +525,7 @@ class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
         [d] = self.submit()
         self.answer(take(self.transport)[0], tlvs={"congestion_state": 99})
         self.assertEqual(self.proto.effective_window(), 2)
-        self.clock.advance(self.proto.congestion_ttl + 1)
+        self.clock.advance(self.proto.pacer.congestion_ttl + 1)
         self.assertEqual(self.proto.effective_window(), 10)
 
 
@@ -723,3 +723,39 @@ class UnbindTests(ESMETestsMixin, SynchronousTestCase):
         [unbind] = take(self.transport)
         self.assertEqual(unbind.command_id, CommandId.unbind)
         self.assertEqual(self.proto.state, "unbinding")
+
+
+class PacerTests(SynchronousTestCase):
+    """L{gwsms.smpp.flow.SubmitPacer} on its own."""
+
+    def test_pause_doubles_only_when_not_paused(self):
+        pacer = SubmitPacer(0, 10, 0.0)
+        self.assertEqual(pacer.throttled(0.0), 0.1)
+        # Responses to submits sent before the pause do not extend it.
+        self.assertIsNone(pacer.throttled(0.05))
+        self.assertAlmostEqual(pacer.delay(0.05), 0.05)
+        self.assertEqual(pacer.throttled(0.1), 0.2)
+        self.assertEqual(pacer.throttled(1.0), 0.4)
+        for _ in range(10):
+            pacer.succeeded()
+        self.assertEqual(pacer.pause, 0.0)
+        self.assertEqual(pacer.throttled(2.0), 0.1)
+
+    def test_congestion_levels(self):
+        pacer = SubmitPacer(100.0, 20, 0.0)
+        self.assertTrue(pacer.note_congestion(80, 0.0))
+        self.assertFalse(pacer.note_congestion(85, 0.0))
+        self.assertEqual(pacer.effective_window(0.0), 10)
+        pacer.note_congestion(90, 0.0)
+        self.assertEqual(pacer.effective_window(0.0), 5)
+        pacer.note_congestion(100, 0.0)
+        self.assertEqual(pacer.effective_window(0.0), 2)
+        pacer.note_congestion(79, 0.0)
+        self.assertEqual(pacer.effective_window(0.0), 20)
+
+    def test_rate_follows_congestion(self):
+        pacer = SubmitPacer(10.0, 10, 0.0)
+        pacer.take(0.0)
+        self.assertAlmostEqual(pacer.delay(0.0), 0.1)
+        pacer.note_congestion(95, 0.0)
+        self.assertAlmostEqual(pacer.delay(0.0), 0.4)

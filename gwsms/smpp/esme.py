@@ -33,14 +33,17 @@ from twisted.python.failure import Failure
 
 from gwsms.smpp import pdu as smpp_pdu
 from gwsms.smpp.constants import CommandId, CommandStatus
-from gwsms.smpp.link import SessionType, SmscLink
-from gwsms.smpp.protocol import (
+from gwsms.smpp.errors import (
+    BindError,
+    NotBoundError,
     SMPPConnectionLost,
     SMPPError,
     SMPPGenericNack,
-    SMPPProtocol,
     status_name,
 )
+from gwsms.smpp.flow import SubmitPacer, TokenBucket  # noqa: F401 (re-exported)
+from gwsms.smpp.link import SessionType, SmscLink
+from gwsms.smpp.protocol import SMPPProtocol
 
 STATES = ("connecting", "binding", "bound_trx", "bound_tx", "bound_rx", "unbinding", "closed")
 TRANSMIT_STATES = frozenset(("bound_trx", "bound_tx"))
@@ -52,41 +55,13 @@ _BIND = {
     SessionType.RECEIVER: ("bind_receiver", "bound_rx"),
     SessionType.OUTBIND: ("bind_receiver", "bound_rx"),
 }
-_THROTTLE_STATUSES = frozenset(
-    (int(CommandStatus.ESME_RTHROTTLED), int(CommandStatus.ESME_RMSGQFUL))
-)
-_CREDENTIAL_STATUSES = frozenset(
-    (
-        int(CommandStatus.ESME_RINVPASWD),
-        int(CommandStatus.ESME_RINVSYSID),
-        int(CommandStatus.ESME_RBINDFAIL),
-    )
-)
+S = CommandStatus
+_THROTTLE_STATUSES = frozenset((int(S.ESME_RTHROTTLED), int(S.ESME_RMSGQFUL)))
 _DELIVERIES = frozenset((int(CommandId.deliver_sm), int(CommandId.data_sm)))
-
-
-class BindError(SMPPError):
-    """
-    The SMSC refused the bind (or the outbind credentials were wrong).
-
-    @ivar status: the command_status of the bind response.
-    @ivar is_credentials: True for C{ESME_RINVPASWD}, C{ESME_RINVSYSID} and
-        C{ESME_RBINDFAIL}: retrying soon will not help, back off longer.
-    """
-
-    def __init__(self, status: int, link_name: str = ""):
-        where = f"smsc {link_name}: " if link_name else ""
-        super().__init__(f"{where}bind refused: {status_name(status)}")
-        self.status = int(status)
-        self.link_name = link_name
-
-    @property
-    def is_credentials(self) -> bool:
-        return self.status in _CREDENTIAL_STATUSES
-
-
-class NotBoundError(SMPPError):
-    """A submit was refused because the session cannot transmit now."""
+_ESME_COUNTERS = (
+    "submitted", "submit_ok", "submit_failed", "submit_errors", "throttled", "delivered",
+    "deliver_failed",
+)
 
 
 @dataclass(frozen=True)
@@ -104,45 +79,6 @@ class SubmitResult:
     @property
     def ok(self) -> bool:
         return self.status == CommandStatus.ESME_ROK
-
-
-class TokenBucket:
-    """
-    Token bucket on an injected clock: C{rate} tokens per second, at most
-    C{capacity} saved up (default: 1, or 100 ms worth at high rates).
-    A rate of 0 means unlimited.
-    """
-
-    def __init__(self, rate: float, now: float, capacity: float | None = None):
-        self.rate = float(rate)
-        self.capacity = capacity if capacity else max(1.0, self.rate / 10.0)
-        self.tokens = self.capacity
-        self._stamp = now
-
-    def _refill(self, now: float) -> None:
-        if self.rate > 0 and now > self._stamp:
-            self.tokens = min(self.capacity, self.tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
-    def set_rate(self, rate: float, now: float) -> None:
-        """Change the rate, crediting what accrued at the old rate."""
-        if rate != self.rate:
-            self._refill(now)
-            self.rate = float(rate)
-
-    def delay(self, now: float) -> float:
-        """@return: seconds until a token is available (0.0 if one is now)."""
-        if self.rate <= 0:
-            return 0.0
-        self._refill(now)
-        missing = 1.0 - self.tokens
-        return 0.0 if missing <= 1e-9 else missing / self.rate
-
-    def take(self, now: float) -> None:
-        """Consume one token (call only when L{delay} returned 0)."""
-        if self.rate > 0:
-            self._refill(now)
-            self.tokens -= 1.0
 
 
 class _Submit:
@@ -179,25 +115,14 @@ class ESMEProtocol(SMPPProtocol):
         after every state change (exceptions it raises are logged).
     @ivar on_outbind: L{None} or C{callable(protocol, link)}, called when an
         outbind was accepted, before bind_receiver is sent.
-    @cvar throttle_pause_initial: first pause after ESME_RTHROTTLED /
-        ESME_RMSGQFUL (seconds); doubled on each further throttle up to
-        C{throttle_pause_max}; shrinks by C{throttle_recovery} per success.
+    @ivar pacer: the L{SubmitPacer} (rate, throttle pause, congestion).
     @cvar max_throttle_attempts: a submit throttled this many times
         resolves with the throttle status instead of being retried again.
-    @cvar congestion_levels: (congestion_state threshold, factor) pairs: at
-        or above the threshold the rate (if limited) and the window are
-        multiplied by the factor; readings older than C{congestion_ttl}
-        seconds are ignored.
     """
 
     _log = Logger()
 
-    throttle_pause_initial = 0.1
-    throttle_pause_max = 5.0
-    throttle_recovery = 0.75
     max_throttle_attempts = 50
-    congestion_levels = ((100, 0.1), (90, 0.25), (80, 0.5))
-    congestion_ttl = 30.0
 
     def __init__(
         self,
@@ -237,26 +162,9 @@ class ESMEProtocol(SMPPProtocol):
         self.on_state_change = on_state_change
         self.on_outbind = on_outbind
         self._find_outbind_link = find_outbind_link
-        self.stats.update(
-            dict.fromkeys(
-                (
-                    "submitted",
-                    "submit_ok",
-                    "submit_failed",
-                    "submit_errors",
-                    "throttled",
-                    "delivered",
-                    "deliver_failed",
-                ),
-                0,
-            )
-        )
+        self.stats.update(dict.fromkeys(_ESME_COUNTERS, 0))
         self._submits: collections.deque[_Submit] = collections.deque()
         self._pump_call = None
-        self._pause = 0.0
-        self._paused_until = 0.0
-        self._congestion = 0
-        self._congestion_at = 0.0
         self._pending_deliveries = 0
         self._outbind_waiters: list[defer.Deferred] = []
         self._closed_waiters: list[defer.Deferred] = []
@@ -264,7 +172,7 @@ class ESMEProtocol(SMPPProtocol):
         self._unbind_deadline = 0.0
         self._unbind_sent = False
         self.link: SmscLink | None = None
-        self._bucket = TokenBucket(0.0, clock.seconds())
+        self.pacer = SubmitPacer(0.0, 10, clock.seconds())
         if link is not None:
             self._configure(link)
 
@@ -295,7 +203,7 @@ class ESMEProtocol(SMPPProtocol):
         self.enquire_link_interval = link.enquire_link_interval
         self.inactivity_timeout = link.inactivity_timeout
         self.session_init_timeout = link.session_init_timeout
-        self._bucket = TokenBucket(link.max_rate, self.clock.seconds())
+        self.pacer = SubmitPacer(link.max_rate, link.window, self.clock.seconds())
 
     # ------------------------------------------------------------------
     # State
@@ -345,9 +253,7 @@ class ESMEProtocol(SMPPProtocol):
 
     def _send_bind(self, command: str, bound_state: str) -> defer.Deferred:
         if self.state != "connecting" or not self.is_open:
-            return defer.fail(
-                SMPPError(f"smsc {self.name}: cannot bind in state {self.state}")
-            )
+            return defer.fail(SMPPError(f"smsc {self.name}: cannot bind in state {self.state}"))
         link = self.link
         request = smpp_pdu.make(
             command,
@@ -361,9 +267,7 @@ class ESMEProtocol(SMPPProtocol):
         )
         self._set_state("binding")
         d = self.send_request(request, windowed=False)
-        d.addCallbacks(
-            self._bind_answered, self._bind_failed, callbackArgs=(command, bound_state)
-        )
+        d.addCallbacks(self._bind_answered, self._bind_failed, callbackArgs=(command, bound_state))
         return d
 
     def _bind_answered(self, response, command: str, bound_state: str):
@@ -401,28 +305,18 @@ class ESMEProtocol(SMPPProtocol):
         elif command_id == CommandId.outbind:
             self._outbind_received(request)
         elif command_id == CommandId.alert_notification:
-            self._log.info(
-                "smsc {name}: alert_notification for {addr!r}",
-                name=self.name,
-                addr=request.params.get("source_addr", ""),
-            )
+            addr = request.params.get("source_addr", "")
+            self._log.info("smsc {name}: alert_notification for {addr!r}", name=self.name, addr=addr)
         else:
             super().request_received(request)
 
     def _delivery_received(self, request) -> None:
         if self.state not in RECEIVE_STATES:
             self._log.info(
-                "smsc {name}: {command} seq={seq} refused in state {state}",
-                name=self.name,
-                command=request.command,
-                seq=request.sequence_number,
-                state=self.state,
+                "smsc {name}: {pdu.command} seq={pdu.sequence_number} refused in state {state}",
+                name=self.name, pdu=request, state=self.state,
             )
-            status = (
-                CommandStatus.ESME_RX_T_APPN
-                if self.state == "unbinding"
-                else CommandStatus.ESME_RINVBNDSTS
-            )
+            status = S.ESME_RX_T_APPN if self.state == "unbinding" else S.ESME_RINVBNDSTS
             self.send_error_response(request.command_id, request.sequence_number, status)
             return
         self.stats["delivered"] += 1
@@ -430,17 +324,12 @@ class ESMEProtocol(SMPPProtocol):
         d = defer.maybeDeferred(self.sink.deliver_received, self.name, request)
         d.addErrback(self._sink_failed, request)
         d.addCallback(self._answer_delivery, request)
-        d.addErrback(
-            lambda f: self._log.failure("smsc {name}: answering delivery", f, name=self.name)
-        )
+        d.addErrback(lambda f: self._log.failure("smsc {name}: delivery", f, name=self.name))
 
     def _sink_failed(self, failure: Failure, request) -> int:
         self._log.failure(
-            "smsc {name}: delivery sink failed for {command} seq={seq}",
-            failure,
-            name=self.name,
-            command=request.command,
-            seq=request.sequence_number,
+            "smsc {name}: delivery sink failed for {pdu.command} seq={pdu.sequence_number}",
+            failure, name=self.name, pdu=request,
         )
         return int(CommandStatus.ESME_RX_T_APPN)
 
@@ -448,8 +337,7 @@ class ESMEProtocol(SMPPProtocol):
         self._pending_deliveries -= 1
         if not isinstance(status, int) or not 0 <= status <= 0xFFFFFFFF:
             self._log.error(
-                "smsc {name}: delivery sink returned {status!r}, not a command_status",
-                name=self.name,
+                "smsc {name}: sink returned {status!r}, not a command_status", name=self.name,
                 status=status,
             )
             status = int(CommandStatus.ESME_RX_T_APPN)
@@ -459,11 +347,8 @@ class ESMEProtocol(SMPPProtocol):
             self.send_pdu(request.response(command_status=int(status)))
         else:
             self._log.info(
-                "smsc {name}: connection gone; {command} seq={seq} not answered "
-                "(the SMSC will deliver it again)",
-                name=self.name,
-                command=request.command,
-                seq=request.sequence_number,
+                "smsc {name}: connection gone; {pdu.command} seq={pdu.sequence_number} not "
+                "answered (the SMSC will deliver it again)", name=self.name, pdu=request,
             )
         self._maybe_drained()
 
@@ -471,12 +356,9 @@ class ESMEProtocol(SMPPProtocol):
         system_id = request.params.get("system_id", "")
         password = request.params.get("password", "")
         if self.state != "connecting" or self._bound:
-            self._log.warn(
-                "smsc {name}: outbind in state {state} ignored", name=self.name, state=self.state
-            )
-            self.send_error_response(
-                request.command_id, request.sequence_number, CommandStatus.ESME_RINVBNDSTS
-            )
+            self._log.warn("smsc {name}: outbind in state {s} refused", name=self.name, s=self.state)
+            status = CommandStatus.ESME_RINVBNDSTS
+            self.send_error_response(request.command_id, request.sequence_number, status)
             return
         link = self.link
         if self._find_outbind_link is not None:
@@ -542,11 +424,8 @@ class ESMEProtocol(SMPPProtocol):
             may not have the message).
         """
         if self.state not in TRANSMIT_STATES or not self.is_open:
-            return defer.fail(
-                NotBoundError(
-                    f"smsc {self.name}: cannot submit, session is {self.state}"
-                )
-            )
+            error = NotBoundError(f"smsc {self.name}: cannot submit, session is {self.state}")
+            return defer.fail(error)
         try:
             request = smpp_pdu.make("submit_sm", tlvs=tlvs, **params)
             smpp_pdu.encode(request)
@@ -563,38 +442,23 @@ class ESMEProtocol(SMPPProtocol):
         """Submits accepted but not yet sent (waiting for rate/window/pause)."""
         return len(self._submits)
 
-    def _congestion_factor(self, now: float) -> float:
-        if not self._congestion or now - self._congestion_at > self.congestion_ttl:
-            return 1.0
-        for threshold, factor in self.congestion_levels:
-            if self._congestion >= threshold:
-                return factor
-        return 1.0
-
     def effective_window(self) -> int:
         """@return: the window, reduced while the SMSC reports congestion."""
-        factor = self._congestion_factor(self.clock.seconds())
-        return max(1, int(self.window * factor))
+        return self.pacer.effective_window(self.clock.seconds())
 
     def _pump_submits(self) -> None:
         if self._pump_call is not None:
             return
+        pacer = self.pacer
         while self._submits and self.state in TRANSMIT_STATES and self.is_open:
             now = self.clock.seconds()
-            factor = self._congestion_factor(now)
-            if self.link.max_rate > 0:
-                self._bucket.set_rate(self.link.max_rate * factor, now)
-            if now < self._paused_until:
-                wait = self._paused_until - now
-            else:
-                wait = self._bucket.delay(now)
+            wait = pacer.delay(now)
             if wait > 0:
                 self._pump_call = self.clock.callLater(wait, self._pump_later)
                 return
-            window = max(1, int(self.window * factor))
-            if self._in_window + self.queued >= window:
+            if self._in_window + self.queued >= pacer.effective_window(now):
                 return  # window_changed() calls us again
-            self._bucket.take(now)
+            pacer.take(now)
             self._send_submit(self._submits.popleft())
 
     def _pump_later(self) -> None:
@@ -611,9 +475,7 @@ class ESMEProtocol(SMPPProtocol):
         d.addCallbacks(
             self._submit_answered, self._submit_failed, callbackArgs=(item,), errbackArgs=(item,)
         )
-        d.addErrback(
-            lambda f: self._log.failure("smsc {name}: submit handling", f, name=self.name)
-        )
+        d.addErrback(lambda f: self._log.failure("smsc {name}: submit", f, name=self.name))
 
     def _submit_answered(self, response, item: _Submit) -> None:
         self._note_congestion(response)
@@ -622,9 +484,7 @@ class ESMEProtocol(SMPPProtocol):
             return
         if status == CommandStatus.ESME_ROK:
             self.stats["submit_ok"] += 1
-            self._pause *= self.throttle_recovery
-            if self._pause < self.throttle_pause_initial:
-                self._pause = 0.0
+            self.pacer.succeeded()
             message_id = response.params.get("message_id")
         else:
             self.stats["submit_failed"] += 1
@@ -643,19 +503,13 @@ class ESMEProtocol(SMPPProtocol):
         self.stats["throttled"] += 1
         if item.attempts >= self.max_throttle_attempts or self.state not in TRANSMIT_STATES:
             return False
-        now = self.clock.seconds()
-        if now >= self._paused_until:
-            self._pause = (
-                self.throttle_pause_initial
-                if self._pause < self.throttle_pause_initial
-                else min(self.throttle_pause_max, self._pause * 2)
-            )
-            self._paused_until = now + self._pause
+        pause = self.pacer.throttled(self.clock.seconds())
+        if pause is not None:
             self._log.info(
                 "smsc {name}: {status}; pausing submits for {pause:.2f}s",
                 name=self.name,
                 status=status_name(status),
-                pause=self._pause,
+                pause=pause,
             )
         self._submits.appendleft(item)
         self._pump_submits()  # a pump already scheduled re-checks the pause
@@ -663,18 +517,11 @@ class ESMEProtocol(SMPPProtocol):
 
     def _note_congestion(self, response) -> None:
         tlvs = response.tlvs
-        if not tlvs:
-            return
-        value = tlvs.get("congestion_state")
-        if isinstance(value, int):
-            if value >= self.congestion_levels[-1][0] and value != self._congestion:
-                self._log.info(
-                    "smsc {name}: congestion_state {value}; slowing down",
-                    name=self.name,
-                    value=value,
-                )
-            self._congestion = value
-            self._congestion_at = self.clock.seconds()
+        value = tlvs.get("congestion_state") if tlvs else None
+        if isinstance(value, int) and self.pacer.note_congestion(value, self.clock.seconds()):
+            self._log.info(
+                "smsc {name}: congestion_state {value}; slowing down", name=self.name, value=value
+            )
 
     def _fail_submits(self, error: Exception) -> None:
         self._cancel_call("_pump_call")
@@ -738,11 +585,6 @@ class ESMEProtocol(SMPPProtocol):
         self.unbind_and_close("unbound", timeout=remaining)
 
     def session_inactive(self) -> None:
-        self._log.info(
-            "smsc {name}: nothing received for {t:g}s (inactivity timer)",
-            name=self.name,
-            t=self.inactivity_timeout,
-        )
         self.unbind(self.response_timeout)
 
     def unbind_received(self, request) -> None:

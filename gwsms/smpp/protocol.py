@@ -5,7 +5,7 @@ The SMPP session layer, shared by both ends of a connection.
 L{SMPPProtocol} turns the byte stream into PDUs (C{command_length}
 framing), numbers outgoing requests, matches responses to them, bounds how
 many may be outstanding (the window) and runs the SMPP 3.4 section 7.2
-timers on an injected clock:
+timers on an injected clock (the keep-alive timers are in L{gwsms.smpp.timers}):
 
   - session-init: a connection not bound within C{session_init_timeout}
     is closed;
@@ -27,6 +27,7 @@ no application logic.
 from __future__ import annotations
 
 import collections
+
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -34,6 +35,16 @@ from twisted.python.failure import Failure
 
 from gwsms.smpp import pdu as smpp_pdu
 from gwsms.smpp.constants import RESPONSE_BIT, CommandId, CommandStatus
+from gwsms.smpp.errors import (  # noqa: F401 (SMPPError re-exported)
+    SMPPConnectionLost,
+    SMPPError,
+    SMPPGenericNack,
+    SMPPProtocolError,
+    SMPPTimeoutError,
+    command_name,
+    status_name,
+)
+from gwsms.smpp.timers import SessionTimers
 
 #: Highest sequence_number; the next one after it is 1 again.
 MAX_SEQUENCE = 0x7FFFFFFF
@@ -44,78 +55,6 @@ _KNOWN = {int(c) for c in CommandId}
 _NO_RESPONSE = {int(CommandId.outbind), int(CommandId.alert_notification)}
 #: Received PDUs that do not count as activity for the inactivity timer.
 _KEEPALIVE = {int(CommandId.enquire_link), int(CommandId.enquire_link_resp)}
-
-
-def command_name(command_id: int) -> str:
-    """
-    @return: the spec name of C{command_id}, or its hex value if unknown.
-    """
-    try:
-        return CommandId(command_id).name
-    except ValueError:
-        return f"0x{command_id:08x}"
-
-
-def status_name(status: int) -> str:
-    """
-    @return: e.g. C{"ESME_RTHROTTLED (0x58)"} for a command_status.
-    """
-    try:
-        return f"{CommandStatus(status).name} (0x{status:x})"
-    except ValueError:
-        return f"0x{status:x}"
-
-
-class SMPPError(Exception):
-    """Base class of the errors a request Deferred can fail with."""
-
-
-class SMPPTimeoutError(SMPPError):
-    """
-    No response arrived within the response timer.
-
-    @ivar command: name of the request, e.g. C{"submit_sm"}.
-    @ivar sequence_number: its sequence_number.
-    @ivar timeout: the timer in seconds.
-    """
-
-    def __init__(self, command: str, sequence_number: int, timeout: float):
-        super().__init__(
-            f"no response to {command} seq={sequence_number} within {timeout:g}s"
-        )
-        self.command = command
-        self.sequence_number = sequence_number
-        self.timeout = timeout
-
-
-class SMPPConnectionLost(SMPPError):
-    """The connection closed (or was not open) before the response arrived."""
-
-
-class SMPPGenericNack(SMPPError):
-    """
-    The peer answered a request with C{generic_nack}.
-
-    @ivar status: the generic_nack's command_status.
-    @ivar command: name of the request it refused.
-    """
-
-    def __init__(self, status: int, command: str):
-        super().__init__(f"{command} refused with generic_nack {status_name(status)}")
-        self.status = status
-        self.command = command
-
-
-class SMPPProtocolError(SMPPError):
-    """
-    The response to a request could not be decoded.
-
-    @ivar status: the C{CommandStatus} describing the defect.
-    """
-
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
-        self.status = status
 
 
 class _Pending:
@@ -130,7 +69,7 @@ class _Pending:
         self.windowed = windowed
 
 
-class SMPPProtocol(Protocol):
+class SMPPProtocol(SessionTimers, Protocol):
     """
     SMPP framing, sequence numbers, window and timers.
 
@@ -311,24 +250,6 @@ class SMPPProtocol(Protocol):
         self._cancel_timers()
         self.transport.loseConnection()
 
-    def mark_bound(self) -> None:
-        """
-        The session is bound: stop the session-init timer, start the
-        enquire-link and inactivity timers.
-        """
-        self._bound = True
-        self._cancel_call("_session_init_call")
-        now = self.clock.seconds()
-        self._last_received = self._last_activity = now
-        if self.enquire_link_interval > 0 and self._enquire_call is None:
-            self._enquire_call = self.clock.callLater(
-                self.enquire_link_interval, self._enquire_link_due
-            )
-        if self.inactivity_timeout > 0 and self._inactivity_call is None:
-            self._inactivity_call = self.clock.callLater(
-                self.inactivity_timeout, self._inactivity_due
-            )
-
     # ------------------------------------------------------------------
     # Hooks for subclasses
 
@@ -355,12 +276,6 @@ class SMPPProtocol(Protocol):
 
     def window_changed(self) -> None:
         """A window slot may have become free (after a response/timeout)."""
-
-    def session_inactive(self) -> None:
-        """The inactivity timer expired.  The default unbinds and closes."""
-        self.unbind_and_close(
-            f"nothing received for {self.inactivity_timeout:g}s (inactivity timer)"
-        )
 
     def session_closed(self, reason: Failure) -> None:
         """Called at the end of connectionLost, after all requests failed."""
@@ -629,101 +544,3 @@ class SMPPProtocol(Protocol):
                 self._finish(seq, pending)
                 self.window_changed()
                 return
-
-    # ------------------------------------------------------------------
-    # Timers
-
-    def _cancel_call(self, attribute: str) -> None:
-        call = getattr(self, attribute)
-        setattr(self, attribute, None)
-        if call is not None and call.active():
-            call.cancel()
-
-    def _cancel_timers(self) -> None:
-        for attribute in ("_session_init_call", "_enquire_call", "_inactivity_call"):
-            self._cancel_call(attribute)
-
-    def _session_init_expired(self) -> None:
-        self._session_init_call = None
-        if not self._bound:
-            self.close_connection(
-                f"not bound within {self.session_init_timeout:g}s (session-init timer)"
-            )
-
-    def _enquire_link_due(self) -> None:
-        self._enquire_call = None
-        if not self.is_open:
-            return
-        interval = self.enquire_link_interval
-        idle = self.clock.seconds() - self._last_received
-        if idle < interval or self._enquire_pending:
-            delay = interval - idle if idle < interval else interval
-            self._enquire_call = self.clock.callLater(delay, self._enquire_link_due)
-            return
-        self._enquire_pending = True
-        self.stats["enquire_link_sent"] += 1
-        d = self.send_request(smpp_pdu.make("enquire_link"), windowed=False)
-        d.addCallbacks(self._enquire_link_answered, self._enquire_link_failed)
-        d.addErrback(
-            lambda f: self._log.failure("smsc {name}: enquire_link", f, name=self.name)
-        )
-        if self.is_open:
-            self._enquire_call = self.clock.callLater(interval, self._enquire_link_due)
-
-    def _enquire_link_answered(self, response) -> None:
-        self._enquire_pending = False
-        if response.command_status:
-            self._log.info(
-                "smsc {name}: enquire_link_resp with {status}",
-                name=self.name,
-                status=status_name(response.command_status),
-            )
-
-    def _enquire_link_failed(self, failure: Failure) -> None:
-        self._enquire_pending = False
-        if failure.check(SMPPTimeoutError):
-            self.close_connection(
-                f"no enquire_link_resp within {self.response_timeout:g}s"
-            )
-        elif failure.check(SMPPConnectionLost):
-            pass
-        elif failure.check(SMPPGenericNack, SMPPProtocolError):
-            # The peer answered, so it is alive; note and carry on.
-            self._log.info(
-                "smsc {name}: enquire_link: {error}", name=self.name, error=failure.value
-            )
-        else:
-            return failure
-
-    def _inactivity_due(self) -> None:
-        self._inactivity_call = None
-        if not self.is_open:
-            return
-        idle = self.clock.seconds() - self._last_activity
-        if idle < self.inactivity_timeout:
-            self._inactivity_call = self.clock.callLater(
-                self.inactivity_timeout - idle, self._inactivity_due
-            )
-            return
-        self.session_inactive()
-
-    def unbind_and_close(self, reason: str, timeout: float | None = None) -> defer.Deferred:
-        """
-        Send C{unbind}, wait for C{unbind_resp} (at most C{timeout}, default
-        C{response_timeout}), then close the connection giving C{reason}.
-
-        @return: Deferred firing with L{None} once the connection is being
-            closed (never fails).
-        """
-        if not self.is_open:
-            return defer.succeed(None)
-        self._log.info("smsc {name}: unbinding: {reason}", name=self.name, reason=reason)
-        d = self.send_request(smpp_pdu.make("unbind"), windowed=False, timeout=timeout)
-
-        def done(result):
-            if isinstance(result, Failure) and not result.check(SMPPError):
-                self._log.failure("smsc {name}: unbind", result, name=self.name)
-            self.close_connection(reason)
-
-        d.addBoth(done)
-        return d
