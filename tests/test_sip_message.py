@@ -885,6 +885,26 @@ class BuildTests(SynchronousTestCase):
         self.assertEqual(make_response(req, 100).headers.get("Timestamp"), "54")
         self.assertNotIn("Timestamp", make_response(req, 200).headers)
 
+    def test_injection_refused(self) -> None:
+        """
+        Values that would break the framing are refused when building.
+        """
+        h = Headers()
+        self.assertRaises(ValueError, h.add, "Subject", "x\r\nEvil: 1")
+        self.assertRaises(ValueError, h.set, "Subject", "x\nEvil: 1")
+        self.assertRaises(ValueError, h.add, "Bad Name", "x")
+        self.assertRaises(ValueError, h.add, "Name:", "x")
+        h.add("Via", "a")
+        self.assertRaises(ValueError, h.replace_first, "Via", "b\r\nX: y")
+        self.assertRaises(ValueError, Request, "MES SAGE", "sip:a@b")
+        self.assertRaises(ValueError, Request, "MESSAGE", "sip:a@b SIP/2.0\r\n")
+        self.assertRaises(ValueError, Response, 200, "OK\r\nX: y")
+        self.assertRaises(ValueError, Response, 1000)
+        req = parse_message(OPTIONS_PING)
+        self.assertRaises(ValueError, make_response, req, 200, to_tag="a\r\nb")
+        na = NameAddr("sip:a@b", "line1\r\nline2")
+        self.assertEqual(str(na), '"line1  line2" <sip:a@b>')
+
     def test_generators(self) -> None:
         branches = {generate_branch() for _ in range(100)}
         self.assertEqual(len(branches), 100)

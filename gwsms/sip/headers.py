@@ -157,6 +157,19 @@ def _key(name: str) -> str:
     return found[0] if found is not None else lower
 
 
+def _checked_name(name: str) -> tuple[str, str]:
+    if not isinstance(name, str) or not _TOKEN_RE.match(name):
+        raise ValueError(f"Invalid SIP header name {name!r}")
+    return canonical_name(name)
+
+
+def _checked_value(name: str, value: object) -> str:
+    text = str(value).strip()
+    if "\r" in text or "\n" in text or "\x00" in text:
+        raise ValueError(f"CR, LF or NUL in the value of SIP header {name}")
+    return text
+
+
 def split_list(value: str) -> list[str]:
     """
     Split a comma-separated header value, ignoring commas inside quoted
@@ -278,9 +291,11 @@ class Headers:
         @param value: header value (converted with C{str()}).
         @param prepend: put it before the first existing header of that name
             (or at the very top if there is none), as a proxy adds a Via.
+        @raise ValueError: for a name that is not a token or a value with
+            CR, LF or NUL (header injection).
         """
-        key, spelling = canonical_name(name)
-        entry = (key, spelling, str(value).strip())
+        key, spelling = _checked_name(name)
+        entry = (key, spelling, _checked_value(name, value))
         if prepend:
             for i, item in enumerate(self._items):
                 if item[0] == key:
@@ -297,9 +312,10 @@ class Headers:
 
         @param name: header name.
         @param value: the new value.
+        @raise ValueError: as for L{add}.
         """
-        key, spelling = canonical_name(name)
-        entry = (key, spelling, str(value).strip())
+        key, spelling = _checked_name(name)
+        entry = (key, spelling, _checked_value(name, value))
         items = self._items
         for i, item in enumerate(items):
             if item[0] == key:
@@ -316,16 +332,18 @@ class Headers:
         @param name: header name.
         @param value: the new first value.
         @raise KeyError: when the header is absent.
+        @raise ValueError: as for L{add}.
         """
-        key, spelling = canonical_name(name)
+        key, spelling = _checked_name(name)
+        value = _checked_value(name, value)
         for i, (k, sp, old) in enumerate(self._items):
             if k == key:
                 if key in LIST_HEADERS and "," in old:
                     rest = split_list(old)[1:]
-                    new = [(key, sp, str(value).strip())] + [(key, sp, r) for r in rest]
+                    new = [(key, sp, value)] + [(key, sp, r) for r in rest]
                     self._items[i : i + 1] = new
                 else:
-                    self._items[i] = (key, sp, str(value).strip())
+                    self._items[i] = (key, sp, value)
                 return
         raise KeyError(name)
 
@@ -454,8 +472,11 @@ def format_params(params: dict[str, str | None]) -> str:
 
 def quote_string(text: str) -> str:
     """
-    @return: C{text} as a SIP quoted-string (escaping C{"} and C{\\}).
+    @return: C{text} as a SIP quoted-string (escaping C{"} and C{\\}; CR,
+        LF and NUL, which a quoted-string cannot carry, become spaces).
     """
+    if "\r" in text or "\n" in text or "\x00" in text:
+        text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

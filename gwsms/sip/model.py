@@ -276,10 +276,17 @@ class Request(Message):
         @param uri: Request-URI (text or L{SipURI}).
         @param headers: L{Headers} or C{(name, value)} pairs.
         @param body: body bytes (str is encoded as UTF-8).
+        @raise ValueError: for a method that is not a token or a URI with
+            whitespace.
         """
         Message.__init__(self, headers, body)
+        uri = str(uri)
+        if not isinstance(method, str) or not _METHOD_RE.match(method):
+            raise ValueError(f"Invalid SIP method {method!r}")
+        if not uri or any(c in uri for c in " \t\r\n\x00"):
+            raise ValueError(f"Invalid Request-URI {uri[:64]!r}")
         self.method = method
-        self.uri = str(uri)
+        self.uri = uri
 
     @property
     def request_uri(self) -> SipURI | GenericURI:
@@ -334,10 +341,18 @@ class Response(Message):
         @param reason: reason phrase; default from L{reason_phrase}.
         @param headers: L{Headers} or C{(name, value)} pairs.
         @param body: body bytes.
+        @raise ValueError: for a status outside 100-699 or CR/LF in reason.
         """
         Message.__init__(self, headers, body)
-        self.status = int(status)
-        self.reason = reason_phrase(self.status) if reason is None else reason
+        status = int(status)
+        if not 100 <= status <= 699:
+            raise ValueError(f"SIP status code out of range: {status}")
+        if reason is None:
+            reason = reason_phrase(status)
+        elif "\r" in reason or "\n" in reason:
+            raise ValueError("CR or LF in SIP reason phrase")
+        self.status = status
+        self.reason = reason
 
     @property
     def is_final(self) -> bool:
@@ -402,9 +417,12 @@ def make_response(
     @param body: body bytes.
     @param to_tag: tag to add to To when it has none.
     @return: a new L{Response}.
+    @raise ValueError: for a bad status, reason, tag or extra header.
     """
     if not 100 <= int(status) <= 699:
         raise ValueError(f"SIP status code out of range: {status}")
+    if to_tag is not None and not _METHOD_RE.match(to_tag):
+        raise ValueError(f"Invalid To tag {to_tag!r}")
     src = request.headers
     items = []
     copied = ("via", "from", "to", "call-id", "cseq", "timestamp") if status == 100 else \
