@@ -50,6 +50,14 @@ class SipURITests(SynchronousTestCase):
         self.assertEqual(uri.params["maddr"], "239.255.255.1")
         self.assertEqual(uri.aor, "sip:192.0.2.4")
 
+    def test_underscore_host(self) -> None:
+        """
+        Underscores are not valid in host names but common on private
+        networks; they are accepted.
+        """
+        self.assertEqual(SipURI.parse("sip:a@sbc_1.corp:5070").host, "sbc_1.corp")
+        self.assertEqual(Via.parse("SIP/2.0/UDP sbc_1.corp;branch=z9hG4bK1").host, "sbc_1.corp")
+
     def test_sips_default_port(self) -> None:
         uri = SipURI.parse("sips:gw.example.net")
         self.assertEqual(uri.effective_port, 5061)
@@ -141,6 +149,8 @@ class SipURITests(SynchronousTestCase):
         self.assertEqual(str(uri), "im:alice@example.com")
         self.assertEqual(uri, GenericURI("im", "alice@example.com"))
         self.assertIsInstance(parse_uri("sip:a@b"), SipURI)
+        self.assertIsInstance(parse_uri("SIPS:a@b"), SipURI)
+        self.assertIsInstance(parse_uri("sipsx:a@b"), GenericURI)
         self.assertRaises(SipParseError, parse_uri, "no scheme")
         self.assertRaises(SipParseError, parse_uri, "urn:")
 

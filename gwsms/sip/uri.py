@@ -66,7 +66,7 @@ def _escape(text: str, safe: frozenset) -> str:
 # --- host[:port] ------------------------------------------------------------
 
 _HOSTPORT_RE = re.compile(
-    r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9][A-Za-z0-9\-.]*|[0-9.]+))(?::([0-9]{1,5}))?\Z"
+    r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_][A-Za-z0-9_\-.]*))(?::([0-9]{1,5}))?\Z"
 )
 
 
@@ -334,6 +334,9 @@ def parse_uri(text: str) -> SipURI | GenericURI:
     @return: a L{SipURI} for sip/sips/tel, else a L{GenericURI}.
     @raise SipParseError: when C{text} is not an absolute URI.
     """
+    prefix = text[:5].lower()
+    if prefix.startswith(("sip:", "tel:")) or prefix == "sips:":
+        return SipURI.parse(text)
     m = _SCHEME_RE.match(text)
     if m is None:
         raise SipParseError(400, f"Not a URI: {text[:64]!r}")
@@ -477,7 +480,7 @@ class NameAddr:
 _VIA_RE = re.compile(
     r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)"
     r"[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
 )
 
 
