@@ -26,6 +26,7 @@ from gwsms.sip.message import (
     generate_branch,
     generate_call_id,
     generate_tag,
+    is_keepalive,
     make_response,
     parse_message,
     reason_phrase,
@@ -579,6 +580,12 @@ class ErrorTests(SynchronousTestCase):
         self.assertRaises(SipParseError, parse_message, b"")
         self.assertRaises(SipParseError, parse_message, b"\r\n\r\n")
 
+    def test_is_keepalive(self) -> None:
+        for data in (b"\r\n", b"\r\n\r\n", b"\x00\x00\x00\x00", b" ", b""):
+            self.assertTrue(is_keepalive(data), data)
+        for data in (OPTIONS_PING, b"\r\nX", b"\r\n" * 20):
+            self.assertFalse(is_keepalive(data), data)
+
     def test_leading_crlf(self) -> None:
         self.assertEqual(parse_message(b"\r\n\r\n" + COMPACT), parse_message(COMPACT))
 
@@ -713,6 +720,18 @@ class StreamTests(SynchronousTestCase):
         self.assertEqual(parser.feed(b"X" * 5000), [])
         self.assertLess(parser.buffered, 4)
         self.assertEqual(parser.feed(b"tail\r\n\r\n" + OPTIONS_PING), [parse_message(OPTIONS_PING)])
+
+    def test_oversize_header_block_body_skipped(self) -> None:
+        """
+        A complete header block over max_size: 513, and its body (readable
+        Content-Length within max_size) is skipped.
+        """
+        big = _replace(COMPACT, b"s: a subject", b"s: " + b"x" * 1500)
+        big = big.replace(b"compact form", b"\r\n\r\nX Y Z\r\n\r\n")
+        big = big.replace(b"l: 12", b"l: 13")
+        items = StreamParser(max_size=1024).feed(big + OPTIONS_PING)
+        self.assertEqual([type(i) for i in items], [SipParseError, Request])
+        self.assertEqual(items[0].status, 513)
 
     def test_content_length_too_large(self) -> None:
         parser = StreamParser(max_size=2048)

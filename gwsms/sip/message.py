@@ -56,6 +56,7 @@ __all__ = [
     "Response",
     "KeepAlive",
     "parse_message",
+    "is_keepalive",
     "StreamParser",
     "make_response",
     "reason_phrase",
@@ -284,6 +285,18 @@ def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     return data.find(b"\n\n", start), 2
 
 
+def is_keepalive(data: bytes) -> bool:
+    """
+    Whether a datagram is a keep-alive rather than a message: only CR, LF,
+    spaces or NULs (CRLF and CRLFCRLF as sent by many UAs over UDP, NUL
+    bytes as sent by some NAT keep-alive implementations).
+
+    @param data: a datagram.
+    @return: C{True} for a keep-alive (to be ignored, not answered).
+    """
+    return len(data) <= 16 and not data.strip(b"\r\n \x00")
+
+
 def parse_message(
     data: bytes,
     max_size: int | None = DEFAULT_MAX_SIZE,
@@ -457,7 +470,7 @@ class StreamParser:
             clen, firsts = _content_length(msg)
         except SipParseError as e:
             m = _CL_SCAN_RE.search(head)
-            if m is not None and len(head) + int(m.group(1)) <= self.max_size:
+            if m is not None and int(m.group(1)) <= self.max_size:
                 self._need = int(m.group(1))
                 self._state = self._SKIP if self._need else self._HEAD
             return e
