@@ -229,21 +229,6 @@ def _set_nodelay(transport) -> None:
         transport = getattr(transport, "transport", None)
 
 
-def _take_bodyless(parser) -> list:
-    """
-    Work around C{StreamParser.feed} (message.py as of 5e742e9) holding a
-    final message with C{Content-Length: 0} until more bytes arrive: take
-    it now.  A no-op once the parser delivers such messages itself.
-    """
-    pending = getattr(parser, "_pending", None)
-    if pending is None or getattr(parser, "_need", None) != 0:
-        return []
-    parser._pending = None
-    parser._state = parser._HEAD
-    pending.body = b""
-    return [pending]
-
-
 class SipDatagramProtocol(DatagramProtocol):
     """
     SIP over UDP: one message per datagram, parsed with C{parse_message}.
@@ -270,7 +255,7 @@ class SipDatagramProtocol(DatagramProtocol):
                        " (max {max})", size=len(data), source=_hostport(addr[0], addr[1]),
                        max=layer.max_message_size)
             return
-        if not data.strip(b"\r\n\x00 \t"):
+        if sipmsg.is_keepalive(data):
             layer.stats["keepalives"] += 1
             return
         try:
@@ -379,7 +364,6 @@ class SipStreamProtocol(Protocol):
         self._last_activity = self.layer.clock.seconds()
         try:
             items = self._parser.feed(data)
-            items += _take_bodyless(self._parser)
         except Exception:
             self._log.failure("SIP stream parser failed; closing {peer}", peer=self._peer_text())
             self.transport.loseConnection()
