@@ -741,6 +741,19 @@ class StreamTests(SynchronousTestCase):
         self.assertIn("Content-Length 999999999", items[0].reason)
         self.assertEqual(items[1:], [parse_message(COMPACT)])
 
+    def test_content_length_over_limit_skipped(self) -> None:
+        """
+        A body that makes the message too large but is itself within
+        max_size is skipped exactly.
+        """
+        parser = StreamParser(max_size=1000)
+        body = b"\r\n\r\n" + b"b" * 900
+        big = _replace(COMPACT, b"l: 12", b"l: %d" % len(body)).replace(b"compact form", body)
+        items = parser.feed(big + COMPACT)
+        self.assertEqual(items[0].status, 513)
+        self.assertIsInstance(items[0].message, Request)
+        self.assertEqual(items[1:], [parse_message(COMPACT)])
+
     def test_limits_on_stream(self) -> None:
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(20))
         data = _replace(OPTIONS_PING, b"Content-Length: 0", many + b"Content-Length: 0")

@@ -97,7 +97,9 @@ class KeepAlive:
     def __repr__(self) -> str:
         return "KeepAlive()"
 
+
 # --- parsing --------------------------------------------------------------
+
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _CL_SCAN_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,10})[ \t]*\r?$")
 
@@ -477,7 +479,12 @@ class StreamParser:
         if clen is None:
             return SipParseError(400, "Missing Content-Length on stream transport", msg)
         if len(head) + clen > self.max_size:
-            self._state = self._DISCARD
+            # skip a body of bounded size; else resynchronise at a blank line
+            if clen <= self.max_size:
+                self._need = clen
+                self._state = self._SKIP
+            else:
+                self._state = self._DISCARD
             return SipParseError(
                 513, f"Message Too Large (Content-Length {clen}, limit {self.max_size})", msg)
         if self.validate:
