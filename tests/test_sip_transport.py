@@ -455,6 +455,22 @@ class StreamTests(unittest.SynchronousTestCase):
         self.assertEqual(self.successResultOf(d2).status, 200)
         self.assertEqual(proto.in_use, 1)
 
+    def test_rfc5923_alias_reuses_inbound_connection(self):
+        proto, transport = self.connect()
+        self.feed(proto, raw_request(via="SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK1;alias"))
+        transport.clear()
+        self.txn.send_request(sipmsg.parse_message(
+            raw_request(via="SIP/2.0/TCP x;branch=z9hG4bKout", call_id="back@x")),
+            Peer("tcp", "192.0.2.7", 5070))
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertEqual([r.call_id for r in self.responses(transport)], ["back@x"])
+
+    def test_no_alias_means_new_connection(self):
+        proto, transport = self.connect()
+        self.feed(proto, raw_request(via="SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bK1"))
+        self.txn.send_request(sipmsg.parse_message(raw_request()), Peer("tcp", "192.0.2.7", 5070))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+
     def test_stop_cancels_connect(self):
         d = self.txn.send_request(sipmsg.parse_message(raw_request()),
                                   Peer("tcp", "203.0.113.5", 5080))
