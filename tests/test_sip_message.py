@@ -503,10 +503,10 @@ class ErrorTests(SynchronousTestCase):
                            (b"From: <sip:pinger@proxy.example.net>;tag=0aef47d1b2c3\r\n", "From")):
             e = self.assert_error(_replace(OPTIONS_PING, line, b""), 400, f"missing {name}")
             self.assertIsInstance(e.message, Request)
-        e = self.assertRaises(SipParseError, parse_message,
-                              _replace(ACCEPTED, b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKfirst\r\n", b"").replace(
-                                  b"Via: SIP/2.0/UDP gw.example.net;branch=z9hG4bK776asdhds;received=192.0.2.4;rport=5066\r\n", b""))
-        self.assertIn("Via", e.reason)
+        no_via = b"".join(line for line in ACCEPTED.splitlines(keepends=True)
+                          if not line.startswith(b"Via:"))
+        e = self.assert_error(no_via, 400, "missing Via")
+        self.assertIsInstance(e.message, Response)
 
     def test_validate_off(self) -> None:
         m = parse_message(_replace(OPTIONS_PING, b"CSeq: 10 OPTIONS\r\n", b""), validate=False)

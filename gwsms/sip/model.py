@@ -100,11 +100,17 @@ def generate_call_id(host: str | None = None) -> str:
     value = secrets.token_hex(12)
     return f"{value}@{host}" if host else value
 
+
 class Message:
     """
     Common part of L{Request} and L{Response}.
 
-    @ivar headers: L{Headers}.
+    The parsed views (L{top_via}, L{from_}, L{to}, L{cseq}, ...) are parsed
+    on first use and cached per header value; the objects returned are
+    shared, so copy one before changing it, or write it back (e.g.
+    C{headers.replace_first("Via", str(via))}).
+
+    @ivar headers: L{Headers} (used as given, not copied).
     @ivar body: raw body bytes (never decoded).
     """
 
