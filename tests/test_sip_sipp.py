@@ -21,7 +21,7 @@ import re
 import shutil
 import socket
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -198,6 +198,48 @@ class SippTests(TestCase):
             responses.append(response.status)
         self.assertEqual(responses, [200] * count)
         self.assertSippOk((yield running))
+
+    @defer.inlineCallbacks
+    def send_when_listening(self, service, *args, attempts=50):
+        """
+        MessageUAC.send_message, retried while sipp's TCP port refuses
+        connections (sipp is still starting); bounded by C{attempts}.
+        """
+        from gwsms.sip.transport import TransportError
+
+        for attempt in range(attempts):
+            try:
+                response = yield service.uac.send_message(*args)
+            except TransportError:
+                if attempt == attempts - 1:
+                    raise
+                yield task.deferLater(reactor, 0.1, lambda: None)
+            else:
+                return response
+
+    @defer.inlineCallbacks
+    def test_sipp_uas_tcp_and_large_message(self):
+        """
+        A MESSAGE over 1300 bytes to a URI without transport parameter goes
+        over TCP (RFC 3261 18.1.1), on one connection with the small ones.
+        """
+        service = self.start_service()
+        port = free_udp_port()
+        running = self.sipp("-sf", os.path.join(SCENARIOS, "uas_message.xml"), "-t", "t1",
+                            "-i", "127.0.0.1", "-p", str(port), "-m", "3", "-trace_msg")
+        statuses = []
+        first = yield self.send_when_listening(
+            service, f"sip:+4930777@127.0.0.1:{port};transport=tcp", "gw", None, "small gwsms 1")
+        statuses.append(first.status)
+        for body in ("gwsms " + "x" * 1400, "small gwsms 3"):
+            uri = f"sip:+4930777@127.0.0.1:{port}" + ("" if len(body) > 1300 else ";transport=tcp")
+            response = yield service.uac.send_message(uri, "gw", None, body)
+            statuses.append(response.status)
+        self.assertEqual(statuses, [200, 200, 200])
+        self.assertSippOk((yield running))
+        log = self.sipp_log("_messages.log")
+        self.assertEqual(log.count("TCP message received"), 3)
+        self.assertIn("x" * 1400, log)
 
     @defer.inlineCallbacks
     def test_sipp_uas_digest_challenge(self):
