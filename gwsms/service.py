@@ -32,6 +32,8 @@ class GatewayService(service.MultiService):
     """
 
     _log = Logger()
+    #: What the control socket may call (see L{gwsms.control}).
+    control_commands = ("smsc_reload", "smsc_state")
 
     def __init__(self, config: Config, reactor, *, install_signals: bool = True):
         super().__init__()
@@ -127,14 +129,7 @@ class GatewayService(service.MultiService):
     async def smsc_reload(self) -> dict:
         """Re-read the C{smpp} table and apply the difference."""
         links = await self.smsc_store.list()
-        diff = self.smpp.reload(links)
-        self._log.info(
-            "smsc reload: added {added}, removed {removed}, changed {changed}, "
-            "unchanged {unchanged}",
-            added=diff["added"], removed=diff["removed"],
-            changed=diff["changed"], unchanged=len(diff["unchanged"]),
-        )
-        return diff
+        return self.smpp.reload(links)  # logs the difference itself
 
     async def smsc_state(self) -> list:
         """Live state of every SMSC connection."""
