@@ -8,7 +8,7 @@ from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
 from gwsms.sip.message import Request
-from gwsms.sip.registrar import Registrar
+from gwsms.sip.registrar import Registrar, binding_peer
 from gwsms.sip.transport import Peer
 from gwsms.store import migrate
 from gwsms.store.database import open_database_sync
@@ -219,3 +219,15 @@ class RegistrarTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d1).status, 200)
         self.assertEqual(self.successResultOf(d2).status, 500)
         self.assertEqual(self.registrar._locks, {})
+
+    def test_binding_peer(self):
+        self.send(register(["<sip:a@10.0.0.5:5060>"]))
+        [binding] = self.bindings()
+        self.assertEqual(binding_peer(binding), SOURCE)
+
+    def test_binding_peer_ipv6_and_tcp(self):
+        source = Peer("tcp", "2001:db8::7", 5070)
+        self.successResultOf(self.registrar.register(register(["<sip:a@[2001:db8::7]:5070>"]), source))
+        [binding] = self.bindings()
+        self.assertEqual(binding.source, "[2001:db8::7]:5070")
+        self.assertEqual(binding_peer(binding), source)

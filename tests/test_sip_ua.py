@@ -457,6 +457,29 @@ class UACTests(SynchronousTestCase):
 
         self.failureResultOf(self.uac.send_message("sip:", "gw", None, "x"), SipError)
 
+    def test_explicit_peer_skips_resolution(self):
+        self.txns.answers = [200]
+        peer = Peer("tcp", "198.51.100.7", 40000)
+        self.successResultOf(self.uac.send_message("sip:bob@10.0.0.9", "gw", None, "x", peer=peer))
+        self.assertEqual(self.resolver.asked, [])
+        self.assertEqual(self.txns.sent[0][1], peer)
+        self.assertEqual(self.txns.sent[0][0].uri, "sip:bob@10.0.0.9")
+
+    def test_outbound_uri_default(self):
+        uac = MessageUAC(SipConfig(domain="gw.example", outbound_uri="sip:proxy.example;transport=tcp"),
+                         self.txns, self.resolver)
+        self.txns.answers = [202]
+        self.successResultOf(uac.send_message(None, "+4930123", "+4940999", "x"))
+        req = self.txns.sent[0][0]
+        self.assertEqual(req.uri, "sip:proxy.example;transport=tcp")
+        self.assertEqual(str(req.to.uri), "sip:+4940999@gw.example")
+        self.assertEqual(self.resolver.asked, ["sip:proxy.example;transport=tcp"])
+
+    def test_no_uri_no_outbound(self):
+        uac = MessageUAC(SipConfig(domain="gw.example"), self.txns, self.resolver)
+        f = self.failureResultOf(uac.send_message("", "gw", None, "x"), ValueError)
+        self.assertIn("outbound_uri", str(f.value))
+
     def test_password_not_in_repr(self):
         self.assertNotIn("secret", repr(self.uac))
 

@@ -26,6 +26,27 @@ def _header(request, name: str):
     return request.headers.get(name)
 
 
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def binding_peer(binding):
+    """
+    Where a registered phone can be reached: the address its REGISTER came
+    from (works behind NAT, unlike the Contact's private address).
+
+    @param binding: a L{gwsms.store.sip.Binding}.
+    @return: a L{gwsms.sip.transport.Peer}.
+    @raise ValueError: for a binding whose source is not C{host:port}.
+    """
+    from gwsms.sip.transport import Peer
+
+    host, sep, port = binding.source.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"binding source {binding.source!r} is not host:port")
+    return Peer(binding.transport, host.strip("[]"), int(port))
+
+
 class Registrar:
     """
     REGISTER processing, binding lookup and periodic expiry.
@@ -283,7 +304,7 @@ class Registrar:
             else:
                 await self._store.save(
                     aor, key, now + expires, call_id, cseq, q,
-                    f"{source.host}:{source.port}", source.transport,
+                    _hostport(source.host, source.port), source.transport,
                 )
         if changes:
             self._log.info(

@@ -36,6 +36,7 @@ from gwsms.sip.digest import (
     build_authorization,
 )
 from gwsms.sip.interfaces import IncomingMessage, SipAnswer
+from gwsms.sip.resolver import Target
 from gwsms.sip.message import (
     Request,
     SipError,
@@ -371,29 +372,38 @@ class MessageUAC:
         return Request("MESSAGE", str(target), headers, body)
 
     def send_message(self, uri, from_uri, to_uri, body, content_type="text/plain;charset=UTF-8",
-                     extra_headers=()) -> defer.Deferred:
+                     extra_headers=(), peer=None) -> defer.Deferred:
         """
         Send one MESSAGE and wait for its final response.
 
         @param uri: the Request-URI (a L{SipURI} or text; a bare user or
-            number gets the configured domain).
+            number gets the configured domain); C{None} or C{""} means
+            C{[sip] outbound_uri}.
         @param from_uri: the sender (e.g. C{"+4930123"} or a URI).
         @param to_uri: the To URI; C{None} or C{""} uses C{uri}.
         @param body: the body (str is sent as UTF-8).
         @param content_type: the Content-Type value.
         @param extra_headers: C{(name, value)} pairs to add.
+        @param peer: send to this L{Peer} instead of resolving the URI
+            (e.g. a registered phone's source address behind NAT, see
+            L{gwsms.sip.registrar.binding_peer}); no failover then.
         @return: a L{Deferred} firing with the final L{Response} (any
             status; one 401/407 is answered with the configured outbound
             credentials first); failing with
             L{gwsms.sip.resolver.ResolveError}, the transaction layer's
             timeout error or L{gwsms.sip.transport.TransportError}, or
-            L{SipError} for a bad URI.
+            L{SipError} for a bad URI, L{ValueError} when no URI is given
+            and no outbound_uri is configured.
         """
+        if not uri:
+            uri = self._config.outbound_uri
+            if not uri:
+                return defer.fail(ValueError("no Request-URI given and [sip] outbound_uri is empty"))
         try:
             request = self.build_request(uri, from_uri, to_uri, body, content_type, extra_headers)
         except SipError as e:
             return defer.fail(e)
-        d = defer.ensureDeferred(self._send(request))
+        d = defer.ensureDeferred(self._send(request, peer))
 
         def count(result):
             self.stats["sent"] += 1
@@ -414,8 +424,11 @@ class MessageUAC:
             targets = [t if t.transport != "udp" else type(t)("tcp", t.host, t.port) for t in targets]
         return targets
 
-    async def _send(self, request):
-        targets = await self._targets(request)
+    async def _send(self, request, peer=None):
+        if peer is not None:
+            targets = [Target(peer.transport, peer.host, peer.port)]
+        else:
+            targets = await self._targets(request)
         response = await self._try_targets(request, targets)
         if response.status in (401, 407) and self._config.outbound_username:
             retry = self._authenticated_retry(request, response)
