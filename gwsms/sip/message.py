@@ -3,10 +3,26 @@
 SIP message codec: bytes <-> L{Request}/L{Response} (RFC 3261 sections 7,
 18.3, 20 and 25; RFC 3428; RFC 3581; RFC 5626 keep-alives).
 
-Pure code: no I/O, no reactor.  L{parse_message} parses one datagram,
-L{StreamParser} frames a TCP/TLS byte stream by Content-Length.  Header
-values are kept as text and parsed into L{Via}/L{NameAddr}/L{SipURI}
-only when asked (cached per value).
+Pure code: no I/O, no reactor.  This is the one module to import from; it
+re-exports the objects defined in L{gwsms.sip.headers} (L{Headers},
+L{SipError}, L{SipParseError}), L{gwsms.sip.uri} (L{SipURI}, L{NameAddr},
+L{Via}) and L{gwsms.sip.model} (L{Request}, L{Response}, L{make_response},
+generators).
+
+  - L{parse_message}C{(data)} parses one datagram (L{is_keepalive} tells
+    CRLF/NUL keep-alive datagrams apart first).
+  - L{StreamParser}C{(max_size)}C{.feed(data)} frames a TCP/TLS stream by
+    Content-Length and returns messages, L{KeepAlive} items (answer with
+    L{PONG}) and L{SipParseError} items (the stream resynchronises).
+  - Header values stay text until asked: C{msg.top_via}, C{msg.from_},
+    C{msg.to}, C{msg.contacts}, C{msg.cseq}, C{msg.request_uri} parse on
+    first use and are cached per value.
+
+Errors: L{SipParseError} with C{.status} (400; 505 for a SIP version other
+than 2.0; 513 over a size limit; 416 for an unsupported URI scheme),
+C{.reason} (names the problem; no CR/LF, fit for a reason phrase) and
+C{.message} (the partly parsed message when the header block was readable,
+so a 400 can still be answered).
 """
 
 from __future__ import annotations
