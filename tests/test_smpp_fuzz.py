@@ -143,7 +143,8 @@ class Mutator:
 
     def change_command_id(self, data):
         if len(data) >= 8:
-            cid = self.rng.choice(_KNOWN_IDS) if self.rng.random() < 0.7 else self.rng.getrandbits(32)
+            rng = self.rng
+            cid = rng.choice(_KNOWN_IDS) if rng.random() < 0.7 else rng.getrandbits(32)
             data[4:8] = cid.to_bytes(4, "big")
         return data
 

@@ -64,6 +64,11 @@ _ESME_COUNTERS = (
 )
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of credentials."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     """
@@ -306,7 +311,7 @@ class ESMEProtocol(SMPPProtocol):
             self._outbind_received(request)
         elif command_id == CommandId.alert_notification:
             addr = request.params.get("source_addr", "")
-            self._log.info("smsc {name}: alert_notification for {addr!r}", name=self.name, addr=addr)
+            self._log.info("smsc {name}: alert_notification for {a!r}", name=self.name, a=addr)
         else:
             super().request_received(request)
 
@@ -356,7 +361,8 @@ class ESMEProtocol(SMPPProtocol):
         system_id = request.params.get("system_id", "")
         password = request.params.get("password", "")
         if self.state != "connecting" or self._bound:
-            self._log.warn("smsc {name}: outbind in state {s} refused", name=self.name, s=self.state)
+            self._log.warn("smsc {name}: outbind in state {s} refused", name=self.name,
+                           s=self.state)
             status = CommandStatus.ESME_RINVBNDSTS
             self.send_error_response(request.command_id, request.sequence_number, status)
             return
@@ -370,8 +376,8 @@ class ESMEProtocol(SMPPProtocol):
         if (
             link is None
             or link.session_type is not SessionType.OUTBIND
-            or not hmac.compare_digest(system_id.encode("latin-1"), link.system_id.encode("latin-1"))
-            or not hmac.compare_digest(password.encode("latin-1"), link.password.encode("latin-1"))
+            or not _same(system_id, link.system_id)
+            or not _same(password, link.password)
         ):
             self.stats["errors"] += 1
             error = BindError(CommandStatus.ESME_RINVPASWD, self.name)

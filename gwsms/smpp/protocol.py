@@ -50,6 +50,9 @@ from gwsms.smpp.timers import SessionTimers
 MAX_SEQUENCE = 0x7FFFFFFF
 HEADER_LENGTH = 16
 
+_pack_header = smpp_pdu.HEADER.pack
+_ENQUIRE_LINK_RESP = int(CommandId.enquire_link_resp)
+_UNBIND_RESP = int(CommandId.unbind_resp)
 _KNOWN = {int(c) for c in CommandId}
 #: Requests that have no response PDU.
 _NO_RESPONSE = {int(CommandId.outbind), int(CommandId.alert_notification)}
@@ -229,12 +232,7 @@ class SMPPProtocol(SessionTimers, Protocol):
         else:
             resp = int(CommandId.generic_nack)
             self.stats["generic_nack_sent"] += 1
-        self._write(
-            HEADER_LENGTH.to_bytes(4, "big")
-            + resp.to_bytes(4, "big")
-            + (status & 0xFFFFFFFF).to_bytes(4, "big")
-            + (sequence_number & 0xFFFFFFFF).to_bytes(4, "big")
-        )
+        self._write(_pack_header(HEADER_LENGTH, resp, status & 0xFFFFFFFF, sequence_number))
 
     def close_connection(self, reason: str) -> None:
         """
@@ -422,19 +420,9 @@ class SMPPProtocol(SessionTimers, Protocol):
         elif command_id & RESPONSE_BIT:
             self._response_received(request)
         elif command_id == CommandId.enquire_link:
-            self._write(
-                HEADER_LENGTH.to_bytes(4, "big")
-                + int(CommandId.enquire_link_resp).to_bytes(4, "big")
-                + bytes(4)
-                + request.sequence_number.to_bytes(4, "big")
-            )
+            self._write(_pack_header(HEADER_LENGTH, _ENQUIRE_LINK_RESP, 0, request.sequence_number))
         elif command_id == CommandId.unbind:
-            self._write(
-                HEADER_LENGTH.to_bytes(4, "big")
-                + int(CommandId.unbind_resp).to_bytes(4, "big")
-                + bytes(4)
-                + request.sequence_number.to_bytes(4, "big")
-            )
+            self._write(_pack_header(HEADER_LENGTH, _UNBIND_RESP, 0, request.sequence_number))
             self.unbind_received(request)
             self.close_connection("peer sent unbind")
         else:
