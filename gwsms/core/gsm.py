@@ -206,7 +206,9 @@ def pack(septets: bytes, fill_bits: int = 0, cr_padding: bool = True) -> bytes:
     if septets and max(septets) > 0x7F:
         raise ValueError("a septet must be below 0x80")
     count = len(septets)
-    if cr_padding and count:
+    if not count:
+        return b""
+    if cr_padding:
         spare = (8 - (fill_bits + 7 * count) % 8) % 8
         if spare == 7 or (spare == 0 and septets[-1] == 0x0D):
             septets = bytes(septets) + b"\r"
@@ -250,6 +252,8 @@ def packed_length(septets: int, fill_bits: int = 0) -> int:
     """
     @return: octets needed for C{septets} septets after C{fill_bits} bits.
     """
+    if not septets:
+        return 0
     return (fill_bits + 7 * septets + 7) // 8
 
 
