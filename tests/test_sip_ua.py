@@ -18,7 +18,7 @@ from gwsms.sip.interfaces import IMessageHandler, IncomingMessage, RejectingMess
 from gwsms.sip.message import Request, Response, make_response, parse_message
 from gwsms.sip.resolver import ResolveError, Target
 from gwsms.sip.transport import Peer
-from gwsms.sip.ua import MessageUAC, MessageUAS, parse_content_type
+from gwsms.sip.ua import MessageUAC, MessageUAS, parse_content_type, parse_cpim
 
 SOURCE = Peer("udp", "192.0.2.77", 5060)
 
@@ -121,9 +121,34 @@ class UASTests(SynchronousTestCase):
         self.answer(request(body="Grüße".encode("latin-1"), content_type='text/plain; charset="ISO-8859-1"'))
         self.assertEqual(self.handler.messages[0].text(), "Grüße")
 
-    def test_cpim_accepted(self):
-        self.assertEqual(self.answer(request(content_type="message/cpim")).status, 202)
-        self.assertEqual(self.handler.messages[0].content_type, "message/cpim")
+    CPIM = (
+        b"From: MR SANDERS <im:piglet@100akerwood.com>\r\n"
+        b"To: Depressed Donkey <im:eeyore@100akerwood.com>\r\n"
+        b"DateTime: 2000-12-13T13:40:00-08:00\r\n"
+        b"\r\n"
+        b"Content-type: text/plain; charset=ISO-8859-1\r\n"
+        b"Content-ID: <1234567890@foo.com>\r\n"
+        b"\r\n"
+        b"Gr\xfc\xdfe from the wood."
+    )
+
+    def test_cpim_unwrapped(self):
+        self.assertEqual(self.answer(request(body=self.CPIM, content_type="message/cpim")).status, 202)
+        [message] = self.handler.messages
+        self.assertEqual(message.content_type, "message/cpim")
+        self.assertEqual(message.charset, "iso-8859-1")
+        self.assertEqual(message.text(), "Grüße from the wood.")
+        self.assertEqual(message.request.body, self.CPIM)
+
+    def test_cpim_non_text_content(self):
+        body = self.CPIM.replace(b"text/plain; charset=ISO-8859-1", b"image/png")
+        response = self.answer(request(body=body, content_type="message/cpim"))
+        self.assertEqual(response.status, 415)
+
+    def test_cpim_malformed(self):
+        response = self.answer(request(body=b"no blank line", content_type="message/cpim"))
+        self.assertEqual(response.status, 400)
+        self.assertIn("blank line", response.reason)
 
     def test_unsupported_type(self):
         response = self.answer(request(content_type="application/im-iscomposing+xml"))
@@ -485,6 +510,12 @@ class UACTests(SynchronousTestCase):
 
 
 class HelpersTests(SynchronousTestCase):
+    def test_parse_cpim_lf_only(self):
+        headers, media, params, content = parse_cpim(b"From: <im:a@b>\n\nContent-Type: text/plain\n\nhi")
+        self.assertEqual((headers, media, params, content), ([("From", "<im:a@b>")], "text/plain", {}, b"hi"))
+        self.assertRaises(ValueError, parse_cpim, b"From: x\n\nContent-ID: 1\n\nhi")
+        self.assertRaises(ValueError, parse_cpim, b"garbage line\n\nContent-Type: text/plain\n\nhi")
+
     def test_parse_content_type(self):
         self.assertEqual(parse_content_type('Text/Plain ; Charset="UTF-8"'), ("text/plain", {"charset": "UTF-8"}))
         self.assertEqual(parse_content_type(None), ("", {}))

@@ -29,10 +29,13 @@ class IncomingMessage:
     @ivar sender_uri: the From URI as text (e.g. C{"sip:+4930123@example.org"}).
     @ivar recipient_uri: the Request-URI as text (where the sender wants the
         message to go; the To URI is in C{request.to}).
-    @ivar content_type: media type without parameters, lower case
-        (C{"text/plain"} or C{"message/cpim"}).
-    @ivar body: the raw body bytes.
-    @ivar charset: the charset parameter, lower case, C{"utf-8"} when absent.
+    @ivar content_type: the request's media type without parameters, lower
+        case (C{"text/plain"} or C{"message/cpim"}).
+    @ivar body: the text bytes: the request body for text/plain; for
+        message/cpim the unwrapped text/plain content (the whole wrapper,
+        with its From/To/DateTime headers, stays in C{request.body}).
+    @ivar charset: the charset parameter of the text, lower case, C{"utf-8"}
+        when absent.
     @ivar authenticated_user: the digest user name when the request was
         authenticated, C{None} for a trusted source or when auth is off.
     """

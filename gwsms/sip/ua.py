@@ -7,7 +7,8 @@ UAS decisions worth knowing:
   - Max-Forwards 0 is answered 483 (OPTIONS is answered instead, as RFC
     3261 §16.3 allows); a missing Max-Forwards is accepted.
   - MESSAGE bodies must be C{text/plain} (any charset Python knows, UTF-8
-    when absent) or C{message/cpim}; others get 415 with Accept. An empty
+    when absent) or C{message/cpim} wrapping text/plain (RFC 3862; the
+    handler gets the unwrapped text); others get 415 with Accept. An empty
     body is accepted and handed on (the handler decides). A body larger
     than C{[sip] max_message_size} gets 413.
   - 513 Message Too Large is the transport's answer to an oversized
@@ -77,6 +78,40 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
             val = val[1:-1]
         params[name.strip().lower()] = val
     return media, params
+
+
+def parse_cpim(body: bytes) -> tuple[list[tuple[str, str]], str, dict[str, str], bytes]:
+    """
+    Unwrap a message/cpim body (RFC 3862): CPIM headers, a blank line, the
+    MIME headers of the content, a blank line, the content.
+
+    @return: C{(cpim headers, content media type, its params, content)}.
+    @raise ValueError: naming what is missing.
+    """
+    def split(data: bytes) -> tuple[bytes, bytes]:
+        for sep in (b"\r\n\r\n", b"\n\n"):
+            index = data.find(sep)
+            if index >= 0:
+                return data[:index], data[index + len(sep):]
+        raise ValueError("CPIM body lacks the blank line after its headers")
+
+    def headers(block: bytes) -> list[tuple[str, str]]:
+        out = []
+        for line in block.decode("utf-8", "replace").splitlines():
+            name, sep, value = line.partition(":")
+            if not sep or not name.strip():
+                raise ValueError(f"bad CPIM header line {line[:40]!r}")
+            out.append((name.strip(), value.strip()))
+        return out
+
+    cpim_block, rest = split(body.lstrip(b"\r\n"))
+    mime_block, content = split(rest)
+    mime = headers(mime_block)
+    content_type = next((v for n, v in mime if n.lower() == "content-type"), "")
+    if not content_type:
+        raise ValueError("CPIM content has no Content-Type")
+    media, params = parse_content_type(content_type)
+    return headers(cpim_block), media, params, content
 
 
 class MessageUAS:
@@ -255,13 +290,21 @@ class MessageUAS:
         media = media or "text/plain"
         if media not in ACCEPTED_TYPES:
             return reply(415, "Unsupported Media Type", accept)
+        if len(request.body) > self._config.max_message_size:
+            return reply(413, "Request Entity Too Large")
+        body = request.body
+        if media == "message/cpim":
+            try:
+                _cpim_headers, inner, params, body = parse_cpim(body)
+            except ValueError as e:
+                return reply(400, f"Bad Request ({e})")
+            if inner != "text/plain":
+                return reply(415, "Unsupported Media Type (CPIM content must be text/plain)", accept)
         charset = (params.get("charset") or "utf-8").lower()
         try:
             codecs.lookup(charset)
         except LookupError:
             return reply(415, "Unsupported Media Type (unknown charset)", accept)
-        if len(request.body) > self._config.max_message_size:
-            return reply(413, "Request Entity Too Large")
         try:
             sender = str(request.from_.uri)
         except (SipError, AttributeError):
@@ -274,7 +317,7 @@ class MessageUAS:
                 sender_uri=sender,
                 recipient_uri=request.uri,
                 content_type=media,
-                body=request.body,
+                body=body,
                 charset=charset,
                 authenticated_user=user,
             )
