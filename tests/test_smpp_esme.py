@@ -471,6 +471,25 @@ class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
         self.successResultOf(d1)
         self.successResultOf(d2)
 
+    def test_retries_keep_submission_order(self):
+        ds = [self.proto.submit({"destination_addr": str(i)}) for i in range(12)]
+        sent = take(self.transport)
+        self.assertEqual(len(sent), 10)
+        # The SMSC throttles 2, 5 and 7 (answered in that order) and accepts the rest.
+        for i in (2, 5, 7):
+            self.answer(sent[i], S.ESME_RTHROTTLED)
+        for i in (0, 1, 3, 4, 6, 8, 9):
+            self.answer(sent[i])
+        self.assertEqual(self.transport.value(), b"")
+        self.run_pump()
+        again = take(self.transport)
+        self.assertEqual(
+            [p.params["destination_addr"] for p in again], ["2", "5", "7", "10", "11"]
+        )
+        for req in again:
+            self.answer(req)
+        self.assertEqual([self.successResultOf(d).status for d in ds], [0] * 12)
+
     def test_throttle_by_generic_nack(self):
         [d] = self.submit()
         [req] = take(self.transport)

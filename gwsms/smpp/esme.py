@@ -87,12 +87,13 @@ class SubmitResult:
 
 
 class _Submit:
-    __slots__ = ("request", "deferred", "attempts")
+    __slots__ = ("request", "deferred", "attempts", "ticket")
 
-    def __init__(self, request, deferred):
+    def __init__(self, request, deferred, ticket: int):
         self.request = request
         self.deferred = deferred
         self.attempts = 0
+        self.ticket = ticket  # submission order, kept across retries
 
 
 class ESMEProtocol(SMPPProtocol):
@@ -437,7 +438,7 @@ class ESMEProtocol(SMPPProtocol):
             smpp_pdu.encode(request)
         except Exception as e:
             return defer.fail(e)
-        item = _Submit(request, defer.Deferred())
+        item = _Submit(request, defer.Deferred(), self.stats["submitted"])
         self.stats["submitted"] += 1
         self._submits.append(item)
         self._pump_submits()
@@ -517,7 +518,14 @@ class ESMEProtocol(SMPPProtocol):
                 status=status_name(status),
                 pause=pause,
             )
-        self._submits.appendleft(item)
+        # Back to the front of the queue, in original submission order.
+        position = 0
+        for position, other in enumerate(self._submits):
+            if other.ticket > item.ticket:
+                break
+        else:
+            position = len(self._submits)
+        self._submits.insert(position, item)
         self._pump_submits()  # a pump already scheduled re-checks the pause
         return True
 
