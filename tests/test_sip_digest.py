@@ -367,3 +367,51 @@ class TrustedTests(SynchronousTestCase):
     def test_bad_entry(self):
         e = self.assertRaises(ValueError, TrustedSources, ["10.0.0.0/8", "bogus"])
         self.assertIn("bogus", str(e))
+
+
+class RobustnessTests(SynchronousTestCase):
+    """Arbitrary header text gives DigestError or a refusal, never another exception."""
+
+    def test_parse_never_crashes(self):
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        alphabet = st.sampled_from(list('Digest realm=",\\ \t\r\nabc=,"'))
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.one_of(st.text(alphabet), st.text()))
+        def check(value):
+            try:
+                parsed = parse_auth_header(value)
+            except DigestError:
+                return
+            for scheme, params in parsed:
+                self.assertIsInstance(scheme, str)
+                self.assertIsInstance(params, dict)
+
+        check()
+
+    def test_authenticate_never_crashes(self):
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        clock = task.Clock()
+        users = FakeUsers()
+        users.add("alice", "pw", "r")
+        auth = DigestAuthenticator(clock, "r", users)
+        good = build_authorization(auth.challenges(), "MESSAGE", "sip:x@y", "alice", "pw")
+        params = parse_auth_header(good)[0][1]
+        keys = st.sampled_from(sorted(params) + ["qop", "nc", "algorithm", "cnonce", "opaque"])
+
+        @settings(max_examples=300, deadline=None)
+        @given(st.dictionaries(keys, st.text(max_size=40), max_size=10))
+        def check(changes):
+            mutated = dict(params, **changes)
+            value = "Digest " + ", ".join(f"{k}={digest.quote(v)}" for k, v in mutated.items())
+            result = self.successResultOf(auth.authenticate("MESSAGE", "sip:x@y", [value]))
+            # qop/algorithm compare case-insensitively; any other change must fail
+            strict = {k: v for k, v in changes.items() if k not in ("qop", "algorithm")}
+            if any(params.get(k) != v for k, v in strict.items()):
+                self.assertFalse(result.ok, changes)
+
+        check()
