@@ -260,35 +260,22 @@ class OutbindTests(ESMETestsMixin, SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual(self.proto.state, "bound_rx")
 
-    def test_outbind_listener_finds_link(self):
-        seen = []
-        links = {"gwuser": self.link}
-        proto = ESMEProtocol.for_outbind(
-            self.clock, self.sink, links.get,
-            on_outbind=lambda p, link: seen.append(link.name),
-        )
-        transport = StringTransport()
-        proto.makeConnection(transport)
-        self.assertIsNone(proto.link)
-        proto.dataReceived(wire("outbind", 1, system_id="gwuser", password="secret"))
-        self.assertEqual(seen, ["smsc1"])
-        self.assertIs(proto.link, self.link)
-        [req] = take(transport)
-        self.assertEqual(req.command_id, CommandId.bind_receiver)
-        proto.dataReceived(smpp_pdu.encode(req.response(system_id="S")))
-        self.assertEqual(proto.state, "bound_rx")
-        proto.dataReceived(wire("outbind", 2, system_id="nobody", password="x"))
-        [nack] = take(transport)
+    def test_outbind_on_bound_session_refused(self):
+        self.proto.bind()
+        self.outbind()
+        [req] = take(self.transport)
+        self.feed(smpp_pdu.encode(req.response(system_id="S")))
+        self.outbind(seq=2)
+        [nack] = take(self.transport)
         self.assertEqual(nack.command_id, CommandId.generic_nack)
         self.assertEqual(nack.command_status, S.ESME_RINVBNDSTS)
+        self.assertEqual(nack.sequence_number, 2)
+        self.assertEqual(self.proto.state, "bound_rx")
 
-    def test_outbind_listener_unknown(self):
-        proto = ESMEProtocol.for_outbind(self.clock, self.sink, {}.get)
-        transport = StringTransport()
-        proto.makeConnection(transport)
-        proto.dataReceived(wire("outbind", 1, system_id="gwuser", password="secret"))
-        self.assertTrue(transport.disconnecting)
-        self.assertIn("outbind refused", proto.close_reason)
+    def test_non_ascii_password(self):
+        d = self.proto.bind()
+        self.outbind(password="s\xe9cret")
+        self.failureResultOf(d, BindError)
 
     def test_no_outbind_in_time(self):
         d = self.proto.bind()
@@ -526,7 +513,10 @@ class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
         self.assertEqual(len([d for d in ds if d.called]), 10)
 
     def test_congestion_state_slows_rate(self):
-        self.proto._configure(self.link.replace(max_rate=10.0))
+        self.proto = ESMEProtocol(self.link.replace(max_rate=10.0), self.clock, self.sink)
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+        self.do_bind()
         [d] = self.submit()
         self.answer(take(self.transport)[0], tlvs={"congestion_state": 85})
         ds = self.submit(2)

@@ -109,8 +109,7 @@ class ESMEProtocol(SMPPProtocol):
         proto.submit(params)    # Deferred[SubmitResult]
         proto.unbind(timeout)   # Deferred[None], fires once closed
 
-    @ivar link: the C{SmscLink} (L{None} for an outbind listener session
-        until the outbind identified it).
+    @ivar link: the C{SmscLink} served.
     @ivar state: one of L{STATES}.
     @ivar bound_since: clock time of the successful bind, or L{None}.
     @ivar stats: the L{SMPPProtocol} counters plus C{submitted},
@@ -119,8 +118,6 @@ class ESMEProtocol(SMPPProtocol):
         C{delivered}, C{deliver_failed} (sink error or refusal).
     @ivar on_state_change: L{None} or C{callable(link_name, state)}, called
         after every state change (exceptions it raises are logged).
-    @ivar on_outbind: L{None} or C{callable(protocol, link)}, called when an
-        outbind was accepted, before bind_receiver is sent.
     @ivar pacer: the L{SubmitPacer} (rate, throttle pause, congestion).
     @cvar max_throttle_attempts: a submit throttled this many times
         resolves with the throttle status instead of being retried again.
@@ -132,42 +129,35 @@ class ESMEProtocol(SMPPProtocol):
 
     def __init__(
         self,
-        link: SmscLink | None,
+        link: SmscLink,
         clock,
         sink,
         max_command_length: int = 65536,
         *,
         on_state_change: Callable[[str, str], None] | None = None,
-        find_outbind_link: Callable[[str], SmscLink | None] | None = None,
-        on_outbind: Callable[["ESMEProtocol", SmscLink], None] | None = None,
-        session_init_timeout: float = 10.0,
     ):
         """
-        @param link: the link to serve; L{None} only together with
-            C{find_outbind_link} (see L{for_outbind}).
+        @param link: the link to serve (its window and timers are used).
         @param clock: C{IReactorTime} for every timer.
         @param sink: an C{IDeliverySink} for deliver_sm / data_sm.
         @param max_command_length: bigger PDUs close the connection.
         @param on_state_change: see the class docstring.
-        @param find_outbind_link: C{system_id -> SmscLink | None}; used to
-            identify the link from an incoming outbind.
-        @param on_outbind: see the class docstring.
-        @param session_init_timeout: used only while C{link} is L{None}.
         """
-        if link is None and find_outbind_link is None:
-            raise ValueError("ESMEProtocol needs a link or find_outbind_link")
         super().__init__(
             clock,
-            name=link.name if link else "(outbind)",
+            name=link.name,
+            window=link.window,
+            response_timeout=link.response_timeout,
+            enquire_link_interval=link.enquire_link_interval,
+            inactivity_timeout=link.inactivity_timeout,
+            session_init_timeout=link.session_init_timeout,
             max_command_length=max_command_length,
-            session_init_timeout=session_init_timeout,
         )
+        self.link = link
         self.sink = sink
         self.state = "connecting"
         self.bound_since: float | None = None
         self.on_state_change = on_state_change
-        self.on_outbind = on_outbind
-        self._find_outbind_link = find_outbind_link
         self.stats.update(dict.fromkeys(_ESME_COUNTERS, 0))
         self._submits: collections.deque[_Submit] = collections.deque()
         self._pump_call = None
@@ -177,39 +167,7 @@ class ESMEProtocol(SMPPProtocol):
         self._drain_call = None
         self._unbind_deadline = 0.0
         self._unbind_sent = False
-        self.link: SmscLink | None = None
-        self.pacer = SubmitPacer(0.0, 10, clock.seconds())
-        if link is not None:
-            self._configure(link)
-
-    @classmethod
-    def for_outbind(
-        cls,
-        clock,
-        sink,
-        find_outbind_link: Callable[[str], SmscLink | None],
-        max_command_length: int = 65536,
-        **kwargs,
-    ) -> "ESMEProtocol":
-        """
-        A protocol for a connection accepted on an outbind listener: the
-        link is found from the outbind's system_id via C{find_outbind_link}
-        (which must return an outbind-type link or L{None}), the password is
-        checked, then bind_receiver is sent.  Wrong credentials close the
-        connection.  Keyword arguments as for the constructor.
-        """
-        return cls(None, clock, sink, max_command_length,
-                   find_outbind_link=find_outbind_link, **kwargs)
-
-    def _configure(self, link: SmscLink) -> None:
-        self.link = link
-        self.name = link.name
-        self.window = link.window
-        self.response_timeout = link.response_timeout
-        self.enquire_link_interval = link.enquire_link_interval
-        self.inactivity_timeout = link.inactivity_timeout
-        self.session_init_timeout = link.session_init_timeout
-        self.pacer = SubmitPacer(link.max_rate, link.window, self.clock.seconds())
+        self.pacer = SubmitPacer(link.max_rate, link.window, clock.seconds())
 
     # ------------------------------------------------------------------
     # State
@@ -239,7 +197,7 @@ class ESMEProtocol(SMPPProtocol):
             failing with L{BindError} (refused; the connection is closed),
             C{SMPPTimeoutError} or C{SMPPConnectionLost}.
         """
-        if self.link is None or self.link.session_type is SessionType.OUTBIND:
+        if self.link.session_type is SessionType.OUTBIND:
             if self.state in ("unbinding", "closed") or not self.is_open:
                 return defer.fail(SMPPConnectionLost(f"smsc {self.name}: not connected"))
             d = defer.Deferred()
@@ -368,15 +326,8 @@ class ESMEProtocol(SMPPProtocol):
             self.send_error_response(request.command_id, request.sequence_number, status)
             return
         link = self.link
-        if self._find_outbind_link is not None:
-            try:
-                link = self._find_outbind_link(system_id)
-            except Exception:
-                self._log.failure("smsc {name}: outbind link lookup failed", name=self.name)
-                link = None
         if (
-            link is None
-            or link.session_type is not SessionType.OUTBIND
+            link.session_type is not SessionType.OUTBIND
             or not _same(system_id, link.system_id)
             or not _same(password, link.password)
         ):
@@ -391,16 +342,14 @@ class ESMEProtocol(SMPPProtocol):
             self.close_connection("outbind refused: unknown system_id or wrong password")
             self._fire_outbind_waiters(Failure(error))
             return
-        if link is not self.link:
-            self._configure(link)
-        if self.on_outbind is not None:
-            try:
-                self.on_outbind(self, link)
-            except Exception:
-                self._log.failure("smsc {name}: on_outbind callback failed", name=self.name)
         d = self.bind_receiver_after_outbind()
         d.addBoth(self._fire_outbind_waiters)
-        d.addErrback(lambda f: None)  # reported to the waiters and logged by bind
+        d.addErrback(
+            lambda f: self._log.info(
+                "smsc {name}: bind_receiver after outbind failed: {why}",
+                name=self.name, why=f.getErrorMessage(),
+            )
+        )
 
     def _fire_outbind_waiters(self, result):
         waiters, self._outbind_waiters = self._outbind_waiters, []
