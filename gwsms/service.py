@@ -55,7 +55,7 @@ class GatewayService(service.MultiService):
     async def _start(self) -> None:
         from gwsms.control import control_service
         from gwsms.sip.interfaces import RejectingMessageHandler
-        from gwsms.sip.service import SipService
+        from gwsms.sip.service import SipService, SipStores
         from gwsms.smpp.interfaces import RejectingDeliverySink
         from gwsms.smpp.service import SmppService
         from gwsms.store.database import open_database
@@ -76,10 +76,9 @@ class GatewayService(service.MultiService):
         self.smpp = SmppService(self.reactor, config.smpp, RejectingDeliverySink(), links)
         self._add_and_start(self.smpp)
 
-        stores = {
-            "sip_users": SipUserStore(self.db),
-            "registrations": RegistrationStore(self.db),
-        }
+        stores = SipStores(
+            users=SipUserStore(self.db), registrations=RegistrationStore(self.db)
+        )
         self.sip = SipService(self.reactor, config.sip, RejectingMessageHandler(), stores)
         self._add_and_start(self.sip)
 
