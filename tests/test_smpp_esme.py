@@ -306,9 +306,11 @@ class SubmitTests(ESMETestsMixin, SynchronousTestCase):
         self.assertEqual(self.proto.stats["submit_ok"], 1)
 
     def test_submit_with_tlvs(self):
-        [d] = [self.proto.submit({"destination_addr": "1"}, {"message_payload": b"long"})]
+        d = self.proto.submit({"destination_addr": "1"}, {"message_payload": b"long"})
         [req] = take(self.transport)
         self.assertEqual(req.tlvs["message_payload"], b"long")
+        self.answer(req, message_id="P")
+        self.assertEqual(self.successResultOf(d), SubmitResult(0, "P"))
 
     def test_submit_refused_status(self):
         [d] = self.submit()
@@ -526,9 +528,10 @@ class ThrottleTests(ESMETestsMixin, SynchronousTestCase):
                 times.append(self.clock.seconds())
                 self.answer(req)
             self.run_pump()
-        # Rate halved: 5/s -> one every 0.2 s instead of 0.1 s.
+        # Rate halved: 10/s -> 5/s, one every 0.2 s instead of 0.1 s.
         self.assertEqual(len(times), 2)
         self.assertAlmostEqual(times[1] - times[0], 0.2, places=5)
+        self.assertEqual([self.successResultOf(x).status for x in [d] + ds], [0, 0, 0])
 
     def test_congestion_reading_expires(self):
         [d] = self.submit()
