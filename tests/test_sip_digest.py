@@ -237,6 +237,12 @@ class AuthenticatorTests(SynchronousTestCase):
         result = self.check(value)
         self.assertIn("unknown user", result.reason)
 
+    def test_undecodable_username_refused_before_store(self):
+        value = self.answer().replace('username="alice"', 'username="al\udcffice"')
+        calls = self.users.calls
+        self.assertIn("UTF-8", self.check(value).reason)
+        self.assertEqual(self.users.calls, calls)
+
     def test_uri_mismatch(self):
         result = self.check(self.answer(uri="sip:other@gw.example"))
         self.assertFalse(result.ok)
@@ -403,8 +409,12 @@ class RobustnessTests(SynchronousTestCase):
         params = parse_auth_header(good)[0][1]
         keys = st.sampled_from(sorted(params) + ["qop", "nc", "algorithm", "cnonce", "opaque"])
 
+        texts = st.one_of(st.text(max_size=40),
+                          st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=5),
+                          st.from_regex(r"[0-9a-f.]{1,40}", fullmatch=True))
+
         @settings(max_examples=300, deadline=None)
-        @given(st.dictionaries(keys, st.text(max_size=40), max_size=10))
+        @given(st.dictionaries(keys, texts, max_size=10))
         def check(changes):
             mutated = dict(params, **changes)
             value = "Digest " + ", ".join(f"{k}={digest.quote(v)}" for k, v in mutated.items())

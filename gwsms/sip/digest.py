@@ -49,7 +49,23 @@ class DigestError(ValueError):
 
 
 def _hash(algorithm: str, text: str) -> str:
-    return _HASHES[algorithm.upper()](text.encode("utf-8")).hexdigest()
+    return _HASHES[algorithm.upper()](_bytes(text)).hexdigest()
+
+
+def _bytes(text: str) -> bytes:
+    """
+    The wire bytes of a header value (the parser keeps undecodable bytes
+    as surrogate escapes); anything else unencodable becomes C{?}.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input."""
+    return hmac.compare_digest(_bytes(a), _bytes(b))
 
 
 def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
@@ -359,7 +375,7 @@ class DigestAuthenticator:
     # -- nonces -----------------------------------------------------------
 
     def _sign(self, issued: str, salt: str) -> str:
-        msg = f"{issued}.{salt}.{self.realm}".encode()
+        msg = _bytes(f"{issued}.{salt}.{self.realm}")
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()[:32]
 
     def make_nonce(self) -> str:
@@ -378,7 +394,7 @@ class DigestAuthenticator:
         if len(parts) != 3:
             return None
         issued, salt, mac = parts
-        if not hmac.compare_digest(self._sign(issued, salt), mac):
+        if not _same(self._sign(issued, salt), mac):
             return None
         try:
             return int(issued, 16)
@@ -451,6 +467,10 @@ class DigestAuthenticator:
         for name in ("username", "realm", "nonce", "uri", "response"):
             if name not in params:
                 return f"credentials lack {name!r}"
+        try:
+            params["username"].encode("utf-8")
+        except UnicodeEncodeError:
+            return "username is not valid UTF-8"
         if params["realm"] != self.realm:
             return f"credentials for realm {params['realm']!r}, expected {self.realm!r}"
         algorithm = params.get("algorithm", "MD5")
@@ -497,7 +517,7 @@ class DigestAuthenticator:
             params.get("cnonce"),
             body,
         )
-        if not hmac.compare_digest(expected, params["response"].lower()):
+        if not _same(expected, params["response"].lower()):
             return AuthResult(None, reason=f"wrong response for {username!r}")
         now_ms = int(self._clock.seconds() * 1000)
         issued = self._nonce_issued(params["nonce"])
