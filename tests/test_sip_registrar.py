@@ -183,6 +183,15 @@ class RegistrarTests(SynchronousTestCase):
     def test_to_without_user(self):
         self.assertEqual(self.send(register(["<sip:a@192.0.2.1>"], to="sip:gw.example")).status, 404)
 
+    def test_too_long_contact_refused_whole(self):
+        long_contact = "<sip:" + "a" * 520 + "@192.0.2.1>"
+        response = self.send(register(["<sip:a@192.0.2.1>", long_contact]))
+        self.assertEqual(response.status, 400)
+        self.assertEqual(self.bindings(), [])
+
+    def test_too_long_call_id(self):
+        self.assertEqual(self.send(register(["<sip:a@192.0.2.1>"], call_id="c" * 300)).status, 400)
+
     def test_bad_q(self):
         self.assertEqual(self.send(register(["<sip:a@192.0.2.1>;q=2"])).status, 400)
 

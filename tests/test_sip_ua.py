@@ -519,3 +519,49 @@ class HelpersTests(SynchronousTestCase):
     def test_parse_content_type(self):
         self.assertEqual(parse_content_type('Text/Plain ; Charset="UTF-8"'), ("text/plain", {"charset": "UTF-8"}))
         self.assertEqual(parse_content_type(None), ("", {}))
+
+
+class UASRobustnessTests(SynchronousTestCase):
+    """Odd header values get a 4xx or are accepted, never a 500 or a traceback."""
+
+    def test_random_header_values(self):
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+
+        from gwsms.sip.message import SipError
+
+        from gwsms.sip.registrar import Registrar
+        from gwsms.store import migrate
+        from gwsms.store.database import open_database_sync
+        from gwsms.store.sip import RegistrationStore
+
+        db = open_database_sync("sqlite::memory:")
+        self.addCleanup(db.close)
+        self.successResultOf(migrate.upgrade(db))
+        clock = task.Clock()
+        registrar = Registrar(clock, RegistrationStore(db, clock), "gw.example")
+        config = SipConfig(domain="gw.example", registrar=True)
+        handler = RecordingHandler()
+        uas = MessageUAS(config, handler, registrar=registrar)
+        names = st.sampled_from(["Content-Type", "Max-Forwards", "From", "Require", "Content-Encoding",
+                                 "To", "Authorization", "Contact", "Expires", "Call-ID"])
+        values = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=60)
+        methods = st.sampled_from(["MESSAGE", "OPTIONS", "REGISTER", "INVITE", "FOO"])
+
+        @settings(max_examples=300, deadline=None)
+        @given(methods, st.lists(st.tuples(names, values), max_size=4), st.binary(max_size=50))
+        def check(method, changes, body):
+            req = request(method=method, body=body)
+            for name, value in changes:
+                req.headers.set(name, value)
+            try:
+                req = parse_message(req.to_bytes())
+            except SipError:
+                return
+            txn = FakeTxn()
+            uas.request_received(req, SOURCE, txn)
+            self.assertEqual(len(txn.responses), 1)
+            self.assertNotEqual(txn.responses[0].status, 500, (method, changes))
+
+        check()
+        self.assertEqual(self.flushLoggedErrors(), [])

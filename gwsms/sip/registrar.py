@@ -22,6 +22,13 @@ from twisted.logger import Logger
 from gwsms.sip.message import NameAddr, SipError, SipURI, make_response
 
 
+#: Column sizes of C{sip_registrations} (schema 001), checked up front so a
+#: REGISTER is refused whole (400) rather than applied in part.
+MAX_AOR = 255
+MAX_CALL_ID = 255
+MAX_CONTACT = 512
+
+
 def _header(request, name: str):
     return request.headers.get(name)
 
@@ -277,6 +284,8 @@ class Registrar:
             self._log.info("{aor}: removed all {count} binding(s)", aor=aor, count=count)
             return make_response(request, 200, "OK")
 
+        if len(aor) > MAX_AOR or len(call_id or "") > MAX_CALL_ID:
+            raise SipError(400, "Bad Request (To or Call-ID too long)")
         by_contact = {b.contact_uri: b for b in existing}
         changes = []
         for contact in contacts:
@@ -293,6 +302,8 @@ class Registrar:
             if not 0.0 <= q <= 1.0:
                 raise SipError(400, "Bad Request (q outside 0..1)")
             key = str(contact.uri)
+            if len(key) > MAX_CONTACT:
+                raise SipError(400, f"Bad Request (Contact longer than {MAX_CONTACT} characters)")
             old = by_contact.get(key)
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
                 raise SipError(500, "Server Internal Error (CSeq out of order)")
@@ -302,10 +313,13 @@ class Registrar:
             if expires == 0:
                 await self._store.remove(aor, key)
             else:
-                await self._store.save(
-                    aor, key, now + expires, call_id, cseq, q,
-                    _hostport(source.host, source.port), source.transport,
-                )
+                try:
+                    await self._store.save(
+                        aor, key, now + expires, call_id, cseq, q,
+                        _hostport(source.host, source.port), source.transport,
+                    )
+                except ValueError as e:  # the store names the field that does not fit
+                    raise SipError(400, f"Bad Request ({e})") from None
         if changes:
             self._log.info(
                 "{aor}: {count} contact(s) updated from {host}:{port}",
