@@ -41,8 +41,8 @@ DELIVERY_STATUSES = ("delivered", "failed", "forbidden", "error")
 
 _NOTIFICATION_KINDS = ("delivery-notification", "display-notification",
                        "processing-notification")
-# Characters XML 1.0 cannot carry at all.
-_XML_BAD_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Characters XML 1.0 cannot carry at all, and CR (parsers turn it into LF).
+_XML_BAD_RE = re.compile("[\x00-\x08\x0b\x0c\r\x0e-\x1f\ufffe\uffff]")
 
 
 class ImdnError(ValueError):
