@@ -82,6 +82,8 @@ class SipToSmppTests(SynchronousTestCase):
             ("J\u00fcrgen", "neither a phone number nor an alphanumeric"),
             ("a@b", "neither a phone number nor an alphanumeric"),
             ("%FF%FE", "bad %-escape"),
+            ("im:%FF@example.com", "bad %-escape"),
+            ("sip:%FF@example.com", "neither a phone number"),
             ("sip:example.com", "has no user part"),
             ("tel:+49 30", "bad URI"),
             ("sip:alice@", "bad URI"),
@@ -210,11 +212,12 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(unquote(user), name)
         self.assertEqual(_map(f"sip:{user}@example.com"), Address(name, 5, 0))
 
-    @settings(max_examples=300, deadline=None)
-    @given(st.text(max_size=40))
-    def test_never_crashes(self, text):
+    @settings(max_examples=500, deadline=None)
+    @given(st.sampled_from(["", "sip:", "sips:", "tel:", "im:", "<sip:", '"A" <tel:', "%", "+"]),
+           st.text(max_size=40))
+    def test_never_crashes(self, prefix, text):
         try:
-            address = _map(text)
+            address = _map(prefix + text)
         except AddressError as e:
             self.assertTrue(str(e))
             return

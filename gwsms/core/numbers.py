@@ -96,6 +96,14 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
+def _unquote(text: str, original: str) -> str:
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise AddressError(f"bad %-escape in address {_shown(original)}: "
+                           "not UTF-8") from None
+
+
 def user_from_uri(uri_text: str) -> str:
     """
     Take the user part out of a URI.
@@ -125,7 +133,7 @@ def user_from_uri(uri_text: str) -> str:
         user, at, _host = uri.rest.partition("@")
         if not at or not user:
             raise AddressError(f"URI {_shown(uri_text)} has no user part")
-        return unquote(user, errors="strict")
+        return _unquote(user, uri_text)
     if not uri.user:
         raise AddressError(f"URI {_shown(uri_text)} has no user part")
     user = uri.user
@@ -207,10 +215,7 @@ def sip_user_to_smpp(
     if _URI_SCHEME_RE.match(user) or "<" in user:
         decoded = user_from_uri(user)
     else:
-        try:
-            decoded = unquote(user, errors="strict")
-        except UnicodeDecodeError:
-            raise AddressError(f"bad %-escape in address {_shown(user)}") from None
+        decoded = _unquote(user, user)
         # A tel-style user part may carry ;phone-context=... parameters.
         head = decoded.split(";", 1)[0]
         if _NUMBER_RE.match(_VISUAL_SEPARATORS.sub("", head)):
