@@ -87,10 +87,11 @@ class SubmitResult:
 
 
 class _Submit:
-    __slots__ = ("request", "deferred", "attempts", "ticket")
+    __slots__ = ("request", "encoded", "deferred", "attempts", "ticket")
 
-    def __init__(self, request, deferred, ticket: int):
+    def __init__(self, request, encoded: bytes, deferred, ticket: int):
         self.request = request
+        self.encoded = encoded
         self.deferred = deferred
         self.attempts = 0
         self.ticket = ticket  # submission order, kept across retries
@@ -384,10 +385,10 @@ class ESMEProtocol(SMPPProtocol):
             return defer.fail(error)
         try:
             request = smpp_pdu.make("submit_sm", tlvs=tlvs, **params)
-            smpp_pdu.encode(request)
+            encoded = smpp_pdu.encode(request)
         except Exception as e:
             return defer.fail(e)
-        item = _Submit(request, defer.Deferred(), self.stats["submitted"])
+        item = _Submit(request, encoded, defer.Deferred(), self.stats["submitted"])
         self.stats["submitted"] += 1
         self._submits.append(item)
         self._pump_submits()
@@ -427,7 +428,7 @@ class ESMEProtocol(SMPPProtocol):
 
     def _send_submit(self, item: _Submit) -> None:
         item.attempts += 1
-        d = self.send_request(item.request)
+        d = self.send_request(item.request, encoded=item.encoded)
         d.addCallbacks(
             self._submit_answered, self._submit_failed, callbackArgs=(item,), errbackArgs=(item,)
         )

@@ -173,7 +173,12 @@ class SMPPProtocol(SessionTimers, Protocol):
         return max(0, self.window - self._in_window - len(self._queue))
 
     def send_request(
-        self, request, *, windowed: bool = True, timeout: float | None = None
+        self,
+        request,
+        *,
+        windowed: bool = True,
+        timeout: float | None = None,
+        encoded: bytes | None = None,
     ) -> defer.Deferred:
         """
         Send a request PDU; a fresh sequence_number is assigned when it
@@ -184,6 +189,8 @@ class SMPPProtocol(SessionTimers, Protocol):
             for a slot when it is full).  Session management (bind,
             enquire_link, unbind) passes L{False}.
         @param timeout: response timer in seconds; default C{response_timeout}.
+        @param encoded: C{encode(request)} if the caller already has it (its
+            sequence_number is overwritten); saves encoding twice.
         @return: Deferred firing with the response C{Pdu} whatever its
             command_status; failing with L{SMPPTimeoutError},
             L{SMPPConnectionLost}, L{SMPPGenericNack} or
@@ -197,7 +204,7 @@ class SMPPProtocol(SessionTimers, Protocol):
                 )
             )
         try:
-            data = bytearray(smpp_pdu.encode(request))
+            data = bytearray(smpp_pdu.encode(request) if encoded is None else encoded)
         except Exception as e:
             return defer.fail(e)
         d = defer.Deferred(self._cancel_request)
