@@ -154,6 +154,10 @@ class TextReceiptTests(SynchronousTestCase):
         self.assertEqual(r.submit_date, datetime(2023, 1, 1, 12, 0))
         self.assertEqual(r.done_date, datetime(2023, 1, 1, 12, 1))
 
+    def test_error_spelled_out(self):
+        r = _dr("id:5 stat:UNDELIV Error:011 text:x")
+        self.assertEqual((r.state, r.error, r.text), ("UNDELIV", "011", "x"))
+
     def test_text_may_contain_anything(self):
         r = _dr("id:42 sub:001 dlvrd:001 submit date:2301011200 done date:2301011201 "
                 "stat:DELIVRD err:000 text:my id:99 stat:UNDELIV err:7 \x00\xff ok")

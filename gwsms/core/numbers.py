@@ -28,7 +28,7 @@ from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from gwsms.sip.headers import SipParseError
-from gwsms.sip.uri import GenericURI, NameAddr, SipURI, parse_uri
+from gwsms.sip.uri import GenericURI, NameAddr, parse_uri
 
 __all__ = [
     "AddressError",

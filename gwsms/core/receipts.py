@@ -18,7 +18,8 @@ order:
 
     read tolerantly: keys in any case and any order, missing fields, extra
     spaces, C{submit_date}/C{submitdate} spellings, dates with or without
-    seconds, and a C{text:} field that may contain anything.
+    seconds, C{error:} for C{err:}, and a C{text:} field that may contain
+    anything.
 
 Pure code: no I/O, no reactor.
 """
@@ -190,7 +191,7 @@ class Receipt:
 
 _KEY_RE = re.compile(
     r"(?:(?<=[\s,;])|^)"
-    r"(id|sub|dlvrd|submit[ _]*date|done[ _]*date|stat|err|text)"
+    r"(id|sub|dlvrd|submit[ _]*date|done[ _]*date|stat|err(?:or)?|text)"
     r"[ \t]*:",
     re.IGNORECASE,
 )
@@ -198,7 +199,8 @@ _KEY_RE = re.compile(
 
 def _key_name(raw: str) -> str:
     name = raw.lower().replace(" ", "").replace("_", "")
-    return {"submitdate": "submit date", "donedate": "done date"}.get(name, name)
+    return {"submitdate": "submit date", "donedate": "done date",
+            "error": "err"}.get(name, name)
 
 
 def parse_receipt_text(text: str) -> dict[str, str]:
