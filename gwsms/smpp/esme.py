@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_smpp_esme -*-
+# -*- test-case-name: tests.test_smpp_esme,tests.test_smpp_flow -*-
 """
 The ESME (client) side of an SMPP session: bind, submit, receive.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_smpp_esme -*-
+# -*- test-case-name: tests.test_smpp_flow -*-
 """
 Flow control for submits on one SMPP session: when may the next one go?
 
