@@ -201,7 +201,9 @@ class BindTests(ESMETestsMixin, SynchronousTestCase):
 
     def test_bind_twice_refused(self):
         self.do_bind()
-        self.failureResultOf(self.proto.bind())
+        self.assertIn("bound_trx", str(self.failureResultOf(self.proto.bind()).value))
+        self.lose()
+        self.failureResultOf(self.proto.bind(), SMPPConnectionLost)
 
     def test_password_not_in_repr_or_logs(self):
         self.proto.bind()

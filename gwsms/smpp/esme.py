@@ -196,11 +196,14 @@ class ESMEProtocol(SMPPProtocol):
 
         @return: Deferred firing with the successful bind response C{Pdu};
             failing with L{BindError} (refused; the connection is closed),
-            C{SMPPTimeoutError} or C{SMPPConnectionLost}.
+            C{SMPPTimeoutError}, C{SMPPConnectionLost}, or C{SMPPError}
+            when not in state C{connecting}.
         """
+        if not self.is_open:
+            return defer.fail(SMPPConnectionLost(f"smsc {self.name}: not connected"))
+        if self.state != "connecting":
+            return defer.fail(SMPPError(f"smsc {self.name}: cannot bind in state {self.state}"))
         if self.link.session_type is SessionType.OUTBIND:
-            if self.state in ("unbinding", "closed") or not self.is_open:
-                return defer.fail(SMPPConnectionLost(f"smsc {self.name}: not connected"))
             d = defer.Deferred()
             self._outbind_waiters.append(d)
             return d
