@@ -71,12 +71,47 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class GatewayConfig:
+    """The gateway core (see etc/gwsms.toml for every key)."""
+
+    sip_reply: str = "submitted"
+    queue_when_down: bool = True
+    down_wait: float = 5.0
+    retry_after: int = 60
+    max_parts: int = 10
+    concat: str = "udh8"
+    mt_ttl: float = 86400.0
+    mo_ttl: float = 86400.0
+    retry_initial: float = 1.0
+    retry_max: float = 300.0
+    reassembly_timeout: float = 300.0
+    reassembly_partial: str = "deliver"
+    dedup_window: float = 600.0
+    receipts: str = "none"
+    registered_delivery: int = 0
+    binary: str = "hex"
+    commit_interval: float = 0.0
+    batch_size: int = 500
+    queue_interval: float = 1.0
+
+
+GATEWAY_CHOICES = {
+    "sip_reply": ("submitted", "accepted"),
+    "concat": ("udh8", "udh16", "sar", "payload"),
+    "reassembly_partial": ("deliver", "drop"),
+    "receipts": ("none", "text"),
+    "binary": ("hex", "octet-stream"),
+}
+
+
+@dataclass(frozen=True)
 class Config:
     path: str = ""
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smpp: SmppConfig = field(default_factory=SmppConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
 
 _SECTIONS = {
@@ -84,6 +119,7 @@ _SECTIONS = {
     "smpp": SmppConfig,
     "sip": SipConfig,
     "control": ControlConfig,
+    "gateway": GatewayConfig,
 }
 
 _LISTEN_SCHEMES = ("udp", "tcp", "tls")
@@ -183,6 +219,29 @@ def _check(path: str, config: Config) -> None:
         raise bad("sip.default_expires", "need 0 < min_expires <= default_expires <= max_expires")
     if not config.control.socket:
         raise bad("control.socket", "must not be empty")
+    gateway = config.gateway
+    for key, allowed in GATEWAY_CHOICES.items():
+        if getattr(gateway, key) not in allowed:
+            raise bad(f"gateway.{key}", f"must be one of {', '.join(map(repr, allowed))}")
+    for key in ("down_wait", "commit_interval"):
+        if getattr(gateway, key) < 0:
+            raise bad(f"gateway.{key}", "must be >= 0")
+    for key in ("mt_ttl", "mo_ttl", "retry_initial", "retry_max", "reassembly_timeout",
+                "queue_interval"):
+        if getattr(gateway, key) <= 0:
+            raise bad(f"gateway.{key}", "must be > 0")
+    if gateway.retry_max < gateway.retry_initial:
+        raise bad("gateway.retry_max", "must be >= gateway.retry_initial")
+    if gateway.dedup_window < 0:
+        raise bad("gateway.dedup_window", "must be >= 0")
+    if not 1 <= gateway.max_parts <= 255:
+        raise bad("gateway.max_parts", "must be between 1 and 255")
+    if not 0 <= gateway.registered_delivery <= 0x1F:
+        raise bad("gateway.registered_delivery", "must be an SMPP registered_delivery (0-31)")
+    if not 1 <= gateway.batch_size <= 100000:
+        raise bad("gateway.batch_size", "must be between 1 and 100000")
+    if not 0 <= gateway.retry_after <= 86400:
+        raise bad("gateway.retry_after", "must be between 0 and 86400")
 
 
 def parse(data: dict, path: str = "<config>") -> Config:

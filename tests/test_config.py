@@ -32,6 +32,7 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(loaded.smpp, config.SmppConfig())
         self.assertEqual(loaded.sip, config.SipConfig())
         self.assertEqual(loaded.control, config.ControlConfig())
+        self.assertEqual(loaded.gateway, config.GatewayConfig())
 
     def test_empty_file_defaults(self):
         loaded = config.load(self.write(""))
@@ -89,3 +90,42 @@ class LoadTests(SynchronousTestCase):
     def test_secret_not_in_repr(self):
         loaded = config.parse({"sip": {"outbound_password": "s3cret"}})
         self.assertNotIn("s3cret", repr(loaded))
+
+
+class GatewayConfigTests(SynchronousTestCase):
+    write = LoadTests.write
+    assertConfigError = LoadTests.assertConfigError
+
+    def test_gateway_defaults(self):
+        gateway = config.load(self.write("")).gateway
+        self.assertEqual(gateway.sip_reply, "submitted")
+        self.assertTrue(gateway.queue_when_down)
+        self.assertEqual(gateway.concat, "udh8")
+        self.assertEqual(gateway.receipts, "none")
+
+    def test_gateway_values(self):
+        gateway = config.load(self.write(
+            '[gateway]\nsip_reply = "accepted"\nqueue_when_down = false\nmax_parts = 3\n'
+            'concat = "sar"\nmo_ttl = 60\nreceipts = "text"\nbinary = "octet-stream"\n'
+            'reassembly_partial = "drop"\nbatch_size = 50\ncommit_interval = 0.002\n'
+        )).gateway
+        self.assertEqual((gateway.sip_reply, gateway.queue_when_down, gateway.max_parts),
+                         ("accepted", False, 3))
+        self.assertEqual((gateway.concat, gateway.receipts, gateway.binary),
+                         ("sar", "text", "octet-stream"))
+        self.assertIsInstance(gateway.mo_ttl, float)
+        self.assertEqual((gateway.batch_size, gateway.commit_interval), (50, 0.002))
+
+    def test_gateway_bad_values(self):
+        self.assertConfigError('[gateway]\nsip_reply = "later"\n', "gateway.sip_reply")
+        self.assertConfigError('[gateway]\nconcat = "udh7"\n', "gateway.concat")
+        self.assertConfigError("[gateway]\nmax_parts = 0\n", "gateway.max_parts")
+        self.assertConfigError("[gateway]\nmax_parts = 256\n", "gateway.max_parts")
+        self.assertConfigError("[gateway]\nmt_ttl = 0\n", "gateway.mt_ttl")
+        self.assertConfigError("[gateway]\nretry_initial = 10\nretry_max = 5\n",
+                               "gateway.retry_max")
+        self.assertConfigError('[gateway]\nreceipts = "imdn"\n', "gateway.receipts")
+        self.assertConfigError("[gateway]\nbatch_size = 0\n", "gateway.batch_size")
+        self.assertConfigError("[gateway]\nregistered_delivery = 99\n",
+                               "gateway.registered_delivery")
+        self.assertConfigError("[gateway]\nnope = 1\n", "gateway.nope")
