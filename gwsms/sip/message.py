@@ -303,6 +303,18 @@ def _find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     return data.find(b"\n\n", start), 2
 
 
+def _find_stream_head_end(data: bytearray, start: int) -> tuple[int, int]:
+    """
+    Like L{_find_head_end} but the earliest of CRLFCRLF and LFLF, so that
+    the split does not depend on how the stream was segmented.
+    """
+    idx = data.find(b"\r\n\r\n", start)
+    lf = data.find(b"\n\n", start, idx if idx >= 0 else len(data))
+    if lf >= 0:
+        return lf, 2
+    return idx, 4
+
+
 def is_keepalive(data: bytes) -> bool:
     """
     Whether a datagram is a keep-alive rather than a message: only CR, LF,
@@ -435,15 +447,16 @@ class StreamParser:
                         break  # maybe the start of a ping: wait for more
                     pos += 2 if buf.startswith(b"\r\n", pos) else 1
                     continue
-                end, sep = _find_head_end(buf, max(pos, self._scan))
+                end, sep = _find_stream_head_end(buf, max(pos, self._scan))
+                if (end - pos if end >= 0 else n - pos - 3) > self.max_size:
+                    # the same decision whatever the segmentation: drop
+                    # everything up to the blank line ending this block
+                    out.append(SipParseError(
+                        513, f"Message Too Large (header block exceeds {self.max_size} bytes)"))
+                    self._state = self._DISCARD
+                    self._scan = 0
+                    continue
                 if end < 0:
-                    if n - pos > self.max_size:
-                        out.append(SipParseError(
-                            513, f"Message Too Large (header block exceeds {self.max_size} bytes)"))
-                        self._state = self._DISCARD
-                        self._scan = 0
-                        pos = max(pos, n - 3)
-                        continue
                     self._scan = max(pos, n - 3)
                     break
                 self._scan = 0
@@ -469,7 +482,7 @@ class StreamParser:
                 if self._need == 0:
                     self._state = self._HEAD
             else:  # _DISCARD: drop up to and including the next blank line
-                end, sep = _find_head_end(buf, pos)
+                end, sep = _find_stream_head_end(buf, pos)
                 if end < 0:
                     pos = max(pos, n - 3)
                     break
@@ -481,9 +494,6 @@ class StreamParser:
 
     def _head_received(self, head: bytes) -> Message | SipParseError | None:
         try:
-            if len(head) > self.max_size:
-                raise SipParseError(
-                    513, f"Message Too Large (header block exceeds {self.max_size} bytes)")
             msg = _parse_head(head, self.max_headers, self.max_line)
             clen, firsts = _content_length(msg)
         except SipParseError as e:
