@@ -5,6 +5,9 @@ Tests for L{gwsms.sip.uri}: L{SipURI}, L{NameAddr}, L{Via}.
 
 from __future__ import annotations
 
+import ipaddress
+
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from gwsms.sip.message import GenericURI, NameAddr, SipParseError, SipURI, Via, parse_uri
@@ -311,3 +314,72 @@ class ParamsTests(SynchronousTestCase):
         self.assertEqual(quote_string('a"b\\c'), '"a\\"b\\\\c"')
         self.assertEqual(unquote_string(quote_string('a"b\\c')), 'a"b\\c')
         self.assertEqual(unquote_string("plain"), "plain")
+
+
+# --- property tests (hypothesis, deterministic) ------------------------------
+
+_SETTINGS = settings(max_examples=300, derandomize=True, database=None, deadline=None)
+_TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~", min_size=1, max_size=12)
+_HOSTS = st.one_of(
+    st.from_regex(r"[a-z0-9]([a-z0-9\-]{0,10}[a-z0-9])?(\.[a-z0-9]{1,8}){0,3}", fullmatch=True),
+    st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+)
+_PORTS = st.one_of(st.none(), st.integers(0, 65535))
+_PARAMS = st.dictionaries(_TOKEN.map(str.lower), st.one_of(st.none(), _TOKEN), max_size=4)
+_USERS = st.text(
+    st.characters(blacklist_categories=("Cs",), min_codepoint=1), min_size=1, max_size=20)
+
+
+class PropertyTests(SynchronousTestCase):
+    """
+    Random values survive str() -> parse().
+    """
+
+    @_SETTINGS
+    @given(host=_HOSTS, user=st.one_of(st.none(), _USERS), port=_PORTS, params=_PARAMS,
+           headers=st.dictionaries(_TOKEN, _TOKEN, max_size=3),
+           password=st.one_of(st.none(), st.text("abc%&=+$,:@ ", max_size=8)),
+           scheme=st.sampled_from(["sip", "sips"]))
+    def test_sip_uri_round_trip(self, host, user, port, params, headers, password, scheme):
+        if user is None:
+            password = None
+        uri = SipURI(host, user, port, params, headers, scheme, password)
+        text = str(uri)
+        again = SipURI.parse(text)
+        self.assertEqual(again, uri)
+        self.assertEqual((again.user, again.password, again.host), (user, password, host))
+        self.assertEqual(str(again), text)
+
+    @_SETTINGS
+    @given(number=st.from_regex(r"\+?[0-9][0-9\-.]{0,15}", fullmatch=True), params=_PARAMS)
+    def test_tel_round_trip(self, number, params):
+        uri = SipURI(user=number, params=params, scheme="tel")
+        self.assertEqual(SipURI.parse(str(uri)), uri)
+
+    @_SETTINGS
+    @given(display=st.one_of(st.none(), st.text(
+               st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+               max_size=20)),
+           host=_HOSTS, user=st.one_of(st.none(), _USERS), params=_PARAMS, uri_params=_PARAMS)
+    def test_name_addr_round_trip(self, display, host, user, params, uri_params):
+        na = NameAddr(SipURI(host, user, params=uri_params), display, params)
+        again = NameAddr.parse(str(na))
+        self.assertEqual(again, na)
+        self.assertEqual(str(again), str(na))
+
+    @_SETTINGS
+    @given(transport=st.sampled_from(["UDP", "TCP", "TLS", "SCTP", "WS", "WSS"]), host=_HOSTS,
+           port=_PORTS, params=_PARAMS)
+    def test_via_round_trip(self, transport, host, port, params):
+        via = Via(transport, host, port, params)
+        self.assertEqual(Via.parse(str(via)), via)
+
+    @_SETTINGS
+    @given(st.text(max_size=60))
+    def test_garbage_only_parse_errors(self, text):
+        for parse in (SipURI.parse, NameAddr.parse, Via.parse, parse_uri, parse_params):
+            try:
+                parse(text)
+            except SipParseError:
+                pass
