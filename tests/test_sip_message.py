@@ -487,6 +487,15 @@ class ErrorTests(SynchronousTestCase):
         self.assertEqual(m.reason, "Très bien")
         self.assertIn("200 Très bien".encode(), m.to_bytes())
 
+    def test_invalid_utf8_kept(self) -> None:
+        """
+        Bytes that are not UTF-8 in header values survive a round trip.
+        """
+        data = _replace(OPTIONS_PING, b"Max-Forwards: 70", b"Subject: caf\xe9 \xff\r\nMax-Forwards: 70")
+        m = parse_message(data)
+        self.assertEqual(m.to_bytes(), data)
+        self.assertIn("caf", m.headers.get("Subject"))
+
     def test_bad_method(self) -> None:
         self.assert_error(_replace(OPTIONS_PING, b"OPTIONS sip", b"OPT@ONS sip"), 400, "method")
 
