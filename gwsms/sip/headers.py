@@ -127,7 +127,7 @@ LIST_HEADERS = frozenset(
         "Alert-Info Call-Info Error-Info In-Reply-To Warning "
         "P-Asserted-Identity P-Preferred-Identity History-Info Accept-Contact "
         "Reject-Contact Request-Disposition Security-Client Security-Server "
-        "Security-Verify Reason P-Associated-URI"
+        "Security-Verify Reason P-Associated-URI Diversion Recv-Info"
     ).split()
 )
 
