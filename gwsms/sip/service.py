@@ -94,7 +94,8 @@ class SipService(MultiService):
     _log = Logger()
 
     def __init__(self, reactor, sip_config, handler, stores=None, resolver=None,
-                 tls_options=None, tls_client_creator=None) -> None:
+                 tls_options=None, tls_client_creator=None,
+                 digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> None:
         """
         @param reactor: IReactorTime + IReactorUDP + IReactorTCP.
         @param sip_config: the L{gwsms.config.SipConfig}.
@@ -108,6 +109,10 @@ class SipService(MultiService):
             C{tls_cert}/C{tls_key} when a C{tls:} listener is configured.
         @param tls_client_creator: C{callable(hostname)} giving client TLS
             options for outgoing TLS (default: system trust store).
+        @param digest_algorithms: algorithms offered in challenges, one
+            WWW-Authenticate each, preferred first (RFC 8760). Clients that
+            read only the first challenge and know only MD5 (sipp 3.6, old
+            phones) need C{("MD5",)} or C{("MD5", "SHA-256")}.
         @raise SipServiceError: for a configuration that cannot work.
         """
         MultiService.__init__(self)
@@ -131,12 +136,15 @@ class SipService(MultiService):
             raise SipServiceError(str(e)) from None
 
         self.authenticator = None
+        unknown = [a for a in digest_algorithms if a.upper() not in ("MD5", "SHA-256")]
+        if unknown or not digest_algorithms:
+            raise SipServiceError(f"digest algorithms must be MD5 and/or SHA-256, not {unknown}")
         if sip_config.auth:
             if getattr(stores, "users", None) is None:
                 raise SipServiceError("[sip] auth is on but no SIP user store was given")
             self.authenticator = DigestAuthenticator(
                 reactor, sip_config.realm or sip_config.domain, stores.users,
-                nonce_ttl=sip_config.nonce_ttl)
+                nonce_ttl=sip_config.nonce_ttl, algorithms=tuple(digest_algorithms))
         self.registrar = None
         if sip_config.registrar:
             if getattr(stores, "registrations", None) is None:
