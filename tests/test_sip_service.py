@@ -141,6 +141,23 @@ class ConfigErrorTests(SynchronousTestCase):
         e = self.assertRaises(SipServiceError, self.build, listen=("sctp:1.2.3.4:5",))
         self.assertIn("listen", str(e))
 
+    def test_bad_digest_algorithms(self):
+        e = self.assertRaises(SipServiceError, SipService, self.reactor, SipConfig(), RecordingHandler(),
+                              resolver=NoDNS(), digest_algorithms=("SHA-512",))
+        self.assertIn("SHA-512", str(e))
+
+    def test_md5_only_challenges(self):
+        service = SipService(self.reactor, SipConfig(auth=True), RecordingHandler(),
+                             SipStores(users=object()), resolver=NoDNS(), digest_algorithms=("MD5",))
+        [challenge] = service.authenticator.challenges()
+        self.assertIn("algorithm=MD5", challenge)
+        self.assertEqual(service.authenticator.realm, "localhost")
+
+    def test_default_resolver_leaves_no_timers(self):
+        service = SipService(self.reactor, SipConfig(), RecordingHandler())
+        self.assertIsNotNone(service.resolver)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_wiring(self):
         service = self.build(SipStores(users=object(), registrations=object()), auth=True, registrar=True,
                              realm="r.example")
