@@ -59,6 +59,9 @@ class RouteTests(unittest.SynchronousTestCase):
         self.assertProblem("'http://h' is not a sip: or sips: URI", direction="mo",
                            sip_uri="http://h")
         self.assertProblem("is malformed", direction="mo", sip_uri="sip:a@")
+        self.assertProblem("must not contain white space", direction="mo", sip_uri="sip:pbx ")
+        self.assertProblem("must not contain white space", direction="mo", sip_uri=" sip:pbx")
+        self.assertProblem("sip_uri longer than 255", direction="mo", sip_uri="sip:" + "h" * 252)
         self.assertProblem("prefix '49 1' may only hold digits and letters", prefix="49 1", smsc="a")
         self.assertProblem("source_prefix '4*' may only hold", source_prefix="4*", smsc="a")
         self.assertProblem("longer than 32 characters", prefix="1" * 33, smsc="a")

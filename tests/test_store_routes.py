@@ -116,8 +116,14 @@ class RouteStoreTestsMixin:
         self.assertEqual([r.smsc for r in routes], ["ok"])
         self.assertEqual(len(problems), 1)
         self.assertIn("an mt route needs an smsc", problems[0])
-        self.assertEqual([r.smsc for r in (yield self.store.list())], ["ok"])
-        self.flushLoggedErrors()
+        from twisted.logger import capturedLogs
+
+        with capturedLogs() as events:
+            routes = yield self.store.list()
+        self.assertEqual([r.smsc for r in routes], ["ok"])
+        self.assertEqual([e.get("problem", "")[:15] for e in events
+                          if e["log_format"].startswith("ignoring invalid route")],
+                         ["routes row id=2"])
         bad_id = (yield self.db.run_query("SELECT id FROM routes WHERE smsc = ''"))[0][0]
         yield self.assertFailure(self.store.get(bad_id), ValueError)
 
@@ -143,3 +149,49 @@ class HelperTests(unittest.SynchronousTestCase):
                            sip_uri="sip:pbx")),
             "mo route 49* from 44* via smsc 's1' -> sip:pbx",
         )
+
+
+class LiveRoutingTableTests(unittest.TestCase):
+    def setUp(self):
+        from gwsms.store.database import open_database_sync
+        from gwsms.store import migrate
+
+        self.db = open_database_sync("sqlite::memory:")
+        self.addCleanup(self.db.close)
+        self.successResultOf(migrate.upgrade(self.db))
+        self.store = RouteStore(self.db)
+
+    def test_reload_swaps_table_and_counts(self):
+        from gwsms.store.routes import LiveRoutingTable
+
+        live = LiveRoutingTable(self.store, rotate=iter(lambda: 0, 1))
+        self.assertEqual(live.table.mt_candidates("4930"), [])
+        self.successResultOf(self.store.add(Route(prefix="49", smsc="de")))
+        self.successResultOf(self.store.add(Route(direction="mo", prefix="", sip_uri="sip:pbx")))
+        self.successResultOf(self.db.run_operation(
+            "INSERT INTO routes (direction, prefix, smsc, sip_uri, priority, created)"
+            " VALUES ('mt', '', '', '', 0, 0)"))
+        old = live.table
+        from twisted.logger import LogLevel, capturedLogs
+
+        with capturedLogs() as events:
+            summary = self.successResultOf(live.reload())
+        self.assertEqual(summary, {"mt": 1, "mo": 1, "invalid": 1})
+        errors = [e for e in events if e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 1)
+        self.assertIn("an mt route needs an smsc", errors[0]["problem"])
+        self.assertIsNot(live.table, old)
+        self.assertEqual(live.table.mt_candidates("4930"), ["de"])
+        self.assertEqual(live.table.mo_target("4930", "", "de"), "sip:pbx")
+
+    def test_failed_reload_keeps_table(self):
+        from gwsms.store.routes import LiveRoutingTable
+
+        live = LiveRoutingTable(self.store)
+        self.successResultOf(self.store.add(Route(prefix="49", smsc="de")))
+        self.successResultOf(live.reload())
+        table = live.table
+        self.db.close()
+        self.failureResultOf(live.reload(), RuntimeError)
+        self.assertIs(live.table, table)
+        self.assertEqual(table.mt_candidates("49"), ["de"])

@@ -100,6 +100,8 @@ def _sip_uri_problem(uri: str) -> str | None:
         return "an mo route needs a sip_uri (sip: or sips: URI)"
     if len(uri) > MAX_SIP_URI_LENGTH:
         return f"sip_uri longer than {MAX_SIP_URI_LENGTH} characters"
+    if any(c.isspace() for c in uri):
+        return f"sip_uri {uri!r} must not contain white space"
     if not uri[:5].lower().startswith(("sip:", "sips:")):
         return f"sip_uri {uri!r} is not a sip: or sips: URI"
     from gwsms.sip.headers import SipParseError

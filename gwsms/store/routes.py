@@ -204,3 +204,50 @@ class RouteStore:
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'mt' or 'mo', not {direction!r}")
         return " WHERE direction = ?", (direction,)
+
+
+class LiveRoutingTable:
+    """
+    The routing table a running service uses: loaded from the store at start
+    and on every C{routes_reload}; look-ups go to the current L{table}.
+
+    A reload that fails (database down) keeps the previous table.
+    """
+
+    _log = Logger()
+
+    def __init__(self, store: RouteStore, rotate=None):
+        """
+        @param store: the L{RouteStore} to read.
+        @param rotate: passed to every L{RoutingTable} built.
+        """
+        self._store = store
+        self._rotate = rotate
+        #: the table in force (empty until the first L{reload})
+        self.table = RoutingTable((), rotate=rotate)
+
+    def reload(self) -> defer.Deferred:
+        """
+        Read every route again and swap the table in one step.
+
+        @return: Deferred firing with C{{"mt": n, "mo": n, "invalid": n}}
+            (JSON-ready for the control socket); failing with the store's
+            error, the old table staying in force.
+        """
+
+        def swap(result):
+            routes, problems = result
+            for problem in problems:
+                self._log.error("ignoring invalid route row: {problem}", problem=problem)
+            self.table = RoutingTable(routes, rotate=self._rotate)
+            summary = {
+                "mt": sum(1 for r in routes if r.direction == "mt"),
+                "mo": sum(1 for r in routes if r.direction == "mo"),
+                "invalid": len(problems),
+            }
+            self._log.info(
+                "routing table loaded: {mt} mt, {mo} mo, {invalid} invalid", **summary
+            )
+            return summary
+
+        return self._store.list_with_problems().addCallback(swap)
