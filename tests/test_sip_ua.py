@@ -158,6 +158,7 @@ class UASTests(SynchronousTestCase):
 
     def test_unknown_charset(self):
         self.assertEqual(self.answer(request(content_type="text/plain;charset=klingon")).status, 415)
+        self.assertEqual(self.answer(request(content_type="text/plain;charset=base64", cseq=2)).status, 415)
 
     def test_content_encoding(self):
         response = self.answer(request(extra=[("Content-Encoding", "gzip")]))

@@ -25,8 +25,6 @@ UAS decisions worth knowing:
 
 from __future__ import annotations
 
-import codecs
-
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -302,7 +300,7 @@ class MessageUAS:
                 return reply(415, "Unsupported Media Type (CPIM content must be text/plain)", accept)
         charset = (params.get("charset") or "utf-8").lower()
         try:
-            codecs.lookup(charset)
+            b"".decode(charset)  # also refuses non-text codecs like rot13 or base64
         except LookupError:
             return reply(415, "Unsupported Media Type (unknown charset)", accept)
         try:
