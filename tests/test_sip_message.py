@@ -818,6 +818,10 @@ class HeadersTests(SynchronousTestCase):
         h.add("Subject", "a, b")
         self.assertEqual(h.get_all("Subject"), ["a, b"])
 
+    def test_quote_inside_angle_brackets(self) -> None:
+        h = Headers([("Route", '<sip:a@b;x=">, <sip:c@d>')])
+        self.assertEqual(h.get_all("Route"), ['<sip:a@b;x=">', "<sip:c@d>"])
+
     def test_escaped_quote_in_list(self) -> None:
         h = Headers([("Contact", r'"a \", b" <sip:x@y>, <sip:z@w>')])
         self.assertEqual(h.get_all("Contact"), [r'"a \", b" <sip:x@y>', "<sip:z@w>"])

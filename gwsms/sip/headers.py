@@ -180,36 +180,12 @@ def split_list(value: str) -> list[str]:
     """
     if "," not in value:
         return [value]
-    out = []
-    start = 0
-    in_quote = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quote:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif in_angle:
-            if ch == ">":
-                in_angle = False
-        elif ch == "<":
-            in_angle = True
-        elif ch == ",":
-            part = value[start:i].strip()
-            if part:
-                out.append(part)
-            start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        out.append(part)
-    return out
+    return [p for p in (e.strip() for e in _LIST_ELEMENT_RE.findall(value)) if p]
+
+
+#: one list element: quoted strings (unterminated: to the end), <...> and
+#: any other character but a comma
+_LIST_ELEMENT_RE = re.compile(r'(?:"(?:[^"\\]|\\.)*"?|<[^>]*>?|[^",<])+')
 
 
 class Headers:
