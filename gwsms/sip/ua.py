@@ -300,7 +300,7 @@ class MessageUAS:
                 return reply(415, "Unsupported Media Type (CPIM content must be text/plain)", accept)
         charset = (params.get("charset") or "utf-8").lower()
         try:
-            b"".decode(charset)  # also refuses non-text codecs like rot13 or base64
+            b"a".decode(charset, "replace")  # also refuses non-text codecs (base64, rot13)
         except LookupError:
             return reply(415, "Unsupported Media Type (unknown charset)", accept)
         try:
