@@ -111,6 +111,32 @@ class DecodeTests(SynchronousTestCase):
     def test_never_raises(self, data):
         self.assertIsInstance(gsm.decode(data), str)
 
+    @_SETTINGS
+    @given(st.lists(st.sampled_from([0x1B, 0x1B, 0x65, 0x41, 0x0A, 0x3C, 0x80, 0x00]),
+                    max_size=30).map(bytes))
+    def test_matches_septet_by_septet_definition(self, data):
+        """
+        The fast decoder agrees with a plain reading of TS 23.038: escape +
+        code -> extension character, else the default character of the code
+        (escape + escape shows a space), trailing escape a space.
+        """
+        out = []
+        index = 0
+        while index < len(data):
+            if data[index] == gsm.ESCAPE and index + 1 < len(data):
+                code = data[index + 1]
+                if code in gsm.EXTENSION:
+                    out.append(gsm.EXTENSION[code])
+                elif code == gsm.ESCAPE:
+                    out.append(" ")
+                else:
+                    out.append(gsm.decode(bytes([code])))
+                index += 2
+            else:
+                out.append(gsm.decode(bytes([data[index]])))
+                index += 1
+        self.assertEqual(gsm.decode(data), "".join(out))
+
 
 class PackTests(SynchronousTestCase):
     def test_known_vector(self):

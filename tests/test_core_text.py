@@ -179,6 +179,8 @@ class SplitSizeTests(SynchronousTestCase):
         """
         parts = text.split("{" * 100, dc0_charset="latin1", ref=1)
         self.assertEqual([p.short_message[6:] for p in parts], [b"{" * 76, b"{" * 24])
+        self.assertEqual(len(text.split("{" * 80, dc0_charset="ascii")), 1)
+        self.assertEqual(len(text.split("{" * 81, dc0_charset="ascii")), 2)
 
     def test_too_long(self):
         e = self.assertRaises(text.TooLong, text.split, "x" * 400, max_parts=2)

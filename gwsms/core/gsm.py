@@ -21,6 +21,9 @@ septets (L{septet_length}).
 
 from __future__ import annotations
 
+import codecs
+import re
+
 #: The escape septet that introduces an extension table character.
 ESCAPE = 0x1B
 
@@ -59,26 +62,28 @@ EXTENSION_CHARS = frozenset(EXTENSION.values())
 #: Every character that L{encode} accepts.
 CHARACTERS = frozenset(DEFAULT_ALPHABET.replace("\x1b", "")) | EXTENSION_CHARS
 
-_BAD = "\uffff"  # marks a character with no septet; never itself valid GSM
 _REPLACEMENT = "\ufffd"
 
-# str.translate table: character -> its unpacked septet(s) as latin-1 text.
-# Every code point below 0x80 is mapped explicitly (to _BAD when not GSM) so
-# that a non-GSM ASCII character such as "`" cannot pass through unchanged.
-_ENCODE = {code: _BAD for code in range(0x80)}
+# str.translate table: character -> its septet(s) as text below U+0080.
+# Every code point below 0x80 is mapped explicitly (to U+FFFF when not GSM)
+# so that a non-GSM ASCII character such as "`" cannot pass through
+# unchanged; anything not in the table stays above 0x7F, so the ASCII
+# encoding after the translation fails exactly when a character is not GSM.
+# (translate has a fast path for ASCII text, the common case.)
+_ENCODE = {code: "\uffff" for code in range(0x80)}
 for _septet, _char in enumerate(DEFAULT_ALPHABET):
     if _septet != ESCAPE:
         _ENCODE[ord(_char)] = chr(_septet)
 for _septet, _char in EXTENSION.items():
     _ENCODE[ord(_char)] = chr(ESCAPE) + chr(_septet)
 
-# octet (as a latin-1 character) -> decoded character; octets above 0x7F
-# are not septets and decode to U+FFFD.
-_DECODE = {code: _REPLACEMENT for code in range(0x80, 0x100)}
-for _septet, _char in enumerate(DEFAULT_ALPHABET):
-    _DECODE[_septet] = _char
-_DECODE[ESCAPE] = " "
+# codecs.charmap_decode table: octet -> character; octets above 0x7F are not
+# septets and decode to U+FFFD.
+_DECODE = DEFAULT_ALPHABET + _REPLACEMENT * 128
 del _septet, _char
+
+# The first character that is not GSM.
+_NOT_GSM = re.compile("[^" + re.escape("".join(sorted(CHARACTERS))) + "]")
 
 
 class NotGsm(ValueError):
@@ -108,15 +113,11 @@ def encode(text: str) -> bytes:
     @return: the septets; an extension character becomes C{0x1B, code}.
     @raise NotGsm: naming the first character that does not fit.
     """
-    translated = text.translate(_ENCODE)
     try:
-        return translated.encode("ascii")
+        return text.translate(_ENCODE).encode("ascii")
     except UnicodeEncodeError:
-        pass
-    for index, char in enumerate(text):
-        if char not in CHARACTERS:
-            raise NotGsm(char, index)
-    raise AssertionError("unreachable")  # pragma: no cover
+        bad = _NOT_GSM.search(text)
+        raise NotGsm(bad.group(), bad.start()) from None
 
 
 def fits(text: str) -> bool:
@@ -124,11 +125,7 @@ def fits(text: str) -> bool:
     @return: whether every character of C{text} is in the default alphabet or
         the extension table.
     """
-    try:
-        text.translate(_ENCODE).encode("ascii")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return _NOT_GSM.search(text) is None
 
 
 def septet_length(text: str) -> int:
@@ -137,7 +134,10 @@ def septet_length(text: str) -> int:
         two).
     @raise NotGsm: if a character does not fit.
     """
-    return len(encode(text))
+    bad = _NOT_GSM.search(text)
+    if bad is not None:
+        raise NotGsm(bad.group(), bad.start())
+    return len(text) + sum(text.count(char) for char in EXTENSION_CHARS)
 
 
 def char_septets(char: str) -> int:
@@ -164,23 +164,24 @@ def decode(data: bytes) -> str:
     @param data: the septets.
     @return: the text.
     """
+    table = _DECODE
     if ESCAPE not in data:
-        return data.decode("latin-1").translate(_DECODE)
-    out = []
-    index = 0
-    end = len(data)
-    while index < end:
-        septet = data[index]
-        if septet == ESCAPE and index + 1 < end:
-            code = data[index + 1]
-            char = EXTENSION.get(code)
-            if char is None:
-                char = _DECODE[code] if code != ESCAPE else " "
-            out.append(char)
-            index += 2
-        else:
-            out.append(_DECODE[septet])
-            index += 1
+        return codecs.charmap_decode(data, "strict", table)[0]
+    runs = bytes(data).split(b"\x1b")
+    out = [codecs.charmap_decode(runs[0], "strict", table)[0]]
+    consumed = False  # the escape before this run was itself an escaped code
+    last = len(runs) - 1
+    for index in range(1, len(runs)):
+        run = runs[index]
+        if consumed:
+            out.append(codecs.charmap_decode(run, "strict", table)[0])
+            consumed = False
+        elif run:
+            out.append(EXTENSION.get(run[0]) or table[run[0]])
+            out.append(codecs.charmap_decode(run[1:], "strict", table)[0])
+        else:  # escape, escape (shown as a space) or a trailing escape
+            out.append(" ")
+            consumed = index < last
     return "".join(out)
 
 

@@ -230,10 +230,12 @@ def udh_concat16(ref: int, total: int, seq: int) -> bytes:
     return bytes((6, 0x08, 4, ref >> 8, ref & 0xFF, total, seq))
 
 
-def _chunks(text: str, encoder: Encoder, capacity: int) -> list[str]:
+def _chunks(text: str, encoder: Encoder, capacity: int) -> list[tuple[str, bytes]]:
     """
     Cut C{text} greedily into pieces of at most C{capacity} units without
     splitting an escape pair (GSM) or a surrogate pair (UCS-2).
+
+    @return: C{(piece, octets)} pairs; octets as C{encoder} encodes the piece.
     """
     if encoder.septets:
         septets = gsm.encode(text)
@@ -243,7 +245,9 @@ def _chunks(text: str, encoder: Encoder, capacity: int) -> list[str]:
             end = min(start + capacity, len(septets))
             if end < len(septets) and septets[end - 1] == gsm.ESCAPE:
                 end -= 1  # 0x1B only ever introduces an escape pair here
-            pieces.append(gsm.decode(septets[start:end]))
+            piece = gsm.decode(septets[start:end])
+            data = septets[start:end] if encoder is GSM else encoder.encode(piece)
+            pieces.append((piece, data))
             start = end
         return pieces
     if encoder.charset == "utf-16-be":
@@ -254,14 +258,15 @@ def _chunks(text: str, encoder: Encoder, capacity: int) -> list[str]:
             end = min(start + capacity, len(data))
             if end < len(data) and 0xD8 <= data[end - 2] <= 0xDB:
                 end -= 2  # never leave a high surrogate at the end of a part
-            pieces.append(data[start:end].decode("utf-16-be", "surrogatepass"))
+            chunk = data[start:end]
+            pieces.append((chunk.decode("utf-16-be", "surrogatepass"), chunk))
             start = end
         return pieces
-    return [text[i : i + capacity] for i in range(0, len(text), capacity)]
+    return [(text[i : i + capacity], encoder.encode(text[i : i + capacity]))
+            for i in range(0, len(text), capacity)]
 
 
-def _body(piece: str, encoder: Encoder, gsm_packed: bool, udh: bytes) -> bytes:
-    data = encoder.encode(piece)
+def _body(data: bytes, encoder: Encoder, gsm_packed: bool, udh: bytes) -> bytes:
     if gsm_packed and encoder is GSM:
         fill = gsm.fill_bits_after(len(udh)) if udh else 0
         packed = gsm.pack(data, fill)
@@ -315,8 +320,11 @@ def split(
     if not 0 <= ref <= ref_limit:
         raise ValueError(f"ref must be 0-{ref_limit} for {method}, not {ref}")
     data_coding, encoder = choose_coding(text, prefer, dc0_charset)
-    if encoder.units(text) <= encoder.capacity(0):
-        return [Segment(_body(text, encoder, gsm_packed, b""), 0, {}, data_coding, text)]
+    encoded = encoder.encode(text)
+    # GSM text sent as ASCII / Latin-1 still counts septets on the air
+    units = len(encoded) if encoder in (GSM, UCS2, LATIN1) else encoder.units(text)
+    if units <= encoder.capacity(0):
+        return [Segment(_body(encoded, encoder, gsm_packed, b""), 0, {}, data_coding, text)]
     if method == "udh16" or (method == "sar" and ref > 0xFF):
         udh_octets = UDH16_OCTETS
     else:
@@ -326,23 +334,21 @@ def split(
     if total > max_parts:
         raise TooLong(total, max_parts)
     if method == "payload":
-        payload = encoder.encode(text)
-        if gsm_packed and encoder is GSM:
-            payload = gsm.pack(payload)
+        payload = gsm.pack(encoded) if gsm_packed and encoder is GSM else encoded
         return [Segment(b"", 0, {"message_payload": payload}, data_coding, text)]
     segments = []
-    for seq, piece in enumerate(pieces, 1):
+    for seq, (piece, data) in enumerate(pieces, 1):
         if method == "sar":
             tlvs = {
                 "sar_msg_ref_num": ref,
                 "sar_total_segments": total,
                 "sar_segment_seqnum": seq,
             }
-            body = _body(piece, encoder, gsm_packed, b"")
+            body = _body(data, encoder, gsm_packed, b"")
             segments.append(Segment(body, 0, tlvs, data_coding, piece))
         else:
             make = udh_concat8 if method == "udh8" else udh_concat16
-            body = _body(piece, encoder, gsm_packed, make(ref, total, seq))
+            body = _body(data, encoder, gsm_packed, make(ref, total, seq))
             segments.append(Segment(body, ESM_UDHI, {}, data_coding, piece))
     return segments
 
