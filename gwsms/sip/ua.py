@@ -301,7 +301,7 @@ class MessageUAS:
         charset = (params.get("charset") or "utf-8").lower()
         try:
             b"a".decode(charset, "replace")  # also refuses non-text codecs (base64, rot13)
-        except LookupError:
+        except (LookupError, ValueError, TypeError):
             return reply(415, "Unsupported Media Type (unknown charset)", accept)
         try:
             sender = str(request.from_.uri)
