@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from gwsms.config import SipConfig
 from gwsms.sip import digest
 from gwsms.sip.interfaces import IMessageHandler, IncomingMessage, RejectingMessageHandler, SipAnswer
-from gwsms.sip.message import Request, Response, make_response, parse_message
+from gwsms.sip.message import Request, make_response, parse_message
 from gwsms.sip.resolver import ResolveError, Target
 from gwsms.sip.transport import Peer
 from gwsms.sip.ua import MessageUAC, MessageUAS, parse_content_type, parse_cpim
