@@ -240,3 +240,17 @@ class RegistrarTests(SynchronousTestCase):
         [binding] = self.bindings()
         self.assertEqual(binding.source, "[2001:db8::7]:5070")
         self.assertEqual(binding_peer(binding), source)
+
+    def test_bindings_survive_restart(self):
+        """A registrar restarted on the same database file sees the bindings."""
+        path = self.mktemp()
+        db = open_database_sync(f"sqlite:{path}")
+        self.successResultOf(migrate.upgrade(db))
+        first = Registrar(self.clock, RegistrationStore(db, self.clock), "gw.example")
+        self.successResultOf(first.register(register(["<sip:a@192.0.2.1>"]), SOURCE))
+        db.close()
+        db = open_database_sync(f"sqlite:{path}")
+        self.addCleanup(db.close)
+        second = Registrar(self.clock, RegistrationStore(db, self.clock), "gw.example")
+        [binding] = self.successResultOf(second.lookup("sip:alice@gw.example"))
+        self.assertEqual(binding.contact_uri, "sip:a@192.0.2.1")
