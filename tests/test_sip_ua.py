@@ -113,6 +113,8 @@ class UASTests(SynchronousTestCase):
         self.assertEqual(message.content_type, "text/plain")
         self.assertEqual(message.charset, "utf-8")
         self.assertEqual(message.text(), "hello")
+        self.assertEqual(message.recipient_user, "+4930123")
+        self.assertEqual(message.sender_user, "alice")
         self.assertIsNone(message.authenticated_user)
         self.assertEqual(message.request.headers.get("Subject"), "hi")
         self.assertEqual(message.source, SOURCE)
@@ -516,6 +518,12 @@ class HelpersTests(SynchronousTestCase):
         self.assertEqual((headers, media, params, content), ([("From", "<im:a@b>")], "text/plain", {}, b"hi"))
         self.assertRaises(ValueError, parse_cpim, b"From: x\n\nContent-ID: 1\n\nhi")
         self.assertRaises(ValueError, parse_cpim, b"garbage line\n\nContent-Type: text/plain\n\nhi")
+
+    def test_incoming_message_users(self):
+        message = IncomingMessage(None, None, "tel:+4930123", "sip:gw.example", "text/plain", b"")
+        self.assertEqual(message.sender_user, "+4930123")
+        self.assertIsNone(message.recipient_user)
+        self.assertIsNone(IncomingMessage(None, None, "junk", "", "text/plain", b"").sender_user)
 
     def test_parse_content_type(self):
         self.assertEqual(parse_content_type('Text/Plain ; Charset="UTF-8"'), ("text/plain", {"charset": "UTF-8"}))

@@ -18,6 +18,15 @@ from twisted.internet import defer
 from zope.interface import Interface, implementer
 
 
+def _user_of(uri: str) -> str | None:
+    from gwsms.sip.message import SipError, SipURI
+
+    try:
+        return SipURI.parse(uri).user or None
+    except (SipError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class IncomingMessage:
     """
@@ -48,6 +57,22 @@ class IncomingMessage:
     body: bytes
     charset: str = "utf-8"
     authenticated_user: str | None = None
+
+    @property
+    def sender_user(self) -> str | None:
+        """
+        @return: the user part of C{sender_uri} (the number for a tel: URI),
+            C{None} when it has none or does not parse.
+        """
+        return _user_of(self.sender_uri)
+
+    @property
+    def recipient_user(self) -> str | None:
+        """
+        @return: the user part of C{recipient_uri} (typically the number to
+            send the SMS to), C{None} when it has none or does not parse.
+        """
+        return _user_of(self.recipient_uri)
 
     def text(self) -> str:
         """
