@@ -199,6 +199,10 @@ class SplitSizeTests(SynchronousTestCase):
         self.assertRaises(ValueError, text.split, "a", method="udh16", ref=65536)
         self.assertEqual(len(text.split("a", method="udh16", ref=65535)), 1)
 
+    def test_lone_surrogate_refused(self):
+        e = self.assertRaises(text.TextError, text.split, "ab\ud800")
+        self.assertIn("U+D800", str(e))
+
     def test_empty_text(self):
         [one] = text.split("")
         self.assertEqual((one.short_message, one.esm_class), (b"", 0))
@@ -440,6 +444,13 @@ class MoPartTests(SynchronousTestCase):
     def test_message_payload(self):
         part = text.mo_part(b"", 8, 0, {"message_payload": "Ж".encode("utf-16-be")})
         self.assertEqual((part.total, part.decode().text), (1, "Ж"))
+
+    def test_packed_only_for_gsm(self):
+        packed = gsm.pack(gsm.encode("hello"))
+        self.assertEqual(text.mo_part(packed, 0, gsm_packed=True).payload, gsm.encode("hello"))
+        self.assertEqual(text.mo_part(b"hello", 0, dc0_charset="latin1",
+                                      gsm_packed=True).payload, b"hello")
+        self.assertEqual(text.mo_part(b"\x00h", 8, gsm_packed=True).payload, b"\x00h")
 
     def test_malformed_udh_single(self):
         part = text.mo_part(b"\x07\x00\x03\x01\x02\x01ab", 0, 0x40)

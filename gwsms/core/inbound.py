@@ -308,6 +308,7 @@ def mo_part(
     esm_class: int = 0,
     tlvs: dict | None = None,
     *,
+    dc0_charset: str = "gsm",
     gsm_packed: bool = False,
 ) -> MoPart:
     """
@@ -321,6 +322,8 @@ def mo_part(
     @param data_coding: the PDU's data_coding.
     @param esm_class: the PDU's esm_class.
     @param tlvs: the PDU's TLVs by name.
+    @param dc0_charset: what data_coding 0 means on the SMSC (packed
+        unpacking applies only to GSM codings).
     @param gsm_packed: GSM data (for GSM codings) is packed 7-bit.
     @return: a L{MoPart}.
     """
@@ -335,7 +338,7 @@ def mo_part(
             malformed = True
         else:
             data = data[udh.length :]
-    if gsm_packed and coding_of(data_coding)[0] == "gsm":
+    if gsm_packed and coding_of(data_coding, dc0_charset)[0] == "gsm":
         data = gsm.unpack(data, None, gsm.fill_bits_after(udh.length) if udh else 0)
     if udh is not None and udh.concat_total is not None:
         method = "udh8" if udh.ref_bits == 8 else "udh16"

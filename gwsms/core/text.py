@@ -35,7 +35,7 @@ import codecs
 from dataclasses import dataclass, field
 
 from gwsms.core import gsm
-from gwsms.core.inbound import (  # noqa: F401  (re-exported API)
+from gwsms.core.inbound import (  # re-exported: see __all__
     DC0_CHARSETS,
     DC_BINARY,
     DC_BINARY_4,
@@ -55,7 +55,16 @@ from gwsms.core.inbound import (  # noqa: F401  (re-exported API)
     parse_udh,
 )
 from gwsms.core.inbound import _check_choice
-from gwsms.core.reassembly import Message, Reassembler  # noqa: F401
+from gwsms.core.reassembly import Message, Reassembler
+
+__all__ = [
+    "DC0_CHARSETS", "DC_BINARY", "DC_BINARY_4", "DC_DEFAULT", "DC_IA5", "DC_LATIN1",
+    "DC_UCS2", "ESM_UDHI", "GSM", "GSM_ASCII", "GSM_LATIN1", "LATIN1", "MAX_PARTS",
+    "METHODS", "PREFERENCES", "UCS2", "Decoded", "Encoder", "MalformedUdh", "Message",
+    "MoPart", "Reassembler", "Segment", "TextError", "TooLong", "Udh", "body_to_text",
+    "choose_coding", "coding_of", "decode_payload", "decode_sm", "mo_part", "parse_udh",
+    "split", "udh_concat8", "udh_concat16",
+]
 
 #: Concatenation methods for L{split}.
 METHODS = ("udh8", "udh16", "sar", "payload")
