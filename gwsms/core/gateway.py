@@ -1,0 +1,216 @@
+# -*- test-case-name: tests.test_core_gateway -*-
+"""
+The gateway core: what the SIP side hands MESSAGEs to and the SMPP side
+hands deliver_sm / data_sm to.
+
+L{Gateway} implements both L{gwsms.sip.interfaces.IMessageHandler} (SIP ->
+SMPP, L{gwsms.core.mt}) and L{gwsms.smpp.interfaces.IDeliverySink}
+(SMPP -> SIP, L{gwsms.core.mo}; delivery receipts, L{gwsms.core.dlr}), and
+runs the queue: every C{queue_interval} seconds it resumes due work from
+the store (retries after temporary failures, work left by a previous
+process), expires old messages, times out MO reassembly and forgets old
+duplicate keys.  All state lives in the store, so a new gateway over the
+same database picks up where the last one stopped.
+"""
+
+from __future__ import annotations
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gwsms.core import receipts
+from gwsms.core.dlr import DlrFlow
+from gwsms.core.mo import MoFlow
+from gwsms.core.mt import MtFlow
+from gwsms.core.routing import RoutingTable
+from gwsms.sip.interfaces import IMessageHandler
+from gwsms.smpp.constants import CommandStatus
+from gwsms.smpp.interfaces import IDeliverySink
+from gwsms.store.messages import MO, MT
+
+#: seconds a finished message id is remembered so that a stale queue read
+#: cannot start it again
+_RECENT = 60.0
+
+
+class GatewayContext:
+    """
+    What the flows share: configuration, collaborators, links and routes.
+
+    @ivar links: C{{name: SmscLink}}.
+    @ivar routing: the current L{RoutingTable}.
+    """
+
+    def __init__(self, clock, config, sip_config, store, smpp=None, uac=None,
+                 registrar=None) -> None:
+        self.clock = clock
+        self.config = config
+        self.sip_config = sip_config
+        self.store = store
+        self.smpp = smpp
+        self.uac = uac
+        self.registrar = registrar
+        self.links: dict = {}
+        self.routing = RoutingTable(())
+        self._recent: dict[int, float] = {}
+
+    def recently_done(self, message_id: int) -> None:
+        """Remember that a job for C{message_id} just ended."""
+        self._recent[message_id] = self.clock.seconds()
+
+    def is_stale(self, row: dict) -> bool:
+        """
+        @return: whether C{row} was read before the last change made by a
+            job that just ended (so the row's state cannot be trusted).
+        """
+        ended = self._recent.get(row["id"])
+        return ended is not None and row["updated_at"] < ended
+
+    def forget_recent(self, now: float) -> None:
+        for message_id, when in list(self._recent.items()):
+            if now - when > _RECENT:
+                del self._recent[message_id]
+
+
+@implementer(IMessageHandler, IDeliverySink)
+class Gateway(service.Service):
+    """
+    The SIP <-> SMPP gateway core, as a service (start: load reassembly
+    state, run the queue; stop: stop the queue, commit pending writes).
+
+    @ivar mt: the L{MtFlow}.  @ivar mo: the L{MoFlow}.  @ivar dlr: the L{DlrFlow}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, clock, config, sip_config, store, *, smpp=None, uac=None,
+                 registrar=None, links=(), routes=()) -> None:
+        """
+        @param clock: C{IReactorTime}.
+        @param config: the L{gwsms.config.GatewayConfig}.
+        @param sip_config: the L{gwsms.config.SipConfig} (domain, outbound_uri).
+        @param store: a L{gwsms.store.messages.MessageStore}.
+        @param smpp: the L{gwsms.smpp.service.SmppService} (or L{attach} later).
+        @param uac: the L{gwsms.sip.ua.MessageUAC}.
+        @param registrar: the L{gwsms.sip.registrar.Registrar} or C{None}.
+        @param links: the L{gwsms.smpp.link.SmscLink} rows.
+        @param routes: the L{gwsms.core.routing.Route} rows.
+        """
+        self.ctx = GatewayContext(clock, config, sip_config, store, smpp, uac, registrar)
+        self.set_links(links)
+        self.set_routes(routes)
+        self.mt = MtFlow(self.ctx)
+        self.mo = MoFlow(self.ctx)
+        self.dlr = DlrFlow(self.ctx)
+        self._loop = None
+        self._running_queue = None
+        self._last_purge = 0.0
+
+    def attach(self, smpp=None, uac=None, registrar=None) -> None:
+        """Hand in collaborators built after the gateway (they need it as handler)."""
+        if smpp is not None:
+            self.ctx.smpp = smpp
+        if uac is not None:
+            self.ctx.uac = uac
+        if registrar is not None:
+            self.ctx.registrar = registrar
+
+    def set_links(self, links) -> None:
+        """@param links: the current SMSC link rows."""
+        self.ctx.links = {link.name: link for link in links}
+
+    def set_routes(self, routes) -> None:
+        """@param routes: the current L{gwsms.core.routing.Route} rows."""
+        self.ctx.routing = RoutingTable(routes)
+
+    # -- IMessageHandler / IDeliverySink ----------------------------------
+    def message_received(self, message) -> defer.Deferred:
+        """A SIP MESSAGE: see L{gwsms.core.mt}."""
+        return self.mt.message_received(message)
+
+    def deliver_received(self, link_name: str, pdu) -> defer.Deferred:
+        """A deliver_sm / data_sm: a receipt (L{gwsms.core.dlr}) or an MO message."""
+        if receipts.is_receipt(pdu.params.get("esm_class", 0)):
+            d = self.dlr.receipt_received(link_name, pdu)
+        else:
+            d = self.mo.deliver_received(link_name, pdu)
+
+        def failed(failure):
+            self._log.failure("smsc {link}: cannot take {command}; answering ESME_RX_T_APPN",
+                              failure, link=link_name, command=pdu.command)
+            return int(CommandStatus.ESME_RX_T_APPN)
+
+        return d.addErrback(failed)
+
+    # -- service ----------------------------------------------------------
+    def startService(self) -> defer.Deferred:
+        service.Service.startService(self)
+        d = self.mo.load()
+
+        def loop(_):
+            self._loop = task.LoopingCall(self.run_queue)
+            self._loop.clock = self.ctx.clock
+            done = self._loop.start(self.ctx.config.queue_interval, now=True)
+            done.addErrback(lambda f: self._log.failure("queue runner stopped", f))
+
+        d.addCallback(loop)
+        d.addErrback(lambda f: self._log.failure("loading the MO reassembly state failed", f))
+        return d
+
+    def stopService(self) -> defer.Deferred:
+        service.Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        d = self.ctx.store.writer.drain()
+        d.addErrback(lambda f: self._log.failure("committing on stop failed", f))
+        return d
+
+    def run_queue(self):
+        """
+        One pass of the queue runner (never raises; overlapping passes are
+        skipped).
+
+        @return: a Deferred firing when the pass is over.
+        """
+        if self._running_queue is not None:
+            return None
+        d = defer.ensureDeferred(self._queue_pass())
+        d.addErrback(lambda f: self._log.failure("queue runner pass failed", f))
+        self._running_queue = d
+
+        def done(_):
+            self._running_queue = None
+
+        d.addBoth(done)
+        return d
+
+    async def _queue_pass(self) -> None:
+        ctx = self.ctx
+        store = ctx.store
+        now = ctx.clock.seconds()
+        ctx.forget_recent(now)
+        self.mo.expire_reassembly(now)
+        await store.barrier()  # read what the jobs wrote so far
+        for direction, flow in ((MT, self.mt), (MO, self.mo)):
+            rows = await store.due(direction, now)
+            for row in rows:
+                if row["id"] in flow.active or ctx.is_stale(row):
+                    continue
+                if row["expires_at"] and row["expires_at"] <= now:
+                    await store.update(row["id"], now, "expired", "ttl passed",
+                                       state="expired", only_if_state="queued")
+                    if direction == MT:
+                        self.dlr.notify_expired(row)
+                    continue
+                if direction == MT:
+                    parts = await store.parts(row["id"])
+                    if row["id"] not in flow.active and not ctx.is_stale(row):
+                        flow.resume(row, parts)
+                else:
+                    flow.deliver(row)
+        if now - self._last_purge >= 60.0:
+            self._last_purge = now
+            await store.purge_dedup(now - ctx.config.dedup_window)
