@@ -34,7 +34,8 @@ def _texts(alphabet, max_size=600):
 
 
 _GSM_TEXT = _texts(sorted(gsm.CHARACTERS), 900)
-_ANY_TEXT = _texts(st.characters(exclude_categories=("Cs",)), 400)  # no lone surrogates; includes astral characters
+# any character but lone surrogates, astral ones included
+_ANY_TEXT = _texts(st.characters(exclude_categories=("Cs",)), 400)
 _EMOJI_TEXT = _texts(st.sampled_from(["😀", "𝄞", "a", "Ж", "€", "{", " "]), 400)
 _METHODS = st.sampled_from(text.METHODS)
 
@@ -358,6 +359,9 @@ class DecodeTests(SynchronousTestCase):
         self.assertEqual(text.decode_sm(raw, 5).text, "日本")
         raw = bytes(b & 0x7F for b in "한국".encode("euc_kr"))
         self.assertEqual(text.decode_sm(raw, 0x0E).text, "한국")
+        # JIS X 0212: U+4E02 is EUC-JP 8F B0 A1, raw code 30 21
+        self.assertEqual(text.decode_sm(b"\x30\x21", 0x0D).text, "\u4e02")
+        self.assertEqual(text.decode_sm(b"\x30\x21\x30", 0x0D).text, "\u4e02\ufffd")
 
     def test_udh_stripped(self):
         decoded = text.decode_sm(b"\x05\x00\x03\x07\x02\x01" + "Ж".encode("utf-16-be"), 8, 0x40)

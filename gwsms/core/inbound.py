@@ -195,7 +195,8 @@ def _decode_text(data: bytes, charset: str, gsm_packed: bool, fill_bits: int) ->
         euc = bytes(b | 0x80 for b in data)
         return euc.decode("euc_jp" if charset == "jis-x-0208" else "euc_kr", "replace")
     if charset == "jis-x-0212":
-        euc = b"".join(b"\x8f" + bytes((a | 0x80, b | 0x80)) for a, b in zip(data[::2], data[1::2]))
+        pairs = zip(data[::2], data[1::2])
+        euc = b"".join(bytes((0x8F, a | 0x80, b | 0x80)) for a, b in pairs)
         return euc.decode("euc_jp", "replace") + ("\ufffd" if len(data) % 2 else "")
     return data.decode(charset, "replace")
 
