@@ -187,13 +187,12 @@ def choose_coding(
     _check_choice("dc0_charset", dc0_charset, DC0_CHARSETS)
     if prefer == "ucs2":
         return DC_UCS2, UCS2
-    latin1 = _fits_latin1(text)
-    if prefer == "latin1" and latin1:
+    if prefer == "latin1" and _fits_latin1(text):
         return DC_LATIN1, LATIN1
     if gsm.fits(text):
         if dc0_charset == "gsm":
             return DC_DEFAULT, GSM
-        if dc0_charset == "latin1" and latin1:
+        if dc0_charset == "latin1" and _fits_latin1(text):
             return DC_DEFAULT, GSM_LATIN1
         if dc0_charset == "ascii" and text.isascii():
             return DC_DEFAULT, GSM_ASCII
