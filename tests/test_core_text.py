@@ -465,6 +465,52 @@ class MoPartTests(SynchronousTestCase):
 class ReassemblerTests(SynchronousTestCase):
     KEY = ("smsc1", "4917012345", "gw", 0x42)
 
+    @_SETTINGS
+    @given(st.data(), st.sampled_from([(0, _GSM_TEXT), (8, _ANY_TEXT)]))
+    def test_foreign_cuts_any_order_with_duplicates(self, data, coding):
+        """
+        A foreign SMSC cuts the user data anywhere (mid UCS-2 character, mid
+        escape pair); parts arrive shuffled, some twice: the text comes back.
+        """
+        data_coding, strategy = coding
+        value = data.draw(strategy)
+        payload = gsm.encode(value) if data_coding == 0 else value.encode("utf-16-be")
+        cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(payload) - 1)),
+                                        max_size=8)))
+        bounds = [0] + [c for c in cuts if c < len(payload)] + [len(payload)]
+        pieces = [payload[a:b] for a, b in zip(bounds, bounds[1:])] or [b""]
+        order = data.draw(st.permutations(range(len(pieces))))
+        again = []
+        if len(order) > 1:  # duplicates of parts already received
+            again = data.draw(st.lists(st.sampled_from(order[:-1]), max_size=3))
+        r = text.Reassembler()
+        results = [r.add(self.KEY, i + 1, len(pieces), pieces[i], data_coding, 0.0)
+                   for i in order[:-1] + again + order[-1:]]
+        self.assertEqual(results[:-1], [None] * (len(results) - 1))
+        self.assertEqual(results[-1].decode().text, value)
+        self.assertEqual((len(r), r.duplicates), (0, len(again)))
+
+    def test_udh_with_other_ies_end_to_end(self):
+        """
+        Parts with port addressing and a language shift IE around a 16-bit
+        concatenation IE, out of order, one duplicated.
+        """
+        body = "Hello €uro [world]"
+        septets = gsm.encode(body)
+        r = text.Reassembler()
+        results = []
+        for seq in (2, 1, 2):
+            udh = bytes.fromhex(f"0f 0504 1581 0000 0804 0102 02{seq:02x} 2401 01")
+            chunk = septets[:10] if seq == 1 else septets[10:]
+            part = text.mo_part(udh + chunk, 0, 0x43, {})
+            self.assertEqual((part.ref, part.total, part.seq, part.method),
+                             (0x0102, 2, seq, "udh16"))
+            results.append(r.add(("smsc1", "a", "b", part.ref), part.seq, part.total,
+                                 part.payload, part.data_coding, 0.0))
+        self.assertIsNone(results[0])
+        self.assertEqual(results[1].decode().text, body)
+        self.assertIsNone(results[2])
+
     def test_out_of_order_and_duplicates(self):
         r = text.Reassembler()
         self.assertIsNone(r.add(self.KEY, 3, 3, b"ghi", 0, 1.0))
