@@ -2,8 +2,10 @@
 """
 The gwsms service tree.
 
-Start order: database (opened and migrated before anything listens), SMPP
-connections (rows of the C{smpp} table), SIP listeners, control socket.
+Start order: database (opened and migrated before anything listens), the
+gateway core (L{gwsms.core.gateway.Gateway}: reassembly state, queue
+runner), SMPP connections (rows of the C{smpp} table), SIP listeners,
+control socket.
 Stop order is the reverse.  A start-up failure (database unreachable, a port
 in use, a bad TLS file) is logged in one line and stops the process: gwsms
 never runs half-started.
@@ -33,7 +35,7 @@ class GatewayService(service.MultiService):
 
     _log = Logger()
     #: What the control socket may call (see L{gwsms.control}).
-    control_commands = ("smsc_reload", "smsc_state")
+    control_commands = ("smsc_reload", "smsc_state", "routes_reload")
 
     def __init__(self, config: Config, reactor, *, install_signals: bool = True):
         super().__init__()
@@ -43,6 +45,7 @@ class GatewayService(service.MultiService):
         self.db = None
         self.smpp = None
         self.sip = None
+        self.gateway = None
         self.control = None
         self.started: defer.Deferred = defer.Deferred()
         self._previous_sighup = None
@@ -54,10 +57,12 @@ class GatewayService(service.MultiService):
 
     async def _start(self) -> None:
         from gwsms.control import control_service
-        from gwsms.sip.interfaces import RejectingMessageHandler
+        from gwsms.core.gateway import Gateway
         from gwsms.sip.service import SipService, SipStores
-        from gwsms.smpp.interfaces import RejectingDeliverySink
         from gwsms.smpp.service import SmppService
+        from gwsms.store.batch import BatchWriter
+        from gwsms.store.messages import MessageStore
+        from gwsms.store.routes import RouteStore
         from gwsms.store.database import open_database
         from gwsms.store.migrate import upgrade
         from gwsms.store.sip import RegistrationStore, SipUserStore
@@ -69,17 +74,26 @@ class GatewayService(service.MultiService):
         self._log.info("database ready (schema version {version})", version=version)
         self.smsc_store = SmscStore(self.db)
         links = await self.smsc_store.list()
+        self.route_store = RouteStore(self.db)
+        routes = await self.route_store.list()
 
-        # Until the gateway core exists, nothing arriving is acknowledged:
-        # deliver_sm gets a temporary error and MESSAGE gets 480, so the
-        # senders keep their messages.
-        self.smpp = SmppService(self.reactor, config.smpp, RejectingDeliverySink(), links)
-        self._add_and_start(self.smpp)
-
+        # The gateway core: the SMPP side hands it deliver_sm, the SIP side
+        # MESSAGEs; it is started (reassembly state loaded, queue running)
+        # before either listens.
+        gw = config.gateway
+        writer = BatchWriter(self.db, self.reactor, gw.commit_interval, gw.batch_size)
+        self.messages = MessageStore(self.db, writer)
+        self.gateway = Gateway(self.reactor, gw, config.sip, self.messages,
+                               links=links, routes=routes)
+        self.smpp = SmppService(self.reactor, config.smpp, self.gateway, links)
         stores = SipStores(
             users=SipUserStore(self.db), registrations=RegistrationStore(self.db)
         )
-        self.sip = SipService(self.reactor, config.sip, RejectingMessageHandler(), stores)
+        self.sip = SipService(self.reactor, config.sip, self.gateway, stores)
+        self.gateway.attach(smpp=self.smpp, uac=self.sip.uac, registrar=self.sip.registrar)
+        self._add_and_start(self.gateway)
+        await self.gateway.ready
+        self._add_and_start(self.smpp)
         self._add_and_start(self.sip)
 
         self.control = control_service(self.reactor, config.control.socket, self)
@@ -128,7 +142,15 @@ class GatewayService(service.MultiService):
     async def smsc_reload(self) -> dict:
         """Re-read the C{smpp} table and apply the difference."""
         links = await self.smsc_store.list()
+        self.gateway.set_links(links)
         return self.smpp.reload(links)  # logs the difference itself
+
+    async def routes_reload(self) -> dict:
+        """Re-read the C{routes} table into the gateway's routing table."""
+        routes = await self.route_store.list()
+        self.gateway.set_routes(routes)
+        self._log.info("routes reloaded: {n} routes", n=len(routes))
+        return {"routes": len(routes)}
 
     async def smsc_state(self) -> list:
         """Live state of every SMSC connection."""

@@ -107,6 +107,8 @@ class Gateway(service.Service):
         self._loop = None
         self._running_queue = None
         self._last_purge = 0.0
+        #: fires once started (reassembly state loaded, queue running)
+        self.ready: defer.Deferred = defer.Deferred()
 
     def attach(self, smpp=None, uac=None, registrar=None) -> None:
         """Hand in collaborators built after the gateway (they need it as handler)."""
@@ -156,7 +158,7 @@ class Gateway(service.Service):
             done.addErrback(lambda f: self._log.failure("queue runner stopped", f))
 
         d.addCallback(loop)
-        d.addErrback(lambda f: self._log.failure("loading the MO reassembly state failed", f))
+        d.addCallbacks(self.ready.callback, self.ready.errback)
         return d
 
     def stopService(self) -> defer.Deferred:
@@ -164,7 +166,13 @@ class Gateway(service.Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        d = self.ctx.store.writer.drain()
+        running = self._running_queue
+        d = defer.Deferred()
+        if running is not None:
+            running.addBoth(lambda _: d.callback(None))
+        else:
+            d.callback(None)
+        d.addCallback(lambda _: self.ctx.store.writer.drain())
         d.addErrback(lambda f: self._log.failure("committing on stop failed", f))
         return d
 
