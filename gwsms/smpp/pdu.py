@@ -7,8 +7,7 @@ L{gwsms.smpp.constants.BODY_FIELDS} (names and sizes from SMPP v3.4 section 4). 
 one specialised encoder and one decoder function: runs of consecutive
 integer fields become a single precompiled C{struct.Struct}, C-Octet
 strings become one bounded C{bytes.find}.  The functions are generated as
-Python source from the tables (see L{_compile_decoder} /
-L{_compile_encoder}) because a table interpreter costs two to three times
+Python source from the tables (see L{gwsms.smpp.pdu_codegen}) because a table interpreter costs two to three times
 more per PDU; the generated source contains only names and sizes from the
 tables, never data from a peer.
 
@@ -21,6 +20,7 @@ value bytes and are re-encoded unchanged.
 
 import struct
 
+from gwsms.smpp.pdu_codegen import compile_decoder, compile_encoder
 from gwsms.smpp.constants import (
     BODY_FIELDS as _BODIES,
     CSTR as _CSTR,
@@ -307,82 +307,6 @@ def _as_octets(value, name):
     raise PduError("%s must be bytes, not %s" % (name, type(value).__name__))
 
 
-def _group(fields):
-    """
-    Split a field table into steps: ("ints", [names], fmt), ("cstr", name,
-    size), ("sm", name), ("list", name, kind).  An sm_length octet joins
-    the integer run before it.
-    """
-    steps = []
-    for field in fields:
-        name, kind = field[0], field[1]
-        if kind in (_INT1, _INT2, _INT4) or kind == _SM:
-            if not steps or steps[-1][0] != "ints":
-                steps.append(("ints", [], ""))
-            _, names, fmt = steps[-1]
-            names.append(name if kind != _SM else None)
-            steps[-1] = ("ints", names, fmt + (kind if kind != _SM else "B"))
-            if kind == _SM:
-                steps.append(("sm", name))
-        elif kind == _CSTR:
-            steps.append(("cstr", name, field[2]))
-        else:
-            steps.append(("list", name, kind))
-    return steps
-
-
-def _compile_decoder(command, fields, namespace):
-    """
-    Generate the fast C{decode_x(data, pos) -> (pos, params)} for one
-    command.  It checks every bound but raises bare C{ValueError} /
-    C{IndexError} / C{struct.error}; L{decode} then re-decodes with
-    L{_decode_body_checked} to report the precise error.  All mandatory
-    integers of SMPP 3.4 bodies are single octets, read by index at a
-    constant offset from the last C-Octet string.
-    """
-    lines = ["def decode_%s(data, pos):" % (command,)]
-    if any(f[1] == _CSTR for f in fields):
-        # One latin-1 decode of the whole PDU; C-strings are then str slices.
-        lines.append("    text = data.decode('latin-1')")
-    result = []
-    base, offset = "pos", 0
-
-    def at():
-        return "%s + %d" % (base, offset) if offset else base
-
-    for index, field in enumerate(fields):
-        name, kind = field[0], field[1]
-        var = "v%d" % (index,)
-        if kind == _INT1:
-            lines.append("    %s = data[%s]" % (var, at()))
-            offset += 1
-            result.append((name, var))
-        elif kind == _CSTR:
-            size = field[2]
-            lines.append("    start = %s" % (at(),))
-            lines.append("    end = text.index('\\0', start, start + %d)" % (size,))
-            lines.append("    %s = text[start:end]" % (var,))
-            base, offset = "end", 1
-            result.append((name, var))
-        elif kind == _SM:
-            lines.append("    n = data[%s]" % (at(),))
-            lines.append("    pos = %s + %d" % (base, offset + 1))
-            lines.append("    if n > 254 or pos + n > len(data): raise ValueError")
-            lines.append("    %s = data[pos:pos + n]" % (var,))
-            base, offset = "pos", 0
-            lines.append("    pos += n")
-            result.append((name, var))
-        else:
-            func = "decode_dests" if kind == _DESTS else "decode_unsuccess"
-            lines.append("    %s, pos = %s(data, %s)" % (var, func, at()))
-            base, offset = "pos", 0
-            result.append((name, var))
-    body = ", ".join("%r: %s" % pair for pair in result)
-    lines.append("    return %s, {%s}" % (at(), body))
-    exec("\n".join(lines), namespace)
-    return namespace["decode_%s" % (command,)]
-
-
 def _decode_body_checked(data, cid):
     """
     Reference decoder of the mandatory body, interpreting L{_BODIES} with
@@ -417,66 +341,6 @@ def _decode_body_checked(data, cid):
     return pos, params
 
 
-def _compile_encoder(command, fields, namespace):
-    """
-    Generate C{encode_x(params, command_id, status, sequence, tail) ->
-    bytes} for one command: the whole PDU, header first, C{tail} (encoded
-    TLVs) last.  It raises C{KeyError} for a missing parameter and
-    C{struct.error}, C{TypeError}, C{AttributeError} or
-    C{UnicodeEncodeError} for values of the wrong type or range; L{encode}
-    then fills in defaults or diagnoses the field with L{_diagnose}.
-    """
-    lines = ["def encode_%s(p, cid, status, seq, tail):" % (command,)]
-    parts = []
-    lengths = ["len(tail)"]
-    fixed = 16
-    steps = _group(fields)
-    sm_var = None
-    for index, step in enumerate(steps):
-        if step[0] == "sm":
-            sm_var = "v%d" % (index,)
-            lines.append("    %s = p[%r]" % (sm_var, step[1]))
-            lines.append(
-                "    if %s.__class__ is not bytes: %s = as_octets(%s, %r)"
-                % (sm_var, sm_var, sm_var, step[1])
-            )
-            lines.append("    if len(%s) > 254: too_long(%r, %s)" % (sm_var, step[1], sm_var))
-    for index, step in enumerate(steps):
-        var = "v%d" % (index,)
-        if step[0] == "ints":
-            _, names, fmt = step
-            args = ["p[%r]" % (name,) if name else "len(%s)" % (sm_var,) for name in names]
-            namespace["S_" + var] = struct.Struct("!" + fmt)
-            parts.append("S_%s.pack(%s)" % (var, ", ".join(args)))
-            fixed += struct.calcsize("!" + fmt)
-        elif step[0] == "cstr":
-            _, name, size = step
-            lines.append("    %s = p[%r].encode('latin-1')" % (var, name))
-            lines.append(
-                "    if len(%s) >= %d or NUL in %s: cstr_bytes(p[%r], %r, %d)"
-                % (var, size, var, name, name, size)
-            )
-            parts.append(var)
-            parts.append("NUL")
-            lengths.append("len(%s)" % (var,))
-            fixed += 1
-        elif step[0] == "sm":
-            parts.append(var)
-            lengths.append("len(%s)" % (var,))
-        else:
-            _, name, kind = step
-            func = "encode_dests" if kind == _DESTS else "encode_unsuccess"
-            lines.append("    %s = %s(p[%r])" % (var, func, name))
-            parts.append(var)
-            lengths.append("len(%s)" % (var,))
-    lines.append(
-        "    return b''.join((HEADER_PACK(%d + %s, cid, status, seq), %s))"
-        % (fixed, " + ".join(lengths), ", ".join(parts + ["tail"]))
-    )
-    exec("\n".join(lines), namespace)
-    return namespace["encode_%s" % (command,)]
-
-
 def _too_long(name, value):
     raise PduError("%s longer than 254 octets: %d" % (name, len(value)), _S.ESME_RINVMSGLEN)
 
@@ -496,8 +360,8 @@ def _build():
     decoders, encoders, defaults = {}, {}, {}
     for cid, fields in _BODIES.items():
         ns = dict(namespace)
-        decoders[int(cid)] = _compile_decoder(cid.name, fields, ns)
-        encoders[int(cid)] = _compile_encoder(cid.name, fields, ns)
+        decoders[int(cid)] = compile_decoder(cid.name, fields, ns)
+        encoders[int(cid)] = compile_encoder(cid.name, fields, ns)
         defaults[int(cid)] = {f[0]: _default(f[1]) for f in fields}
     for cid in (CommandId.bind_receiver, CommandId.bind_transmitter, CommandId.bind_transceiver):
         defaults[int(cid)]["interface_version"] = INTERFACE_VERSION_34
