@@ -59,6 +59,7 @@ class SipConfig:
     t4: float = 5.0
     max_message_size: int = 65535
     user_agent: str = "gwsms"
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     nonce_ttl: float = 300.0
     min_expires: int = 60
     default_expires: int = 3600
@@ -208,6 +209,10 @@ def _check(path: str, config: Config) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise bad("sip.trusted", f"{cidr!r} is not an address or CIDR") from None
+    if not sip.digest_algorithms or any(
+        a not in ("SHA-256", "MD5") for a in sip.digest_algorithms
+    ):
+        raise bad("sip.digest_algorithms", 'must list "SHA-256" and/or "MD5"')
     for key in ("t1", "t2", "t4", "nonce_ttl"):
         if getattr(sip, key) <= 0:
             raise bad(f"sip.{key}", "must be > 0")

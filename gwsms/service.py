@@ -89,7 +89,8 @@ class GatewayService(service.MultiService):
         stores = SipStores(
             users=SipUserStore(self.db), registrations=RegistrationStore(self.db)
         )
-        self.sip = SipService(self.reactor, config.sip, self.gateway, stores)
+        self.sip = SipService(self.reactor, config.sip, self.gateway, stores,
+                              digest_algorithms=config.sip.digest_algorithms)
         self.gateway.attach(smpp=self.smpp, uac=self.sip.uac, registrar=self.sip.registrar)
         self._add_and_start(self.gateway)
         await self.gateway.ready

@@ -129,3 +129,18 @@ class GatewayConfigTests(SynchronousTestCase):
         self.assertConfigError("[gateway]\nregistered_delivery = 99\n",
                                "gateway.registered_delivery")
         self.assertConfigError("[gateway]\nnope = 1\n", "gateway.nope")
+
+
+class DigestAlgorithmsTests(SynchronousTestCase):
+    def test_default_sha256_first(self):
+        self.assertEqual(config.parse({}).sip.digest_algorithms, ("SHA-256", "MD5"))
+
+    def test_md5_only(self):
+        loaded = config.parse({"sip": {"digest_algorithms": ["MD5"]}})
+        self.assertEqual(loaded.sip.digest_algorithms, ("MD5",))
+
+    def test_unknown_algorithm(self):
+        e = self.assertRaises(
+            config.ConfigError, config.parse, {"sip": {"digest_algorithms": ["SHA-1"]}}, "f.toml"
+        )
+        self.assertIn("sip.digest_algorithms", str(e))
