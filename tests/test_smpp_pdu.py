@@ -651,3 +651,6 @@ class EncodeErrorTests(SynchronousTestCase):
         self.assertEncodeError(
             pdu.make("submit_multi_resp", unsuccess_sme=[{"error_status_code": 1 << 32}]), "error_status_code"
         )
+        e = self.assertRaises(pdu.PduError, pdu.make, "submit_multi", dest_addresses=["4915123"])
+        self.assertIn("dest_addresses", str(e))
+        self.assertEncodeError(pdu.Pdu(0x21, 0, 1, {"dest_addresses": 5}), "submit_multi")

@@ -3,13 +3,13 @@
 SMPP 3.4 PDU codec: bytes <-> L{Pdu} objects.  Pure; no I/O.
 
 Each command's mandatory fields are described once in
-L{gwsms.smpp.constants.BODY_FIELDS} (names and sizes from SMPP v3.4 section 4).  At import time every table is turned into
-one specialised encoder and one decoder function: runs of consecutive
-integer fields become a single precompiled C{struct.Struct}, C-Octet
-strings become one bounded C{bytes.find}.  The functions are generated as
-Python source from the tables (see L{gwsms.smpp.pdu_codegen}) because a table interpreter costs two to three times
-more per PDU; the generated source contains only names and sizes from the
-tables, never data from a peer.
+L{gwsms.smpp.constants.BODY_FIELDS} (names and sizes from SMPP v3.4
+section 4).  At import time every table is turned into one specialised
+encoder and one decoder function (L{gwsms.smpp.pdu_codegen}).  The fast
+decoder only detects that something is wrong; the PDU is then decoded again
+by the table-driven L{_decode_body_checked}, which names the field and the
+command_status to answer.  Likewise a failing fast encoder falls back to
+L{_encode_checked}, which fills in defaults or names the bad value.
 
 Value types: integers are C{int}; C-Octet strings are C{str} (latin-1);
 octet strings (C{short_message}, octet TLVs) are C{bytes}.  C{sm_length},
@@ -20,7 +20,6 @@ value bytes and are re-encoded unchanged.
 
 import struct
 
-from gwsms.smpp.pdu_codegen import compile_decoder, compile_encoder
 from gwsms.smpp.constants import (
     BODY_FIELDS as _BODIES,
     CSTR as _CSTR,
@@ -40,6 +39,7 @@ from gwsms.smpp.constants import (
     CommandId,
     CommandStatus,
 )
+from gwsms.smpp.pdu_codegen import compile_decoder, compile_encoder
 
 __all__ = ["HEADER", "Pdu", "PduError", "make", "encode", "decode", "TLV_TYPES"]
 
@@ -294,7 +294,7 @@ def _encode_unsuccess(smes):
 
 
 def _pack_int(name, size, value):
-    if type(value) is not int and not isinstance(value, int):
+    if not isinstance(value, int):
         raise PduError("%s must be int, not %s" % (name, type(value).__name__))
     if not 0 <= value < (1 << (8 * size)):
         raise PduError("%s out of range for %d octet(s): %d" % (name, size, value), _S.ESME_RINVPARLEN)
@@ -408,7 +408,10 @@ def make(command, sequence_number=0, command_status=0, tlvs=None, **params):
     values.update(params)
     for name in _LIST_FIELDS:
         if name in values:
-            values[name] = [dict(item) for item in values[name] or ()]
+            items = values[name] or ()
+            if not isinstance(items, (list, tuple)) or not all(isinstance(i, dict) for i in items):
+                raise PduError("%s must be a list of dicts" % (name,))
+            values[name] = [dict(item) for item in items]
     return Pdu(cid, command_status, sequence_number, values, dict(tlvs) if tlvs else {})
 
 
@@ -610,5 +613,8 @@ def _encode_checked(pdu):
     try:
         return encoder(params, cid, status, seq, tail)
     except (struct.error, TypeError, AttributeError, UnicodeEncodeError, OverflowError) as e:
-        _diagnose(cid, params)
+        try:
+            _diagnose(cid, params)
+        except (TypeError, AttributeError) as e2:
+            raise PduError("cannot encode %s: %s" % (_NAMES[cid], e2)) from e2
         raise PduError("cannot encode %s: %s" % (_NAMES[cid], e)) from e
