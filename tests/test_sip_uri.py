@@ -80,6 +80,16 @@ class SipURITests(SynchronousTestCase):
         self.assertEqual(uri.user, "+4915123;phone-context=+49")
         self.assertEqual(uri.params, {"user": "phone"})
 
+    def test_question_mark_in_user(self) -> None:
+        """
+        Found by the property test: '?' is legal in a user part; it is
+        parsed as such and escaped on output.
+        """
+        uri = SipURI.parse("sip:a?b@h?x=1")
+        self.assertEqual((uri.user, uri.host, uri.headers), ("a?b", "h", {"x": "1"}))
+        self.assertEqual(str(uri), "sip:a%3Fb@h?x=1")
+        self.assertEqual(SipURI.parse(str(uri)), uri)
+
     def test_scheme_case(self) -> None:
         uri = SipURI.parse("SIP:Alice@EXAMPLE.com")
         self.assertEqual(uri.scheme, "sip")

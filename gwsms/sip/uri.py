@@ -31,7 +31,9 @@ _HEX = "0123456789ABCDEF"
 _UNRESERVED = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()"
 )
-_USER_SAFE = _UNRESERVED | frozenset("&=+$,;?/")
+#: '?' and '/' are legal in a user part but escaped on output, since some
+#: parsers split headers off at the first '?'
+_USER_SAFE = _UNRESERVED | frozenset("&=+$,;")
 _PASSWORD_SAFE = _UNRESERVED | frozenset("&=+$,")
 
 
@@ -194,17 +196,8 @@ class SipURI:
             uri.host = ""
             uri.params = parse_params(rest[semi:], "tel: URI") if semi >= 0 else {}
             return uri
-        q = rest.find("?")
-        if q >= 0:
-            hdrs = rest[q + 1 :]
-            rest = rest[:q]
-            if _URI_BAD_RE.search(hdrs):
-                raise SipParseError(400, "Invalid character in URI headers")
-            for pair in hdrs.split("&"):
-                name, eq, value = pair.partition("=")
-                if not name or not eq:
-                    raise SipParseError(400, "Malformed URI headers")
-                uri.headers[name] = value
+        # '@' cannot appear in parameters or headers, so the userinfo ends at
+        # the first one (a user part may contain ';' and '?')
         at = rest.find("@")
         if at >= 0:
             userinfo = rest[:at]
@@ -219,6 +212,17 @@ class SipURI:
                 uri.password = _unescape(password, "password")
         else:
             uri.user = None
+        q = rest.find("?")
+        if q >= 0:
+            hdrs = rest[q + 1 :]
+            rest = rest[:q]
+            if _URI_BAD_RE.search(hdrs):
+                raise SipParseError(400, "Invalid character in URI headers")
+            for pair in hdrs.split("&"):
+                name, eq, value = pair.partition("=")
+                if not name or not eq:
+                    raise SipParseError(400, "Malformed URI headers")
+                uri.headers[name] = value
         semi = rest.find(";")
         if semi >= 0:
             uri.params = parse_params(rest[semi:], "URI")
