@@ -528,6 +528,32 @@ class CliTests(SynchronousTestCase):
         self.assertIn("binds=1 bind_failures=0 submits=1 (1/s) throttled=0", out.getvalue().splitlines()[-1])
         self.assertEqual(err.getvalue(), "")
 
+    def test_serve_outbind(self):
+        """
+        --outbind connects to the ESME endpoint once listening and sends
+        outbind with the given credentials.
+        """
+        clock = MemoryReactorClock()
+        args = self.parser().parse_args(
+            ["sim", "smsc", "--port", "0", "--quiet", "--outbind", "tcp:127.0.0.1:2776",
+             "--outbind-system-id", "smsc1", "--outbind-password", "obpw"]
+        )
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(sim_cli.serve(args, clock, out, err), 0)
+        host, port, client_factory, timeout, bind = clock.tcpClients[0]
+        self.assertEqual((host, port), ("127.0.0.1", 2776))
+        proto = client_factory.buildProtocol(ADDRESS)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertEqual(split_pdus(transport.value()), [pdu.make("outbind", 1, system_id="smsc1", password="obpw")])
+        self.assertIn("outbind sent to tcp:127.0.0.1:2776", out.getvalue())
+
+    def test_serve_bad_outbind_endpoint(self):
+        args = self.parser().parse_args(["sim", "smsc", "--port", "0", "--outbind", "nonsense:x"])
+        err = io.StringIO()
+        self.assertEqual(sim_cli.serve(args, MemoryReactorClock(), io.StringIO(), err), 2)
+        self.assertIn("invalid --outbind endpoint", err.getvalue())
+
     def test_serve_listen_failure(self):
         clock = MemoryReactorClock()
 

@@ -6,6 +6,7 @@ foreground.
   gwsms sim smsc --port P [--host 127.0.0.1] [--system-id U] [--password X]
                  [--dlr] [--dlr-delay S] [--mo-rate N] [--mo-source A]
                  [--mo-dest A] [--throttle-every N] [--quiet]
+                 [--outbind ENDPOINT [--outbind-system-id U] [--outbind-password X]]
 
 Prints one line with the address it listens on (the real port, so
 C{--port 0} works), then the counters every second unless C{--quiet}.
@@ -72,6 +73,10 @@ def register(subparsers):
     parser.add_argument("--message-id-format", choices=("hex", "decimal"), default="hex",
                         help="message ids in submit_sm_resp (default hex)")
     parser.add_argument("--quiet", action="store_true", help="do not print counters every second")
+    parser.add_argument("--outbind", metavar="ENDPOINT", default=None,
+                        help="also connect to an ESME (client endpoint, e.g. tcp:127.0.0.1:2776) and send outbind")
+    parser.add_argument("--outbind-system-id", default="gwsms-sim", help="system_id sent in the outbind")
+    parser.add_argument("--outbind-password", default="", help="password sent in the outbind")
     parser.set_defaults(func=run_smsc)
 
 
@@ -152,11 +157,26 @@ def serve(args, reactor, out, err):
         )
         out.flush()
         reactor.addSystemEventTrigger("before", "shutdown", port.stopListening)
+        if args.outbind:
+            start_outbind()
         if not args.quiet:
             loop = task.LoopingCall(tick)
             loop.clock = reactor
             loop.start(1.0, now=False).addErrback(lambda f: _log.failure("counter loop", f))
             reactor.addSystemEventTrigger("before", "shutdown", loop.stop)
+
+    def start_outbind():
+        def connected(session):
+            out.write("outbind sent to %s\n" % (args.outbind,))
+            out.flush()
+
+        def not_connected(failure):
+            err.write("gwsms: outbind to %s failed: %s\n" % (args.outbind, failure.getErrorMessage()))
+            err.flush()
+
+        factory.outbind(outbind_endpoint, args.outbind_system_id, args.outbind_password).addCallbacks(
+            connected, not_connected
+        ).addErrback(lambda f: _log.failure("outbind", f))
 
     def failed(failure):
         err.write("gwsms: cannot listen on %s:%d: %s\n" % (args.host, args.port, failure.getErrorMessage()))
@@ -169,6 +189,13 @@ def serve(args, reactor, out, err):
     except Exception as e:
         err.write("gwsms: invalid --host %r: %s\n" % (args.host, e))
         return 2
+    outbind_endpoint = None
+    if args.outbind:
+        try:
+            outbind_endpoint = endpoints.clientFromString(reactor, args.outbind)
+        except Exception as e:
+            err.write("gwsms: invalid --outbind endpoint %r: %s\n" % (args.outbind, e))
+            return 2
     endpoint.listen(factory).addCallbacks(listening, failed).addErrback(
         lambda f: _log.failure("starting the simulator", f)
     )
