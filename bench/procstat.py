@@ -1,0 +1,122 @@
+# -*- test-case-name: tests.test_bench_procstat -*-
+"""
+CPU time and resident size of a process, from C{/proc/<pid>/stat}.
+
+The parsing and the arithmetic are pure functions (tested without
+processes); L{read} is the only function that touches C{/proc}.
+
+C{utime} and C{stime} (fields 14 and 15, clock ticks) include every thread
+of the process (the SQLite writer thread of the gateway counts); children
+are not included (they have their own entries).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: Clock ticks per second (USER_HZ) and page size, read once per call site.
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class ProcStatError(ValueError):
+    """A /proc/<pid>/stat line that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """
+    One reading of a process.
+
+    @ivar wall: C{time.monotonic()} when it was taken (seconds).
+    @ivar utime: user CPU time, clock ticks.
+    @ivar stime: system CPU time, clock ticks.
+    @ivar rss_pages: resident set size, pages.
+    @ivar threads: number of threads.
+    """
+
+    wall: float
+    utime: int
+    stime: int
+    rss_pages: int
+    threads: int
+
+    def cpu_seconds(self, clk_tck: int = CLK_TCK) -> float:
+        """@return: user + system CPU seconds."""
+        return (self.utime + self.stime) / clk_tck
+
+    def rss_bytes(self, page_size: int = PAGE_SIZE) -> int:
+        """@return: the resident set size in bytes."""
+        return self.rss_pages * page_size
+
+
+def parse_stat(line: str, wall: float) -> Sample:
+    """
+    Parse the single line of C{/proc/<pid>/stat}.
+
+    The second field (the command name in parentheses) may itself contain
+    spaces and parentheses, so the fields are counted from the B{last}
+    closing parenthesis.
+
+    @param line: the file's content.
+    @param wall: the monotonic time of the reading.
+    @return: a L{Sample}.
+    @raise ProcStatError: the line is not a stat line.
+    """
+    end = line.rfind(")")
+    if end < 0:
+        raise ProcStatError("no ')' after the command name in %r" % (line[:60],))
+    rest = line[end + 1:].split()
+    # rest[0] is field 3 (state): field N is rest[N - 3].
+    if len(rest) < 22:
+        raise ProcStatError("only %d fields after the command name" % (len(rest),))
+    try:
+        return Sample(
+            wall=wall,
+            utime=int(rest[14 - 3]),
+            stime=int(rest[15 - 3]),
+            threads=int(rest[20 - 3]),
+            rss_pages=int(rest[24 - 3]),
+        )
+    except ValueError as e:
+        raise ProcStatError("non-numeric field in stat line: %s" % (e,)) from None
+
+
+def read(pid: int, wall: float) -> Sample:
+    """
+    Read C{/proc/<pid>/stat}.
+
+    @param pid: the process id.
+    @param wall: the monotonic time to stamp the sample with.
+    @return: a L{Sample}.
+    @raise OSError: the process is gone.
+    """
+    with open("/proc/%d/stat" % (pid,), "r", encoding="ascii", errors="replace") as f:
+        return parse_stat(f.read(), wall)
+
+
+def cpu_percent(before: Sample, after: Sample, clk_tck: int = CLK_TCK) -> float:
+    """
+    CPU use between two samples, in percent of one core (a process using
+    two cores fully shows 200).
+
+    @return: the percentage, 0.0 when no wall time passed.
+    """
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return 0.0
+    return 100.0 * (after.cpu_seconds(clk_tck) - before.cpu_seconds(clk_tck)) / wall
+
+
+def cpu_us_per_message(before: Sample, after: Sample, messages: int,
+                       clk_tck: int = CLK_TCK) -> float | None:
+    """
+    CPU microseconds spent per message between two samples.
+
+    @param messages: messages handled in between.
+    @return: the figure, or L{None} when no message was handled.
+    """
+    if messages <= 0:
+        return None
+    return 1e6 * (after.cpu_seconds(clk_tck) - before.cpu_seconds(clk_tck)) / messages

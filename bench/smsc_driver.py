@@ -1,0 +1,173 @@
+# -*- test-case-name: tests.test_bench_ladder -*-
+"""
+The shipped simulated SMSC (L{gwsms.sim.smsc.SimulatedSMSC}) in its own
+process, steered by L{bench.run} over stdin/stdout so that one simulator
+serves every ladder step (the gateway stays bound) and its CPU is not the
+gateway's.
+
+  python bench/smsc_driver.py [--port 0] [--window 100]
+
+Prints C{{"listening": PORT}} once, then answers one JSON line per command
+line on stdin:
+
+  stats             counters of the simulator + MO answer latencies
+                    (p50/p99 ms since the last C{mo} command)
+  mo RATE COUNT     send COUNT MO deliver_sm at RATE per second (the
+                    generator of the simulator runs forever, this one
+                    stops); answers C{{"ok": true}} at once
+  quit              stop
+
+The MO latency is deliver_sm sent (or queued behind the window) ->
+deliver_sm_resp, i.e. the gateway's durable write plus queueing.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from twisted.internet import endpoints, stdio, task  # noqa: E402
+from twisted.logger import Logger  # noqa: E402
+from twisted.protocols.basic import LineReceiver  # noqa: E402
+
+from gwsms.sim.smsc import SimulatedSMSC  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ladder import percentile  # noqa: E402
+
+TICK = 0.002
+
+
+class MoGenerator:
+    """
+    Sends a fixed number of MO messages at a rate (credit based, one
+    LoopingCall) and records each answer's latency.
+    """
+
+    _log = Logger()
+
+    def __init__(self, clock, smsc):
+        self.clock = clock
+        self.smsc = smsc
+        self.latencies = []
+        self.errors = 0
+        self._loop = None
+        self._left = 0
+        self._counter = 0
+
+    def start(self, rate, count):
+        self.stop()
+        self.latencies = []
+        self.errors = 0
+        self._rate, self._left, self._credit = float(rate), int(count), 1.0
+        self._last = self.clock.seconds()
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self.clock
+        self._loop.start(TICK, now=True).addErrback(lambda f: self._log.failure("MO loop", f))
+
+    def stop(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def _tick(self):
+        try:
+            now = self.clock.seconds()
+            self._credit = min(self._credit + (now - self._last) * self._rate, max(1.0, self._rate))
+            self._last = now
+            if self.smsc.receiver() is None:
+                return
+            while self._credit >= 1.0 and self._left > 0:
+                self._credit -= 1.0
+                self._left -= 1
+                self._counter += 1
+                started = time.perf_counter()
+                text = ("bench MO %d" % (self._counter,)).encode("ascii")
+                d = self.smsc.send_mo("4915100000001", "491701234567", text)
+                d.addCallbacks(self._answered, self._failed, (started,))
+            if self._left <= 0:
+                self.stop()
+        except Exception:
+            self._log.failure("MO tick failed")
+
+    def _answered(self, status, started):
+        self.latencies.append((time.perf_counter() - started) * 1000.0)
+        if status != 0:
+            self.errors += 1
+
+    def _failed(self, failure):
+        self.errors += 1
+
+
+class Commands(LineReceiver):
+    delimiter = b"\n"
+    _log = Logger()
+
+    def __init__(self, reactor, smsc, generator):
+        self.reactor = reactor
+        self.smsc = smsc
+        self.generator = generator
+
+    def reply(self, obj):
+        self.sendLine(json.dumps(obj).encode("ascii"))
+
+    def lineReceived(self, line):
+        words = line.decode("ascii", "replace").split()
+        try:
+            if not words:
+                return
+            if words[0] == "stats":
+                lat = self.generator.latencies
+                out = dict(self.smsc.counters)
+                out.update(mo_answers=len(lat), mo_errors=self.generator.errors,
+                           mo_p50_ms=percentile(lat, 50) if lat else None,
+                           mo_p99_ms=percentile(lat, 99) if lat else None,
+                           bound=sum(1 for s in self.smsc.sessions if s.state.startswith("bound")))
+                self.reply(out)
+            elif words[0] == "mo" and len(words) == 3:
+                self.generator.start(float(words[1]), int(words[2]))
+                self.reply({"ok": True})
+            elif words[0] == "quit":
+                self.reply({"ok": True})
+                self.reactor.stop()
+            else:
+                self.reply({"error": "unknown command %r" % (" ".join(words),)})
+        except Exception as e:
+            self.reply({"error": str(e)})
+
+    def connectionLost(self, reason):
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+def main(argv=None):
+    from twisted.internet import reactor
+
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--window", type=int, default=100, help="outstanding deliver_sm per bind")
+    args = parser.parse_args(argv)
+    smsc = SimulatedSMSC(reactor, record=False, window=args.window, response_timeout=30.0)
+    generator = MoGenerator(reactor, smsc)
+
+    def listening(port):
+        sys.stdout.write(json.dumps({"listening": port.getHost().port}) + "\n")
+        sys.stdout.flush()
+        stdio.StandardIO(Commands(reactor, smsc, generator), reactor=reactor)
+
+    def failed(failure):
+        sys.stdout.write(json.dumps({"error": failure.getErrorMessage()}) + "\n")
+        sys.stdout.flush()
+        reactor.stop()
+
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1")
+    endpoint.listen(smsc).addCallbacks(listening, failed)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
