@@ -223,6 +223,16 @@ class NameAddrTests(SynchronousTestCase):
         spaced = NameAddr.parse("<sip:a@b> ; tag = 7 ; lr")
         self.assertEqual(spaced.params, {"tag": "7", "lr": None})
 
+    def test_expires_and_q(self) -> None:
+        na = NameAddr.parse("<sip:a@b>;expires=3600;q=0.7")
+        self.assertEqual((na.expires, na.q), (3600, 0.7))
+        plain = NameAddr.parse("<sip:a@b>")
+        self.assertEqual((plain.expires, plain.q), (None, None))
+        self.assertEqual(NameAddr.parse("<sip:a@b>;q=1.000").q, 1.0)
+        for bad in ("expires=-1", "expires=soon", "q=1.5", "q=.5", "q=0.1234", "q"):
+            na = NameAddr.parse("<sip:a@b>;" + bad)
+            self.assertRaises(SipParseError, lambda: (na.expires, na.q))
+
     def test_unicode_display(self) -> None:
         na = NameAddr.parse('"Jörg Müller 😀" <sip:j@example.com>')
         self.assertEqual(na.display_name, "Jörg Müller 😀")

@@ -1,6 +1,8 @@
-# -*- test-case-name: tests.test_sip_message -*-
+# -*- test-case-name: tests.test_sip_message,tests.test_sip_uri -*-
 """
-SIP errors and the SIP header multi-map (RFC 3261 section 7.3 and 20).
+SIP errors, the SIP header multi-map (RFC 3261 sections 7.3 and 20) and
+header-value grammar shared by all headers: parameters, quoted strings and
+L{Via} (RFC 3261 section 20.42, RFC 3581 rport).
 
 Pure code: no I/O, no reactor.  L{gwsms.sip.message} re-exports everything
 public from here; import from there.
@@ -23,6 +25,7 @@ __all__ = [
     "format_params",
     "quote_string",
     "unquote_string",
+    "Via",
 ]
 
 
@@ -464,3 +467,122 @@ def unquote_string(text: str) -> str:
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         return re.sub(r"\\(.)", r"\1", text[1:-1])
     return text
+
+
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# --- Via ------------------------------------------------------------------
+
+_VIA_RE = re.compile(
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)"
+    r"[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+"
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+)
+
+
+class Via:
+    """
+    One Via value: C{SIP/2.0/UDP host:port;branch=z9hG4bK...;rport}.
+
+    @ivar protocol: C{"SIP/2.0"}.
+    @ivar transport: upper-case transport (C{"UDP"}, C{"TCP"}, C{"TLS"}...).
+    @ivar host: sent-by host (IPv6 without brackets).
+    @ivar port: sent-by port or C{None}.
+    @ivar params: lower-case name -> value (C{None} for flags like rport).
+    """
+
+    __slots__ = ("protocol", "transport", "host", "port", "params")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.protocol = protocol
+        self.transport = transport.upper()
+        self.host = host
+        self.port = port
+        self.params = dict(params) if params else {}
+
+    @classmethod
+    def parse(cls, text: str) -> "Via":
+        """
+        @param text: one Via value.
+        @return: a new L{Via}.
+        @raise SipParseError: when malformed.
+        """
+        m = _VIA_RE.match(text)
+        if m is None:
+            raise SipParseError(400, f"Malformed Via: {text[:64]!r}")
+        name, version, transport, host, port = m.groups()
+        via = cls.__new__(cls)
+        via.protocol = f"{name.upper()}/{version}"
+        via.transport = transport.upper()
+        if host[0] == "[":
+            host = host[1:-1]
+            if ":" not in host:
+                raise SipParseError(400, "Bad IPv6 reference in Via")
+        via.host = host
+        if port is not None:
+            via.port = int(port)
+            if via.port > 65535:
+                raise SipParseError(400, "Port out of range in Via")
+        else:
+            via.port = None
+        rest = text[m.end() :]
+        via.params = parse_params(rest, "Via") if rest.strip(" \t") else {}
+        return via
+
+    @property
+    def branch(self) -> str | None:
+        """
+        @return: the branch parameter or C{None}.
+        """
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        """
+        @return: the received parameter or C{None}.
+        """
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """
+        @return: the rport value as int; C{None} when absent or empty (use
+            C{"rport" in via.params} to see whether it was requested).
+        """
+        value = self.params.get("rport")
+        if value is None or not value.isdigit():
+            return None
+        return int(value)
+
+    def __str__(self) -> str:
+        out = f"{self.protocol}/{self.transport} {_format_host(self.host)}"
+        if self.port is not None:
+            out += f":{self.port}"
+        if self.params:
+            out += format_params(self.params)
+        return out
+
+    def __repr__(self) -> str:
+        return f"Via({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Via):
+            return NotImplemented
+        return (
+            self.protocol == other.protocol
+            and self.transport == other.transport
+            and self.host.lower() == other.host.lower()
+            and self.port == other.port
+            and self.params == other.params
+        )
+
+    __hash__ = None  # type: ignore[assignment]

@@ -5,8 +5,8 @@ SIP message codec: bytes <-> L{Request}/L{Response} (RFC 3261 sections 7,
 
 Pure code: no I/O, no reactor.  This is the one module to import from; it
 re-exports the objects defined in L{gwsms.sip.headers} (L{Headers},
-L{SipError}, L{SipParseError}), L{gwsms.sip.uri} (L{SipURI}, L{NameAddr},
-L{Via}) and L{gwsms.sip.model} (L{Request}, L{Response}, L{make_response},
+L{SipError}, L{SipParseError}, L{Via}), L{gwsms.sip.uri} (L{SipURI},
+L{NameAddr}) and L{gwsms.sip.model} (L{Request}, L{Response}, L{make_response},
 generators).
 
   - L{parse_message}C{(data)} parses one datagram (L{is_keepalive} tells

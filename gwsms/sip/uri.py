@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_sip_uri -*-
 """
-SIP addresses: L{SipURI} (sip:, sips:, tel:), L{NameAddr} (From, To,
-Contact, Route values) and L{Via} (RFC 3261 sections 19.1, 20, 25;
-RFC 3966 for tel:; RFC 3581 for rport).
+SIP addresses: L{SipURI} (sip:, sips:, tel:) and L{NameAddr} (From, To,
+Contact, Route values) (RFC 3261 sections 19.1, 20, 25; RFC 3966 for
+tel:).  L{Via} lives in L{gwsms.sip.headers} and is re-exported here.
 
 Pure code: no I/O.  Everything public is re-exported by
 L{gwsms.sip.message}.
@@ -15,6 +15,8 @@ from urllib.parse import unquote_to_bytes
 
 from gwsms.sip.headers import (
     SipParseError,
+    Via,
+    _format_host,
     format_params,
     parse_params,
     quote_string,
@@ -87,10 +89,6 @@ def _parse_hostport(text: str, what: str) -> tuple[str, int | None]:
             raise SipParseError(400, f"Port out of range in {what}")
         return host, port_n
     return host, None
-
-
-def _format_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 # --- URIs -----------------------------------------------------------------
@@ -357,6 +355,7 @@ def parse_uri(text: str) -> SipURI | GenericURI:
 
 _QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 _UNESCAPE_QUOTED_RE = re.compile(r"\\(.)", re.S)
+_QVALUE_RE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)\Z")
 _DISPLAY_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~ \t]*\Z")
 
 
@@ -451,6 +450,32 @@ class NameAddr:
         """
         return self.params.get("tag")
 
+    @property
+    def expires(self) -> int | None:
+        """
+        @return: the C{expires} parameter as int, C{None} when absent.
+        @raise SipParseError: when it is not a number.
+        """
+        if "expires" not in self.params:
+            return None
+        value = self.params["expires"] or ""
+        if not value.isdigit() or not value.isascii():
+            raise SipParseError(400, "Bad expires parameter")
+        return int(value)
+
+    @property
+    def q(self) -> float | None:
+        """
+        @return: the C{q} parameter (0 to 1) as float, C{None} when absent.
+        @raise SipParseError: when it is not a q-value.
+        """
+        if "q" not in self.params:
+            return None
+        value = self.params["q"] or ""
+        if not _QVALUE_RE.match(value):
+            raise SipParseError(400, "Bad q parameter")
+        return float(value)
+
     def __str__(self) -> str:
         if self.wildcard:
             return "*"
@@ -473,121 +498,6 @@ class NameAddr:
             self.wildcard == other.wildcard
             and self.display_name == other.display_name
             and self.uri == other.uri
-            and self.params == other.params
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-# --- Via ------------------------------------------------------------------
-
-_VIA_RE = re.compile(
-    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)"
-    r"[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+"
-    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
-)
-
-
-class Via:
-    """
-    One Via value: C{SIP/2.0/UDP host:port;branch=z9hG4bK...;rport}.
-
-    @ivar protocol: C{"SIP/2.0"}.
-    @ivar transport: upper-case transport (C{"UDP"}, C{"TCP"}, C{"TLS"}...).
-    @ivar host: sent-by host (IPv6 without brackets).
-    @ivar port: sent-by port or C{None}.
-    @ivar params: lower-case name -> value (C{None} for flags like rport).
-    """
-
-    __slots__ = ("protocol", "transport", "host", "port", "params")
-
-    def __init__(
-        self,
-        transport: str,
-        host: str,
-        port: int | None = None,
-        params: dict | None = None,
-        protocol: str = "SIP/2.0",
-    ) -> None:
-        self.protocol = protocol
-        self.transport = transport.upper()
-        self.host = host
-        self.port = port
-        self.params = dict(params) if params else {}
-
-    @classmethod
-    def parse(cls, text: str) -> "Via":
-        """
-        @param text: one Via value.
-        @return: a new L{Via}.
-        @raise SipParseError: when malformed.
-        """
-        m = _VIA_RE.match(text)
-        if m is None:
-            raise SipParseError(400, f"Malformed Via: {text[:64]!r}")
-        name, version, transport, host, port = m.groups()
-        via = cls.__new__(cls)
-        via.protocol = f"{name.upper()}/{version}"
-        via.transport = transport.upper()
-        if host[0] == "[":
-            host = host[1:-1]
-            if ":" not in host:
-                raise SipParseError(400, "Bad IPv6 reference in Via")
-        via.host = host
-        if port is not None:
-            via.port = int(port)
-            if via.port > 65535:
-                raise SipParseError(400, "Port out of range in Via")
-        else:
-            via.port = None
-        rest = text[m.end() :]
-        via.params = parse_params(rest, "Via") if rest.strip(" \t") else {}
-        return via
-
-    @property
-    def branch(self) -> str | None:
-        """
-        @return: the branch parameter or C{None}.
-        """
-        return self.params.get("branch")
-
-    @property
-    def received(self) -> str | None:
-        """
-        @return: the received parameter or C{None}.
-        """
-        return self.params.get("received")
-
-    @property
-    def rport(self) -> int | None:
-        """
-        @return: the rport value as int; C{None} when absent or empty (use
-            C{"rport" in via.params} to see whether it was requested).
-        """
-        value = self.params.get("rport")
-        if value is None or not value.isdigit():
-            return None
-        return int(value)
-
-    def __str__(self) -> str:
-        out = f"{self.protocol}/{self.transport} {_format_host(self.host)}"
-        if self.port is not None:
-            out += f":{self.port}"
-        if self.params:
-            out += format_params(self.params)
-        return out
-
-    def __repr__(self) -> str:
-        return f"Via({str(self)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Via):
-            return NotImplemented
-        return (
-            self.protocol == other.protocol
-            and self.transport == other.transport
-            and self.host.lower() == other.host.lower()
-            and self.port == other.port
             and self.params == other.params
         )
 
