@@ -491,9 +491,13 @@ class DecodeErrorTests(SynchronousTestCase):
 
     def test_empty_body_of_successful_response(self):
         """
-        A successful submit_sm_resp must have its message_id.
+        A successful submit_sm_resp must have its message_id; a
+        deliver_sm_resp without its unused message_id is tolerated (common
+        in the wild).
         """
         self.assertDecodeError(frame(0x80000004, b"", seq=8), S.ESME_RINVCMDLEN, 0x80000004, 8)
+        self.assertDecodeError(frame(0x80000009, b"", seq=8), S.ESME_RINVCMDLEN, 0x80000009, 8)
+        self.assertEqual(pdu.decode(frame(0x80000005, b"", seq=8)), pdu.make("deliver_sm_resp", 8))
 
     def test_cstring_too_long(self):
         """

@@ -532,7 +532,9 @@ def _decode_checked(data):
     decoder = _DECODERS.get(cid)
     if decoder is None:
         raise PduError("unknown command_id 0x%08x" % (cid,), _S.ESME_RINVCMDID, cid, seq)
-    if size == 16 and status and cid & RESPONSE_BIT:
+    if size == 16 and cid & RESPONSE_BIT and (status or cid == CommandId.deliver_sm_resp):
+        # Error responses may omit their body; so do many ESMEs for the
+        # (unused) message_id of deliver_sm_resp.
         return Pdu(cid, status, seq, make(cid).params, {})
     try:
         pos, params = _decode_body_checked(data, cid)
