@@ -291,7 +291,9 @@ def parse_steps(text: str) -> tuple[int, ...]:
 # -- output -------------------------------------------------------------------
 
 COLUMNS = ("direction", "offered", "achieved", "lost", "retrans", "timeouts", "p50 ms", "p99 ms",
-           "gw CPU %", "CPU us/msg", "RSS MB", "other CPU %", "result")
+           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "result")
+#: minimum column widths, so rows printed one at a time line up
+WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9)
 
 
 def _fmt(value, digits=0) -> str:
@@ -315,7 +317,8 @@ def row(step: Step) -> list[str]:
 def format_table(rows, columns=COLUMNS) -> str:
     """@return: the rows as an aligned text table with a header line."""
     cells = [list(columns)] + [list(r) for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns) - 1)]
+    widths = [max([WIDTHS[i] if i < len(WIDTHS) else 0] + [len(r[i]) for r in cells])
+              for i in range(len(columns) - 1)]
     lines = []
     for r in cells:
         lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths)) + "  " + r[-1])

@@ -54,15 +54,17 @@ class MoGenerator:
         self.smsc = smsc
         self.latencies = []
         self.errors = 0
+        self.statuses = {}
         self._loop = None
-        self._left = 0
+        self.left = 0
         self._counter = 0
 
     def start(self, rate, count):
         self.stop()
         self.latencies = []
         self.errors = 0
-        self._rate, self._left, self._credit = float(rate), int(count), 1.0
+        self.statuses = {}
+        self._rate, self.left, self._credit = float(rate), int(count), 1.0
         self._last = self.clock.seconds()
         self._loop = task.LoopingCall(self._tick)
         self._loop.clock = self.clock
@@ -80,15 +82,15 @@ class MoGenerator:
             self._last = now
             if self.smsc.receiver() is None:
                 return
-            while self._credit >= 1.0 and self._left > 0:
+            while self._credit >= 1.0 and self.left > 0:
                 self._credit -= 1.0
-                self._left -= 1
+                self.left -= 1
                 self._counter += 1
                 started = time.perf_counter()
                 text = ("bench MO %d" % (self._counter,)).encode("ascii")
                 d = self.smsc.send_mo("4915100000001", "491701234567", text)
                 d.addCallbacks(self._answered, self._failed, (started,))
-            if self._left <= 0:
+            if self.left <= 0:
                 self.stop()
         except Exception:
             self._log.failure("MO tick failed")
@@ -97,9 +99,13 @@ class MoGenerator:
         self.latencies.append((time.perf_counter() - started) * 1000.0)
         if status != 0:
             self.errors += 1
+            key = "0x%02X" % (status,)
+            self.statuses[key] = self.statuses.get(key, 0) + 1
 
     def _failed(self, failure):
         self.errors += 1
+        key = failure.type.__name__
+        self.statuses[key] = self.statuses.get(key, 0) + 1
 
 
 class Commands(LineReceiver):
@@ -123,6 +129,7 @@ class Commands(LineReceiver):
                 lat = self.generator.latencies
                 out = dict(self.smsc.counters)
                 out.update(mo_answers=len(lat), mo_errors=self.generator.errors,
+                           mo_statuses=self.generator.statuses, mo_left=self.generator.left,
                            mo_p50_ms=percentile(lat, 50) if lat else None,
                            mo_p99_ms=percentile(lat, 99) if lat else None,
                            bound=sum(1 for s in self.smsc.sessions if s.state.startswith("bound")))

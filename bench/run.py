@@ -1,0 +1,599 @@
+# -*- test-case-name: tests.test_bench_run -*-
+"""
+C{make bench}: micro-benchmarks, then the end-to-end rate ladder.
+
+  .venv/bin/python bench/run.py [--quick] [--steps 1k,2k,...] [--duration S]
+                                [--direction both|mt|mo] [--no-micro] [--no-ladder]
+                                [--memory --rate N --minutes M] [--timeout S] [--keep]
+
+End to end, everything on 127.0.0.1 in a fresh temporary directory:
+
+  - the SMSC simulator (L{gwsms.sim.smsc} through C{bench/smsc_driver.py},
+    its own process),
+  - the gateway: C{twistd -n gwsms --config <generated>} with the embedded
+    SQLite default (WAL, synchronous=FULL), C{sip_reply = "submitted"},
+    one SIP UDP listener on a free port, the control socket in the temp dir,
+  - provisioning with the C{gwsms} CLI (one SMSC row, a default MT route,
+    a default MO route to the sipp UAS),
+  - sipp: a UAC sending MESSAGE (SIP -> SMPP), a UAS answering 200
+    (SMPP -> SIP, while the simulator sends deliver_sm at the step's rate).
+
+Each ladder step runs C{--duration} seconds at one rate; a direction stops
+at the first step that loses, retransmits, times out, gets an error answer
+or falls below 90 % of the offered rate.  A row per step, a final table,
+the highest passing step per direction and the CPU per message at 8,000/s
+are printed and written to C{bench/results-<UTC time>.json}.
+
+Everything started is killed (process groups) on exit, Ctrl-C or the
+global C{--timeout}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import glob
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import ladder  # noqa: E402
+import micro  # noqa: E402
+import procstat  # noqa: E402
+
+BIN = os.path.join(ROOT, ".venv", "bin")
+UAC_XML = os.path.join(HERE, "sipp", "uac_message.xml")
+UAS_XML = os.path.join(HERE, "sipp", "uas_message.xml")
+DRIVER = os.path.join(HERE, "smsc_driver.py")
+QUICK_STEPS = (500, 1000)
+QUICK_DURATION = 3.0
+DIRECTIONS = {"mt": "sip->smpp", "mo": "smpp->sip"}
+
+
+class BenchError(Exception):
+    """Something the harness cannot work around (reported in one line)."""
+
+
+class BenchTimeout(BenchError):
+    """The global --timeout expired."""
+
+
+# -- pure helpers (tested) ------------------------------------------------------
+
+
+def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted") -> str:
+    """
+    @return: the TOML configuration of the benchmarked gateway: SQLite file,
+        SIP UDP on 127.0.0.1, control socket, logs kept quiet, everything
+        in C{tmp}.
+    """
+    return "\n".join([
+        "[database]",
+        'url = "sqlite:%s"' % os.path.join(tmp, "gwsms.sqlite3"),
+        "",
+        "[sip]",
+        'listen = ["udp:127.0.0.1:%d"]' % sip_port,
+        'domain = "127.0.0.1"',
+        "",
+        "[control]",
+        'socket = "%s"' % os.path.join(tmp, "gwsms.sock"),
+        "",
+        "[gateway]",
+        'sip_reply = "%s"' % sip_reply,
+        "",
+    ])
+
+
+def default_timeout(steps, duration: float, directions: int, memory_minutes: float = 0.0) -> float:
+    """
+    @return: the global time bound in seconds: per step its duration, up to
+        twice that again for a slow drain, plus 30 s; plus 120 s of set-up
+        and micro-benchmarks; plus the memory run.
+    """
+    per_direction = sum(3 * duration + 30 for _ in steps)
+    return 120 + directions * per_direction + memory_minutes * 60 + (60 if memory_minutes else 0)
+
+
+def memory_verdict(samples, first_minute: float = 60.0, tolerance: float = 0.10) -> dict:
+    """
+    Compare the resident size after the first minute with the final one.
+
+    @param samples: C{[(seconds since start, rss_mb), ...]} in time order.
+    @return: C{{"first_minute_mb", "final_mb", "ratio", "flat"}} (flat:
+        within C{tolerance}); values L{None} without samples.
+    """
+    if not samples:
+        return {"first_minute_mb": None, "final_mb": None, "ratio": None, "flat": None}
+    after = [s for s in samples if s[0] >= first_minute]
+    first = after[0][1] if after else samples[0][1]
+    final = samples[-1][1]
+    ratio = final / first if first else None
+    return {"first_minute_mb": round(first, 1), "final_mb": round(final, 1),
+            "ratio": round(ratio, 3) if ratio is not None else None,
+            "flat": ratio is not None and abs(ratio - 1.0) <= tolerance}
+
+
+# -- processes --------------------------------------------------------------------
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    """@return: a port the OS considers free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Every child, each in its own process group; L{stop_all} kills them all."""
+
+    def __init__(self):
+        self.children = []
+
+    def start(self, argv, **kw) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, start_new_session=True, **kw)
+        self.children.append(proc)
+        return proc
+
+    def stop(self, proc, grace: float = 5.0) -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers in its group
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.children):
+            self.stop(proc)
+        self.children = []
+
+
+def _tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, "r", errors="replace") as f:
+            return " | ".join(line.strip() for line in f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _sample(pid: int):
+    try:
+        return procstat.read(pid, time.monotonic())
+    except OSError:
+        return None
+
+
+class Bench:
+    """One gateway, one simulator, sipp; runs steps."""
+
+    def __init__(self, args, out=sys.stdout):
+        self.args = args
+        self.out = out
+        self.procs = Processes()
+        self.tmp = tempfile.mkdtemp(prefix="gwsms-bench-")
+        self.sim = self.gateway = self.uas = None
+        self.uas_stat = os.path.join(self.tmp, "uas-stat.csv")
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    # -- set-up -----------------------------------------------------------------
+
+    def setup(self, need_uas: bool) -> None:
+        self.sim = self.procs.start([sys.executable, DRIVER, "--window", str(self.args.mo_window)],
+                                    cwd=self.tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=open(os.path.join(self.tmp, "smsc.log"), "wb"), bufsize=0)
+        hello = self._sim_line(15)
+        if "listening" not in hello:
+            raise BenchError("SMSC simulator did not start: %s" % (hello,))
+        self.smsc_port = hello["listening"]
+        self.sip_port, self.uas_port, self.uac_port = free_port(), free_port(), free_port()
+        self.config = os.path.join(self.tmp, "gwsms.toml")
+        with open(self.config, "w") as f:
+            f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply))
+        self._gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(self.smsc_port),
+                    "--system-id", "bench", "--password", "bench", "--window", str(self.args.window))
+        self._gwsms("route", "add", "--prefix", "", "--smsc", "bench")
+        self._gwsms("route", "add", "--direction", "mo", "--prefix", "",
+                    "--sip-uri", "sip:bench@127.0.0.1:%d" % self.uas_port)
+        if need_uas:
+            self.uas = self.procs.start(
+                [self.args.sipp, "-sf", UAS_XML, "-i", "127.0.0.1", "-p", str(self.uas_port),
+                 "-trace_stat", "-stf", self.uas_stat, "-fd", "1", "-nostdin", "-buff_size", "8388608"],
+                cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=open(os.path.join(self.tmp, "uas.err"), "wb"))
+        self.gw_log = os.path.join(self.tmp, "twistd.log")
+        self.gateway = self.procs.start(
+            [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile", self.gw_log,
+             "gwsms", "--config", self.config],
+            cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._wait_ready(60)
+
+    def _gwsms(self, *argv) -> None:
+        cmd = [os.path.join(BIN, "gwsms"), "--config", self.config] + list(argv)
+        proc = subprocess.run(cmd, cwd=self.tmp, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise BenchError("gwsms %s failed (%d): %s" % (" ".join(argv[:2]), proc.returncode,
+                                                           proc.stderr.strip() or proc.stdout.strip()))
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.gateway.poll() is not None:
+                raise BenchError("gateway exited with %s: %s" % (self.gateway.returncode, _tail(self.gw_log)))
+            if self.uas is not None and self.uas.poll() is not None:
+                raise BenchError("sipp UAS exited: %s" % (_tail(os.path.join(self.tmp, "uas.err")),))
+            if os.path.exists(os.path.join(self.tmp, "gwsms.sock")) and self.sim_stats().get("bound"):
+                return
+            time.sleep(0.2)
+        raise BenchError("gateway not ready (socket + SMPP bind) within %d s: %s" % (timeout, _tail(self.gw_log)))
+
+    # -- the simulator ----------------------------------------------------------
+
+    def _sim_line(self, timeout: float) -> dict:
+        ready, _, _ = select.select([self.sim.stdout], [], [], timeout)
+        if not ready:
+            raise BenchError("SMSC simulator did not answer within %d s" % (timeout,))
+        line = self.sim.stdout.readline()
+        if not line:
+            raise BenchError("SMSC simulator exited: %s" % (_tail(os.path.join(self.tmp, "smsc.log")),))
+        return json.loads(line)
+
+    def sim_command(self, command: str) -> dict:
+        self.sim.stdin.write(command.encode("ascii") + b"\n")
+        return self._sim_line(10)
+
+    def sim_stats(self) -> dict:
+        return self.sim_command("stats")
+
+    def uas_stats(self) -> dict:
+        try:
+            with open(self.uas_stat) as f:
+                return ladder.parse_stat_csv(f.read())
+        except (OSError, ladder.ParseError):
+            return {"successful": 0, "retransmissions": 0, "dead_call_msgs": 0, "failed": 0}
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _finish(self, step, gw0, gw_mid, gw_end, sim0, sim_mid, handled) -> ladder.Step:
+        if gw0 and gw_mid:
+            step.cpu_percent = round(procstat.cpu_percent(gw0, gw_mid), 1)
+        if gw0 and gw_end:
+            value = procstat.cpu_us_per_message(gw0, gw_end, handled)
+            step.cpu_us_per_msg = round(value, 1) if value is not None else None
+            step.rss_mb = round(gw_end.rss_bytes() / 1e6, 1)
+        if sim0 and sim_mid:
+            step.other_cpu_percent = round(procstat.cpu_percent(sim0, sim_mid), 1)
+        ladder.judge(step)
+        if self.gateway.poll() is not None:
+            step.passed = False
+            step.reason += "; gateway exited (%s): %s" % (self.gateway.returncode, _tail(self.gw_log, 2))
+        return step
+
+    def mt_step(self, rate: int) -> ladder.Step:
+        """SIP -> SMPP: sipp UAC at C{rate}; delivered = simulator submits."""
+        count = max(1, int(rate * self.args.duration))
+        step = ladder.Step("sip->smpp", rate)
+        stepdir = os.path.join(self.tmp, "mt-%d" % rate)
+        os.mkdir(stepdir)
+        stat, errors = os.path.join(stepdir, "stat.csv"), os.path.join(stepdir, "errors.log")
+        s0 = self.sim_stats()
+        gw0, sim0 = _sample(self.gateway.pid), _sample(self.sim.pid)
+        bound = int(self.args.duration * 3 + 30)
+        sipp = self.procs.start(
+            [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
+             "-p", str(self.uac_port), "-r", str(rate), "-rp", "1000", "-m", str(count),
+             "-l", str(max(500, rate)), "-trace_stat", "-stf", stat, "-fd", "1",
+             "-trace_rtt", "-rtt_freq", "1000", "-trace_err", "-error_file", errors,
+             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608"],
+            cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
+        try:
+            sipp.wait(bound + 10)
+        except subprocess.TimeoutExpired:
+            step.reason = "sipp did not finish"
+        self.procs.stop(sipp)
+        gw_mid, sim_mid = _sample(self.gateway.pid), _sample(self.sim.pid)
+        # "accepted" mode answers before the submit: let the submits settle.
+        s1, last, settle = self.sim_stats(), -1, time.monotonic() + 10
+        while s1["submits"] != last and time.monotonic() < settle and s1["submits"] - s0["submits"] < count:
+            last = s1["submits"]
+            time.sleep(0.5)
+            s1 = self.sim_stats()
+        gw_end = _sample(self.gateway.pid)
+        try:
+            with open(stat) as f:
+                st = ladder.parse_stat_csv(f.read())
+        except (OSError, ladder.ParseError) as e:
+            raise BenchError("no sipp statistics for %d/s: %s (%s)" % (
+                rate, e, _tail(os.path.join(stepdir, "sipp.err"), 2)))
+        rtts = []
+        for path in glob.glob(os.path.join(stepdir, "*_rtt.csv")):
+            with open(path) as f:
+                rtts += ladder.parse_rtt_csv(f.read())
+        try:
+            with open(errors, "rb") as f:
+                step.errors = {str(k): v for k, v in ladder.status_counts(f.read()).items()}
+        except OSError:
+            pass
+        step.sent = st["created"]
+        step.answered = st["successful"]
+        step.delivered = s1["submits"] - s0["submits"]
+        step.elapsed = st["elapsed"]
+        step.retransmissions = st["retransmissions"]
+        step.timeouts = st["timeouts"]
+        if st["failed"] and not step.errors:
+            step.errors = {k: v for k, v in st["failures"].items() if k not in ("MaxUDPRetrans", "TimeoutOnRecv")}
+        step.p50_ms, step.p99_ms = ladder.percentile(rtts, 50) if rtts else None, \
+            ladder.percentile(rtts, 99) if rtts else None
+        return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, step.delivered)
+
+    def mo_step(self, rate: int) -> ladder.Step:
+        """SMPP -> SIP: simulator deliver_sm at C{rate}; delivered = MESSAGEs at the sipp UAS."""
+        count = max(1, int(rate * self.args.duration))
+        step = ladder.Step("smpp->sip", rate)
+        s0, u0 = self.sim_stats(), self.uas_stats()
+        gw0, sim0 = _sample(self.gateway.pid), _sample(self.sim.pid)
+        t0 = time.monotonic()
+        self.sim_command("mo %d %d" % (rate, count))
+        deadline = t0 + self.args.duration * 3 + 30
+        s1 = s0
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            s1 = self.sim_stats()
+            if s1["mo_left"] == 0 and s1["mo_answers"] + s1["mo_errors"] >= count:
+                break
+        else:
+            step.reason = "simulator did not get every deliver_sm_resp in time"
+        acked_at = time.monotonic()
+        gw_mid, sim_mid = _sample(self.gateway.pid), _sample(self.sim.pid)
+        acked = s1["mo_acked"] - s0["mo_acked"]
+        # Drain: the MESSAGEs still on their way to the UAS (stat file every second).
+        u1, progress_at, sip_done = self.uas_stats(), time.monotonic(), None
+        drain_deadline = acked_at + 30
+        while time.monotonic() < drain_deadline:
+            if u1["successful"] - u0["successful"] >= acked:
+                sip_done = time.monotonic()
+                break
+            if time.monotonic() - progress_at > 5:
+                break
+            time.sleep(0.2)
+            u2 = self.uas_stats()
+            if u2["successful"] != u1["successful"]:
+                progress_at = time.monotonic()
+            u1 = u2
+        time.sleep(1.1)  # one more stat dump: late retransmissions
+        u1 = self.uas_stats()
+        gw_end = _sample(self.gateway.pid)
+        step.sent = s1["mo_sent"] - s0["mo_sent"]
+        step.answered = acked
+        step.delivered = u1["successful"] - u0["successful"]
+        end = max(acked_at, (sip_done - 1.0) if sip_done else time.monotonic())
+        step.elapsed = end - t0
+        step.retransmissions = (u1["retransmissions"] - u0["retransmissions"]
+                                + u1["dead_call_msgs"] - u0["dead_call_msgs"])
+        statuses = dict(s1.get("mo_statuses") or {})
+        step.timeouts = statuses.pop("ResponseTimeout", 0)
+        step.errors = statuses
+        step.p50_ms, step.p99_ms = s1.get("mo_p50_ms"), s1.get("mo_p99_ms")
+        return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, max(acked, step.delivered))
+
+    # -- memory ---------------------------------------------------------------------
+
+    def memory(self, direction: str, rate: int, minutes: float) -> dict:
+        seconds = minutes * 60
+        count = int(rate * seconds)
+        t0 = time.monotonic()
+        sipp = None
+        if direction == "mt":
+            stepdir = os.path.join(self.tmp, "memory")
+            os.mkdir(stepdir)
+            sipp = self.procs.start(
+                [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
+                 "-p", str(self.uac_port), "-r", str(rate), "-rp", "1000", "-m", str(count),
+                 "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"),
+                 "-fd", "10", "-nostdin", "-timeout", "%ds" % int(seconds + 60), "-buff_size", "8388608"],
+                cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            self.sim_command("mo %d %d" % (rate, count))
+        samples = []
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(10.0, max(0.0, seconds - (time.monotonic() - t0))))
+            s = _sample(self.gateway.pid)
+            if s is None:
+                break
+            samples.append((round(time.monotonic() - t0, 1), round(s.rss_bytes() / 1e6, 1)))
+            self.say("memory: %6.0f s  RSS %7.1f MB" % samples[-1])
+        if sipp is not None:
+            self.procs.stop(sipp)
+        result = memory_verdict(samples)
+        result.update(direction=DIRECTIONS[direction], rate=rate, minutes=minutes, samples=samples)
+        return result
+
+    def close(self) -> None:
+        if self.sim is not None and self.sim.poll() is None:
+            try:
+                self.sim.stdin.write(b"quit\n")
+            except OSError:
+                pass
+        self.procs.stop_all()
+        if self.args.keep:
+            self.say("kept %s" % (self.tmp,))
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- main -----------------------------------------------------------------------
+
+
+def _host_info(sipp: str) -> dict:
+    try:
+        version = subprocess.run([sipp, "-v"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = "?"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = "?"
+    return {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version(),
+            "machine": platform.machine(), "sipp": version.splitlines()[0] if version else "?",
+            "commit": commit}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description="gwsms benchmark: micro-benchmarks and the end-to-end rate ladder")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: short micro-benchmarks, steps %s, %g s each" % (
+                            ",".join(map(str, QUICK_STEPS)), QUICK_DURATION))
+    parser.add_argument("--steps", help="rates, comma separated, k allowed (default 1k,2k,4k,6k,8k,10k,12k,14k)")
+    parser.add_argument("--duration", type=float, help="seconds per step (default %g)" % ladder.DEFAULT_DURATION)
+    parser.add_argument("--direction", choices=("both", "mt", "mo"), default="both",
+                        help="mt: SIP->SMPP, mo: SMPP->SIP (default both)")
+    parser.add_argument("--all-steps", action="store_true", help="do not stop at the first failing step")
+    parser.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    parser.add_argument("--no-ladder", action="store_true", help="only the micro-benchmarks")
+    parser.add_argument("--memory", action="store_true",
+                        help="flat-memory check instead of the ladder: --rate for --minutes, RSS every 10 s")
+    parser.add_argument("--rate", type=int, default=6000, help="--memory: messages/s (default 6000)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="--memory: duration (default 10)")
+    parser.add_argument("--window", type=int, default=100, help="SMPP window of the gateway's bind (default 100)")
+    parser.add_argument("--mo-window", type=int, default=100,
+                        help="outstanding deliver_sm of the simulator (default 100)")
+    parser.add_argument("--sip-reply", choices=("submitted", "accepted"), default="submitted",
+                        help="[gateway] sip_reply (default submitted)")
+    parser.add_argument("--sipp", default=shutil.which("sipp") or "sipp", help="sipp binary")
+    parser.add_argument("--timeout", type=float, help="global bound in seconds (default: from the steps)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, sipp files)")
+    parser.add_argument("--output", help="JSON file (default bench/results-<UTC time>.json)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    try:
+        steps = ladder.parse_steps(args.steps) if args.steps else (
+            QUICK_STEPS if args.quick else ladder.DEFAULT_STEPS)
+    except ValueError as e:
+        sys.stderr.write("bench: %s\n" % (e,))
+        return 2
+    if args.duration is None:
+        args.duration = QUICK_DURATION if args.quick else ladder.DEFAULT_DURATION
+    if args.duration <= 0 or args.rate <= 0 or args.minutes <= 0:
+        sys.stderr.write("bench: --duration, --rate and --minutes must be > 0\n")
+        return 2
+    directions = ["mt", "mo"] if args.direction == "both" else [args.direction]
+    e2e = not args.no_ladder
+    if e2e and not shutil.which(args.sipp) and not os.path.exists(args.sipp):
+        sys.stderr.write("bench: sipp not found (%s); install sip-tester or use --no-ladder\n" % (args.sipp,))
+        return 2
+    timeout = args.timeout or default_timeout(steps if e2e and not args.memory else (), args.duration,
+                                              len(directions), args.minutes if args.memory else 0)
+
+    def expired(signum, frame):
+        raise BenchTimeout("global timeout of %d s expired" % (timeout,))
+
+    def terminated(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.signal(signal.SIGTERM, terminated)
+    signal.alarm(int(timeout) + 1)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    report = {"started": stamp, "command": ["bench/run.py"] + list(argv if argv is not None else sys.argv[1:]),
+              "host": _host_info(args.sipp), "settings": {
+                  "steps": list(steps), "duration": args.duration, "directions": directions,
+                  "sip_reply": args.sip_reply, "window": args.window, "mo_window": args.mo_window,
+                  "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
+    out.write("gwsms bench: %d CPUs, load %s, commit %s\n" % (
+        report["host"]["cpus"], " ".join("%.2f" % x for x in report["host"]["loadavg"]), report["host"]["commit"]))
+    status = 0
+    bench = None
+    results = []
+    try:
+        if not args.no_micro and not args.memory:
+            report["micro"] = micro.run_all(args.quick, python=sys.executable, out=out)
+            out.write(micro.format_micro(report["micro"]) + "\n\n")
+        if e2e:
+            bench = Bench(args, out)
+            atexit.register(bench.procs.stop_all)
+            bench.setup(need_uas="mo" in directions)
+            out.write("gateway pid %d (SIP udp 127.0.0.1:%d), simulator pid %d (SMPP 127.0.0.1:%d), temp %s\n" % (
+                bench.gateway.pid, bench.sip_port, bench.sim.pid, bench.smsc_port, bench.tmp))
+            if args.memory:
+                report["memory"] = bench.memory(directions[0], args.rate, args.minutes)
+                m = report["memory"]
+                out.write("memory %s at %d/s for %g min: first minute %s MB, final %s MB, ratio %s (%s)\n" % (
+                    m["direction"], m["rate"], m["minutes"], m["first_minute_mb"], m["final_mb"], m["ratio"],
+                    "flat" if m["flat"] else "NOT flat"))
+            else:
+                out.write(ladder.format_table([]) + "\n")
+                for direction in directions:
+                    run_step = bench.mt_step if direction == "mt" else bench.mo_step
+
+                    def one(rate, run_step=run_step):
+                        step = run_step(rate)
+                        results.append(step)
+                        out.write(ladder.format_table([ladder.row(step)]).splitlines()[-1] + "\n")
+                        out.flush()
+                        return step
+
+                    ladder.run_ladder(steps, one, stop_on_failure=not args.all_steps)
+    except KeyboardInterrupt:
+        out.write("\ninterrupted\n")
+        status = 130
+    except BenchError as e:
+        out.write("bench: %s\n" % (e,))
+        status = 1
+    finally:
+        signal.alarm(0)
+        if bench is not None:
+            bench.close()
+    if results:
+        report["steps"] = [s.to_dict() for s in results]
+        report["summary"] = ladder.summary(results)
+        out.write("\n" + ladder.format_table([ladder.row(s) for s in results]) + "\n\n")
+        for direction, figures in report["summary"].items():
+            out.write("%s: highest passing step %s msg/s; at 8000 msg/s: %s us CPU/msg, p99 %s ms%s\n" % (
+                direction, figures["highest_passing"] or "none", figures["cpu_us_at_8000"] or "-",
+                figures["p99_ms_at_8000"] or "-",
+                "" if figures["passed_at_8000"] is None else (" (passed)" if figures["passed_at_8000"] else " (failed)")))
+    report["host"]["loadavg_end"] = os.getloadavg()
+    path = args.output or os.path.join(HERE, "results-%s.json" % (stamp,))
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    out.write("results written to %s (load at end %s)\n" % (
+        os.path.relpath(path, ROOT), " ".join("%.2f" % x for x in report["host"]["loadavg_end"])))
+    if status == 0 and results and not any(s.passed for s in results):
+        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
