@@ -10,14 +10,16 @@ loopback socket.
 
 import argparse
 import io
+import os
 import re
+import shutil
 import time
 
-from twisted.internet import defer, error, reactor, threads
+from twisted.internet import defer, error, reactor, threads, utils
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from gwsms.cli import sim as sim_cli
 from gwsms.sim.smsc import NoReceiverError, ResponseTimeout, SimulatedSMSC, format_receipt
@@ -619,3 +621,64 @@ class SmpplibIntegrationTests(TestCase):
                                  text), text)
         self.assertEqual(self.factory.counters["binds"], 1)
         self.assertEqual(self.factory.counters["dlr_sent"], 1)
+
+
+#: A Net::SMPP (Debian libnet-smpp-perl) ESME: bind_transceiver, one
+#: submit_sm asking for a receipt, read the receipt, ack it, unbind.
+NET_SMPP_CLIENT = r"""
+use strict; use warnings; use Net::SMPP;
+$| = 1;
+my ($host, $port) = @ARGV;
+alarm 20;
+my $smpp = Net::SMPP->new_transceiver($host, port => $port, system_id => 'esme', password => 'pw',
+                                       timeout => 10, enquire_interval => 0)
+    or die "BIND_FAILED $!\n";
+print "BOUND\n";
+my $resp = $smpp->submit_sm(source_addr_ton => 1, source_addr_npi => 1, source_addr => '4930123',
+                            dest_addr_ton => 1, dest_addr_npi => 1, destination_addr => '4915123',
+                            short_message => 'hello from Net::SMPP', registered_delivery => 1);
+print "SUBMIT_RESP $resp->{status} $resp->{message_id}\n";
+my $pdu = $smpp->read_pdu() or die "NO_PDU\n";
+printf "PDU 0x%08x %d %s\n", $pdu->{cmd}, $pdu->{esm_class}, unpack('H*', $pdu->{short_message});
+$smpp->deliver_sm_resp(seq => $pdu->{seq}, message_id => '');
+my $u = $smpp->unbind();
+print "UNBIND_RESP $u->{status}\n";
+"""
+
+
+class NetSmppIntegrationTests(TestCase):
+    """
+    Net::SMPP (Perl), run as a child process, binds to the simulator over
+    loopback, submits, receives its delivery receipt and unbinds.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_net_smpp_client(self):
+        if shutil.which("perl") is None:
+            raise SkipTest("perl is not installed")
+        available = yield utils.getProcessValue("perl", ["-MNet::SMPP", "-e1"], env=os.environ)
+        if available != 0:
+            raise SkipTest("Net::SMPP (libnet-smpp-perl) is not installed")
+        factory = SimulatedSMSC(reactor, system_id="esme", password="pw", dlr=True)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        script = self.mktemp()
+        with open(script, "w") as f:
+            f.write(NET_SMPP_CLIENT)
+        out, err, code = yield utils.getProcessOutputAndValue(
+            "perl", [script, "127.0.0.1", str(port.getHost().port)], env=os.environ
+        )
+        lines = out.decode("utf-8", "replace").splitlines()
+        self.assertEqual(code, 0, (lines, err))
+        self.assertEqual(lines[:2], ["BOUND", "SUBMIT_RESP 0 00000001"])
+        command, esm_class, text = lines[2].split()[1:]
+        self.assertEqual((command, esm_class), ("0x00000005", "4"))
+        self.assertRegex(bytes.fromhex(text), rb"^id:00000001 sub:001 dlvrd:001 .* stat:DELIVRD err:000 "
+                                              rb"text:hello from Net::SMPP$")
+        self.assertEqual(lines[3], "UNBIND_RESP 0")
+        (request,) = factory.received
+        self.assertEqual(request.params["short_message"], b"hello from Net::SMPP")
+        self.assertEqual((request.params["source_addr"], request.params["destination_addr"]), ("4930123", "4915123"))
+        self.assertEqual(factory.counters["dlr_sent"], 1)
