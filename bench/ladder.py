@@ -23,7 +23,7 @@ DEFAULT_DURATION = 15.0
 #: back new messages).
 MIN_ACHIEVED_FRACTION = 0.9
 
-_STATUS_LINE = re.compile(rb"^SIP/2\.0 (\d{3}) ", re.M)
+_STATUS_LINE = re.compile(rb"SIP/2\.0 ([1-6]\d\d) ")
 
 
 class ParseError(ValueError):

@@ -435,11 +435,8 @@ class Bench:
         return result
 
     def close(self) -> None:
-        if self.sim is not None and self.sim.poll() is None:
-            try:
-                self.sim.stdin.write(b"quit\n")
-            except OSError:
-                pass
+        # Reverse start order: the gateway (unbinds gracefully on SIGTERM)
+        # before the sipp UAS and the simulator.
         self.procs.stop_all()
         if self.args.keep:
             self.say("kept %s" % (self.tmp,))

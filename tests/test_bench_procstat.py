@@ -1,0 +1,80 @@
+"""
+Tests for L{bench.procstat}: /proc/<pid>/stat parsing and the CPU/RSS
+arithmetic of the benchmark (no processes are started).
+"""
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench import procstat
+
+# A real line of this machine's format; the command name holds spaces and
+# parentheses, which is why fields are counted from the last ')'.
+LINE = (
+    "4242 (twistd (gw) x) S 1 4242 4242 0 -1 4194560 1234 0 0 0 "
+    "1500 250 0 0 20 0 3 0 98765 412345678 25000 18446744073709551615 "
+    "1 1 0 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0\n"
+)
+
+
+class ParseStatTests(SynchronousTestCase):
+    def test_fields(self):
+        sample = procstat.parse_stat(LINE, 7.5)
+        self.assertEqual((sample.wall, sample.utime, sample.stime, sample.threads, sample.rss_pages),
+                         (7.5, 1500, 250, 3, 25000))
+
+    def test_conversions(self):
+        sample = procstat.parse_stat(LINE, 0.0)
+        self.assertEqual(sample.cpu_seconds(clk_tck=100), 17.5)
+        self.assertEqual(sample.rss_bytes(page_size=4096), 25000 * 4096)
+
+    def test_no_parenthesis(self):
+        e = self.assertRaises(procstat.ProcStatError, procstat.parse_stat, "4242 twistd S 1 2", 0.0)
+        self.assertIn("')'", str(e))
+
+    def test_too_short(self):
+        e = self.assertRaises(procstat.ProcStatError, procstat.parse_stat, "1 (x) S 1 2 3", 0.0)
+        self.assertIn("fields", str(e))
+
+    def test_not_numeric(self):
+        bad = LINE.replace(" 1500 ", " abc ")
+        self.assertRaises(procstat.ProcStatError, procstat.parse_stat, bad, 0.0)
+
+    def test_read_own_process(self):
+        """
+        Reading /proc/self's pid gives this process's own thread count and a
+        resident size above zero (Linux only, where the bench runs).
+        """
+        if not os.path.exists("/proc/self/stat"):
+            raise self.skipTest("no /proc")
+        sample = procstat.read(os.getpid(), 1.0)
+        self.assertGreaterEqual(sample.threads, 1)
+        self.assertGreater(sample.rss_bytes(), 0)
+
+
+class CpuMathTests(SynchronousTestCase):
+    def sample(self, wall, utime, stime):
+        return procstat.Sample(wall=wall, utime=utime, stime=stime, rss_pages=1, threads=1)
+
+    def test_percent_of_one_core(self):
+        before, after = self.sample(10.0, 100, 50), self.sample(12.0, 220, 80)
+        # 150 ticks = 1.5 s of CPU in 2 s of wall time.
+        self.assertAlmostEqual(procstat.cpu_percent(before, after, clk_tck=100), 75.0)
+
+    def test_percent_two_cores(self):
+        before, after = self.sample(0.0, 0, 0), self.sample(1.0, 150, 50)
+        self.assertAlmostEqual(procstat.cpu_percent(before, after, clk_tck=100), 200.0)
+
+    def test_percent_no_wall_time(self):
+        s = self.sample(5.0, 1, 1)
+        self.assertEqual(procstat.cpu_percent(s, s, clk_tck=100), 0.0)
+
+    def test_us_per_message(self):
+        before, after = self.sample(0.0, 1000, 0), self.sample(15.0, 1600, 300)
+        # 9 s of CPU for 100,000 messages = 90 us each.
+        self.assertAlmostEqual(procstat.cpu_us_per_message(before, after, 100000, clk_tck=100), 90.0)
+
+    def test_us_per_message_without_messages(self):
+        s = self.sample(0.0, 0, 0)
+        self.assertIsNone(procstat.cpu_us_per_message(s, s, 0))

@@ -1,0 +1,72 @@
+"""
+Tests for the pure parts of L{bench.run} (C{make bench}): the generated
+gateway configuration, the time bound, the memory verdict and the
+command line.  No process is started.
+"""
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench import run
+from gwsms import config
+
+
+class GatewayConfigTests(SynchronousTestCase):
+    def test_loads_with_the_gateway_config_loader(self):
+        """
+        The generated file is a valid gwsms configuration: SQLite file in
+        the temp dir, one SIP UDP listener on 127.0.0.1, the control socket
+        in the temp dir, the requested reply mode.
+        """
+        tmp = self.mktemp()
+        os.mkdir(tmp)
+        path = os.path.join(tmp, "gwsms.toml")
+        with open(path, "w") as f:
+            f.write(run.gateway_config(os.path.abspath(tmp), 45060, "accepted"))
+        loaded = config.load(path)
+        self.assertEqual(loaded.database.url, "sqlite:" + os.path.join(os.path.abspath(tmp), "gwsms.sqlite3"))
+        self.assertEqual(loaded.sip.listen, ("udp:127.0.0.1:45060",))
+        self.assertEqual(loaded.control.socket, os.path.join(os.path.abspath(tmp), "gwsms.sock"))
+        self.assertEqual(loaded.gateway.sip_reply, "accepted")
+
+
+class TimeoutTests(SynchronousTestCase):
+    def test_grows_with_steps_and_directions(self):
+        one = run.default_timeout((1000,), 15.0, 1)
+        self.assertEqual(one, 120 + 3 * 15 + 30)
+        self.assertEqual(run.default_timeout((1000, 2000), 15.0, 2), 120 + 2 * 2 * (3 * 15 + 30))
+
+    def test_memory_run(self):
+        self.assertEqual(run.default_timeout((), 15.0, 1, memory_minutes=10), 120 + 600 + 60)
+
+
+class MemoryVerdictTests(SynchronousTestCase):
+    def test_flat(self):
+        samples = [(10.0, 60.0), (60.0, 80.0), (70.0, 81.0), (600.0, 84.0)]
+        verdict = run.memory_verdict(samples)
+        self.assertEqual(verdict, {"first_minute_mb": 80.0, "final_mb": 84.0, "ratio": 1.05, "flat": True})
+
+    def test_growing(self):
+        verdict = run.memory_verdict([(60.0, 80.0), (600.0, 100.0)])
+        self.assertEqual((verdict["ratio"], verdict["flat"]), (1.25, False))
+
+    def test_shorter_than_a_minute(self):
+        verdict = run.memory_verdict([(10.0, 50.0), (20.0, 55.0)])
+        self.assertEqual((verdict["first_minute_mb"], verdict["final_mb"]), (50.0, 55.0))
+
+    def test_no_samples(self):
+        self.assertIsNone(run.memory_verdict([])["ratio"])
+
+
+class ParserTests(SynchronousTestCase):
+    def test_defaults(self):
+        args = run.build_parser().parse_args([])
+        self.assertEqual((args.direction, args.sip_reply, args.window, args.memory, args.quick),
+                         ("both", "submitted", 100, False, False))
+
+    def test_bad_steps_exit_2(self):
+        self.assertEqual(run.main(["--steps", "fast", "--no-micro"]), 2)
+
+    def test_bad_duration_exit_2(self):
+        self.assertEqual(run.main(["--duration", "0", "--no-micro"]), 2)
