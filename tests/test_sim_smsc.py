@@ -13,6 +13,7 @@ import io
 import os
 import re
 import shutil
+import socket
 import time
 
 from twisted.internet import defer, error, reactor, threads, utils
@@ -621,6 +622,71 @@ class SmpplibIntegrationTests(TestCase):
                                  text), text)
         self.assertEqual(self.factory.counters["binds"], 1)
         self.assertEqual(self.factory.counters["dlr_sent"], 1)
+
+
+def pipelined_client(port, count, window):
+    """
+    A blocking raw-socket ESME: bind, then keep C{window} submit_sm in
+    flight until C{count} are answered.
+
+    @return: the submit_sm_resp PDUs in arrival order.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    buf = bytearray()
+
+    def read_some():
+        data = sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("simulator closed the connection")
+        buf.extend(data)
+        pdus = []
+        while len(buf) >= 16 and len(buf) >= int.from_bytes(buf[:4], "big"):
+            length = int.from_bytes(buf[:4], "big")
+            pdus.append(pdu.decode(bytes(buf[:length])))
+            del buf[:length]
+        return pdus
+
+    try:
+        sock.sendall(pdu.encode(pdu.make("bind_transmitter", 1, system_id="load", password="x")))
+        while not read_some():
+            pass
+        resps, sent = [], 0
+        while len(resps) < count:
+            if sent - len(resps) < window and sent < count:
+                batch = range(sent, min(count, sent + window - (sent - len(resps))))
+                sock.sendall(b"".join(
+                    pdu.encode(pdu.make("submit_sm", 2 + i, destination_addr="49151%05d" % i,
+                                        short_message=b"load %d" % i))
+                    for i in batch
+                ))
+                sent += len(batch)
+            resps.extend(read_some())
+        return resps
+    finally:
+        sock.close()
+
+
+class PipelineIntegrationTests(TestCase):
+    """
+    A peer keeping hundreds of requests in flight over a real socket gets
+    every answer, in order.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_window_of_500(self):
+        factory = SimulatedSMSC(reactor, record=False, throttle_every=1000)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        resps = yield threads.deferToThread(pipelined_client, port.getHost().port, 5000, 500)
+        self.assertEqual([r.sequence_number for r in resps], list(range(2, 5002)))
+        accepted = [r for r in resps if r.command_status == 0]
+        self.assertEqual(len(resps) - len(accepted), 5)
+        self.assertEqual({r.command_status for r in resps} - {0}, {S.ESME_RTHROTTLED})
+        ids = [int(r.params["message_id"], 16) for r in accepted]
+        self.assertEqual(ids, list(range(1, 4996)))
+        self.assertEqual((factory.counters["submits"], factory.counters["throttled"]), (4995, 5))
 
 
 #: A Net::SMPP (Debian libnet-smpp-perl) ESME: bind_transceiver, one
