@@ -50,10 +50,11 @@ def compile_decoder(command, fields, namespace):
     """
     Generate the fast C{decode_x(data, pos) -> (pos, params)} for one
     command.  It checks every bound but raises bare C{ValueError} /
-    C{IndexError} / C{struct.error}; L{gwsms.smpp.pdu.decode} then re-decodes with
-    L{gwsms.smpp.pdu._decode_body_checked} to report the precise error.  All mandatory
-    integers of SMPP 3.4 bodies are single octets, read by index at a
-    constant offset from the last C-Octet string.
+    C{IndexError} / C{struct.error}; L{gwsms.smpp.pdu.decode} then decodes
+    again with L{gwsms.smpp.pdu._decode_body_checked} to report the precise
+    error.  Integers are read at a constant offset from the last C-Octet
+    string (all mandatory integers of SMPP 3.4 bodies are single octets,
+    read by index).
     """
     lines = ["def decode_%s(data, pos):" % (command,)]
     if any(f[1] == _CSTR for f in fields):
@@ -71,6 +72,11 @@ def compile_decoder(command, fields, namespace):
         if kind == _INT1:
             lines.append("    %s = data[%s]" % (var, at()))
             offset += 1
+            result.append((name, var))
+        elif kind in (_INT2, _INT4):
+            namespace["S_" + var] = struct.Struct("!" + kind)
+            lines.append("    %s, = S_%s.unpack_from(data, %s)" % (var, var, at()))
+            offset += struct.calcsize("!" + kind)
             result.append((name, var))
         elif kind == _CSTR:
             size = field[2]
@@ -104,8 +110,9 @@ def compile_encoder(command, fields, namespace):
     bytes} for one command: the whole PDU, header first, C{tail} (encoded
     TLVs) last.  It raises C{KeyError} for a missing parameter and
     C{struct.error}, C{TypeError}, C{AttributeError} or
-    C{UnicodeEncodeError} for values of the wrong type or range; L{gwsms.smpp.pdu.encode}
-    then fills in defaults or diagnoses the field with L{gwsms.smpp.pdu._diagnose}.
+    C{UnicodeEncodeError} for values of the wrong type or range;
+    L{gwsms.smpp.pdu.encode} then fills in defaults or diagnoses the field
+    with L{gwsms.smpp.pdu._diagnose}.
     """
     lines = ["def encode_%s(p, cid, status, seq, tail):" % (command,)]
     parts = []
