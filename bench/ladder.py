@@ -120,15 +120,19 @@ def parse_rtt_csv(text: str, rtd: int = 1) -> list[float]:
     return times
 
 
-def status_counts(error_log: bytes) -> dict[int, int]:
+def status_counts(error_log: bytes, min_status: int = 300) -> dict[int, int]:
     """
     Count the SIP status lines quoted in a sipp C{-trace_err} log (the
     unexpected answers, e.g. 480 while the gateway core is missing or 503
     when it sheds load).
 
+    Answers below C{min_status} are not errors: a 202 in that log is the
+    answer to a retransmission arriving after its call ended ("Dead call"),
+    already counted as a retransmission.
+
     @return: status code -> number of occurrences.
     """
-    return dict(Counter(int(code) for code in _STATUS_LINE.findall(error_log)))
+    return dict(Counter(code for code in map(int, _STATUS_LINE.findall(error_log)) if code >= min_status))
 
 
 # -- numbers ------------------------------------------------------------------

@@ -86,8 +86,11 @@ class StatusCountTests(SynchronousTestCase):
         log = (b"Aborting call on unexpected message for Call-Id '1-1@127.0.0.1': while expecting "
                b"'202' (index 2), received 'SIP/2.0 480 Temporarily Unavailable\r\nVia: x\r\n'\n"
                b"received 'SIP/2.0 480 Temporarily Unavailable\r\n'\n"
-               b"received 'SIP/2.0 503 Service Unavailable\r\nRetry-After: 60\r\n'\n")
+               b"received 'SIP/2.0 503 Service Unavailable\r\nRetry-After: 60\r\n'\n"
+               b"1795776843.548114: Dead call 11773-6277@127.0.0.1 (successful), received "
+               b"'SIP/2.0 202 Accepted\r\nVia: SIP/2.0/UDP 127.0.0.1:5060\r\n'\n")
         self.assertEqual(ladder.status_counts(log), {480: 2, 503: 1})
+        self.assertEqual(ladder.status_counts(log, min_status=200), {202: 1, 480: 2, 503: 1})
 
     def test_nothing(self):
         self.assertEqual(ladder.status_counts(b""), {})
