@@ -138,7 +138,9 @@ def _events(lines, kind):
     return [line.split() for line in lines if line.startswith(kind + " ")]
 
 
-class EndToEndTests(TestCase):
+class E2eBase(TestCase):
+    """Peers and the gateway; the tests are in subclasses."""
+
     timeout = 120
 
     def setUp(self):
@@ -197,7 +199,7 @@ class EndToEndTests(TestCase):
 
     # -- the gateway ------------------------------------------------------
     @defer.inlineCallbacks
-    def start_gateway(self, **gateway):
+    def start_gateway(self, sip=None, **gateway):
         url = "sqlite:" + os.path.join(self.workdir, "gwsms.sqlite3")
         db = open_database_sync(url)
         try:
@@ -215,7 +217,7 @@ class EndToEndTests(TestCase):
             "database": {"url": url},
             "smpp": {"reconnect_initial": 0.2, "reconnect_max": 1.0},
             "sip": {"listen": ["udp:127.0.0.1:0"], "domain": "gw.test",
-                    "outbound_uri": f"sip:127.0.0.1:{self.uas_port}"},
+                    "outbound_uri": f"sip:127.0.0.1:{self.uas_port}", **(sip or {})},
             "control": {"socket": os.path.join(self._short_dir(), "gwsms.sock")},
             "gateway": settings,
         }, path="e2e.toml")
@@ -247,8 +249,11 @@ class EndToEndTests(TestCase):
             if len(rows) >= count and all(r["state"] in states for r in rows):
                 return rows
             if reactor.seconds() > deadline:
-                self.fail(f"{direction} rows not settled: "
-                          f"{sorted((r['id'], r['state']) for r in rows)[:20]}")
+                stuck = [(r["id"], r["state"], r["attempts"], r["last_error"]) for r in rows
+                         if r["state"] not in states]
+                active = sorted(self.service.gateway.mt.active)[:20]
+                self.fail(f"{direction}: {len(rows)} rows, not settled: {stuck[:20]}; "
+                          f"live MT jobs {active}")
             yield deferLater(reactor, 0.05)
 
     # -- helpers ----------------------------------------------------------
@@ -289,13 +294,64 @@ class EndToEndTests(TestCase):
                 self.assertEqual([p[5] for p in ordered], list(range(1, total + 1)))
                 data = b"".join(p[6:] for p in ordered)
             else:
+                self.assertEqual(len(parts), 1, f"{dest} submitted {len(parts)} times")
                 data = parts[0]
             if gsm.fits(text):
                 self.assertEqual(data, gsm.encode(text), dest)
             else:
                 self.assertEqual(data.decode("utf-16-be"), text, dest)
 
-    # -- tests ------------------------------------------------------------
+    def mo_commands(self, count=100, long_every=10):
+        """
+        @return: (deliver commands for the SMSC, {"+source": text}): every
+            C{long_every}-th message in two UDH parts sent out of order.
+        """
+        expected = {}
+        commands = []
+        for i in range(count):
+            if long_every and i % long_every == long_every - 1:
+                first, second = f"long MO {i} part one " + "x" * 130, f"and part two {i}"
+                source, dest = f"4915300{i:05d}", f"4931{i:06d}"
+                expected[f"+{source}"] = first + second
+                for seq, piece in ((2, second), (1, first)):  # out of order
+                    udh = bytes((5, 0, 3, i % 256, 2, seq))
+                    commands.append(
+                        f"deliver {source}~64~0 {dest} {(udh + gsm.encode(piece)).hex()}")
+            else:
+                text = f"MO {i} hello @ you"
+                source, dest = f"4915200{i:05d}", f"4930{i:06d}"
+                expected[f"+{source}"] = text
+                commands.append(f"deliver {source}~0~0 {dest} {gsm.encode(text).hex()}")
+        return commands, expected
+
+    def received_messages(self, log):
+        with open(log, encoding="utf-8", errors="replace") as f:
+            return self.parse_messages(f.read())
+
+    @staticmethod
+    def parse_messages(text):
+        """@return: {From user: body} of the MESSAGE requests, once per Call-ID."""
+        seen = {}
+        out = {}
+        for block in re.split(r"-{5,}.*\n", text):
+            m = re.search(r"^MESSAGE sip:", block, re.M)
+            if not m:
+                continue
+            request = block[m.start():]
+            head, _, body = request.partition("\n\n")
+            if not _:
+                head, _, body = request.partition("\r\n\r\n")
+            call_id = re.search(r"^Call-ID:\s*(\S+)", head, re.M).group(1)
+            user = re.search(r"^From:\s*<sip:([^@]+)@", head, re.M).group(1)
+            if call_id in seen:
+                continue
+            seen[call_id] = True
+            assert user not in out, f"{user} delivered twice"
+            out[user] = body.strip()
+        return out
+
+
+class EndToEndTests(E2eBase):
     @defer.inlineCallbacks
     def test_mt_100_messages_exactly_once(self):
         yield self.start_gateway()
@@ -321,54 +377,17 @@ class EndToEndTests(TestCase):
         uas = self.sipp("-sf", os.path.join(SCENARIOS, "e2e_uas.xml"), "-t", "u1",
                         "-i", "127.0.0.1", "-p", str(self.uas_port), "-m", "100",
                         "-trace_msg", "-message_file", log)
-        expected = {}
-        commands = []
-        for i in range(90):
-            text = f"MO {i} hello @ you"
-            source, dest = f"4915200{i:05d}", f"4930{i:06d}"
-            expected[f"+{source}"] = text
-            commands.append(f"deliver {source}~0~0 {dest} {gsm.encode(text).hex()}")
-        for i in range(10):
-            first, second = f"long MO {i} part one " + "x" * 130, f"and part two {i}"
-            source, dest = f"4915300{i:05d}", f"4931{i:06d}"
-            expected[f"+{source}"] = first + second
-            for seq, piece in ((2, second), (1, first)):  # out of order
-                udh = bytes((5, 0, 3, i, 2, seq))
-                commands.append(f"deliver {source}~64~0 {dest} {(udh + gsm.encode(piece)).hex()}")
+        commands, expected = self.mo_commands()
         for command in commands:
             self.smsc.send(command)
         self.assertSippOk((yield uas))
         lines = yield self.smsc.wait_for(
             lambda ls: len(_events(ls, "DELIVER_RESP")) >= len(commands), "deliver_sm_resp")
         self.assertEqual({e[2] for e in _events(lines, "DELIVER_RESP")}, {"0"})
-        with open(log, encoding="utf-8", errors="replace") as f:
-            received = self.parse_messages(f.read())
-        self.assertEqual(received, expected)
+        self.assertEqual(self.received_messages(log), expected)
         rows = yield self.settled("mo", 100, {"delivered"})
         self.assertEqual(len(rows), 100)
         self.assertEqual({(r["state"], r["attempts"]) for r in rows}, {("delivered", 1)})
-
-    @staticmethod
-    def parse_messages(text):
-        """@return: {From user: body} of the MESSAGE requests, once per Call-ID."""
-        seen = {}
-        out = {}
-        for block in re.split(r"-{5,}.*\n", text):
-            m = re.search(r"^MESSAGE sip:", block, re.M)
-            if not m:
-                continue
-            request = block[m.start():]
-            head, _, body = request.partition("\n\n")
-            if not _:
-                head, _, body = request.partition("\r\n\r\n")
-            call_id = re.search(r"^Call-ID:\s*(\S+)", head, re.M).group(1)
-            user = re.search(r"^From:\s*<sip:([^@]+)@", head, re.M).group(1)
-            if call_id in seen:
-                continue
-            seen[call_id] = True
-            assert user not in out, f"{user} delivered twice"
-            out[user] = body.strip()
-        return out
 
     @defer.inlineCallbacks
     def test_receipt_becomes_imdn(self):

@@ -56,9 +56,15 @@ class GatewayContext:
         self.routing = RoutingTable(())
         self._recent: dict[int, float] = {}
 
-    def recently_done(self, message_id: int) -> None:
-        """Remember that a job for C{message_id} just ended."""
-        self._recent[message_id] = self.clock.seconds()
+    def recently_done(self, message_id: int, written_at: float) -> None:
+        """
+        Remember that a job for C{message_id} just ended.
+
+        @param written_at: the time stamp (C{updated_at}) of the job's last
+            write to the message; a row read with an older C{updated_at} is
+            stale.
+        """
+        self._recent[message_id] = written_at
 
     def is_stale(self, row: dict) -> bool:
         """
@@ -69,6 +75,7 @@ class GatewayContext:
         return ended is not None and row["updated_at"] < ended
 
     def forget_recent(self, now: float) -> None:
+        """Forget jobs that ended long ago."""
         for message_id, when in list(self._recent.items()):
             if now - when > _RECENT:
                 del self._recent[message_id]

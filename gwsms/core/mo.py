@@ -202,7 +202,7 @@ class MoFlow:
 
         def done(_):
             self.active.discard(message_id)
-            self.ctx.recently_done(message_id)
+            self.ctx.recently_done(message_id, row.get("_written_at", 0.0))
 
         d.addBoth(done)
 
@@ -269,7 +269,7 @@ class MoFlow:
             await self._finish(row, "failed", status, f"{uri}: {status} {response.reason}")
 
     async def _finish(self, row, state, status, detail) -> None:
-        now = self.ctx.clock.seconds()
+        row["_written_at"] = now = self.ctx.clock.seconds()
         attempts = row.get("attempts", 0) + 1
         await self.ctx.store.update(row["id"], now, state, detail, state=state,
                                     sip_status=status, attempts=attempts,
@@ -277,7 +277,7 @@ class MoFlow:
                                     last_error="" if state == "delivered" else detail)
 
     async def _retry(self, row, status, detail) -> None:
-        now = self.ctx.clock.seconds()
+        row["_written_at"] = now = self.ctx.clock.seconds()
         attempts = row.get("attempts", 0) + 1
         row["attempts"] = attempts
         next_at = now + self.backoff(attempts)

@@ -126,6 +126,8 @@ class MtJob:
         self._temporary: str | None = None
         self._failed: SipAnswer | None = None
         self._done = False
+        #: time stamp of the last write to the message (see is_stale)
+        self.last_write = 0.0
 
     # -- answers ----------------------------------------------------------
     def add_waiter(self) -> defer.Deferred:
@@ -225,8 +227,8 @@ class MtJob:
         if status == 0:
             self.submitted[seq] = result.message_id or ""
             store = self.ctx.store
-            d = store.part_submitted(self.id, seq, name, result.message_id or "",
-                                     self.ctx.clock.seconds())
+            self.last_write = now = self.ctx.clock.seconds()
+            d = store.part_submitted(self.id, seq, name, result.message_id or "", now)
             d.addErrback(lambda f: self._log.failure("mt {id}: recording part", f, id=self.id))
         elif status in TEMPORARY:
             self._temporary = status_name(status)
@@ -255,7 +257,7 @@ class MtJob:
         self._end()
 
     def _permanent(self, answer: SipAnswer, why: str) -> None:
-        now = self.ctx.clock.seconds()
+        self.last_write = now = self.ctx.clock.seconds()
         d = self.ctx.store.update(self.id, now, "failed", why, state="failed",
                                   sip_status=answer.status, last_error=why)
         d.addErrback(lambda f: self._log.failure("mt {id}: recording failure", f, id=self.id))
@@ -280,6 +282,7 @@ class MtJob:
         self.row["attempts"] = attempts
         if self._done:
             return
+        self.last_write = now
         d = self.ctx.store.update(
             self.id, now, "retry", why, attempts=attempts,
             next_attempt_at=now + self.flow.backoff(attempts), last_error=why,
@@ -303,7 +306,7 @@ class MtJob:
             retry.cancel()
         answer = SipAnswer(503, "Service Unavailable (no SMSC link available)",
                            (("Retry-After", str(config.retry_after)),))
-        now = self.ctx.clock.seconds()
+        self.last_write = now = self.ctx.clock.seconds()
         d = self.ctx.store.update(self.id, now, "rejected", "answered 503", state="rejected",
                                   sip_status=503, only_if_state="queued")
         d.addErrback(lambda f: self._log.failure("mt {id}: recording 503", f, id=self.id))
@@ -472,7 +475,7 @@ class MtFlow:
         """Called by a job once its outcome is recorded (or handed to the queue)."""
         if self.active.get(job.id) is job:
             del self.active[job.id]
-        self.ctx.recently_done(job.id)
+        self.ctx.recently_done(job.id, job.last_write)
 
     def resume(self, row: dict, parts) -> None:
         """
