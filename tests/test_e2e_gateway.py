@@ -343,6 +343,7 @@ class E2eBase(TestCase):
                 head, _, body = request.partition("\r\n\r\n")
             call_id = re.search(r"^Call-ID:\s*(\S+)", head, re.M).group(1)
             user = re.search(r"^From:\s*<sip:([^@]+)@", head, re.M).group(1)
+            assert re.search(r"^X-SMSC: perl\s*$", head, re.M), head
             if call_id in seen:
                 continue
             seen[call_id] = True
