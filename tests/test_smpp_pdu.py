@@ -182,9 +182,10 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(decoded, original)
         self.assertEqual(pdu.encode(decoded), data)
         # The generated fast decoder agrees with the reference decoder.
-        fast = pdu._DECODERS[original.command_id](data, 16)
-        checked = pdu._decode_body_checked(data, original.command_id)
-        self.assertEqual(fast, checked)
+        fast = pdu._DECODERS[original.command_id](
+            data, original.command_id, original.command_status, original.sequence_number, len(data)
+        )
+        self.assertEqual(fast, pdu._decode_checked(data))
         return data
 
     def test_every_command(self):
@@ -669,11 +670,14 @@ class CodegenTests(SynchronousTestCase):
     def test_wide_integers(self):
         fields = (("a", constants.CSTR, 5), ("b", constants.INT2), ("c", constants.INT4),
                   ("d", constants.INT1), ("e", constants.CSTR, 3))
-        namespace = {"NUL": b"\0", "HEADER_PACK": pdu.HEADER.pack}
+        namespace = {"NUL": b"\0", "HEADER_PACK": pdu.HEADER.pack, "new_pdu": lambda: pdu.Pdu(0),
+                     "decode_tlvs": pdu._decode_tlvs}
         decoder = pdu_codegen.compile_decoder("t", fields, dict(namespace))
         encoder = pdu_codegen.compile_encoder("t", fields, dict(namespace))
         params = {"a": "ab", "b": 0x0102, "c": 0x01020304, "d": 9, "e": "x"}
         data = encoder(params, 0x77, 0, 5, b"")
         self.assertEqual(data, frame(0x77, b"ab\0" + b"\x01\x02" + b"\x01\x02\x03\x04" + b"\x09" + b"x\0", seq=5))
-        self.assertEqual(decoder(data, 16), (len(data), params))
-        self.assertRaises(ValueError, decoder, data[:-1], 16)
+        self.assertEqual(decoder(data, 0x77, 0, 5, len(data)), pdu.Pdu(0x77, 0, 5, params, {}))
+        tail = b"\x04\x27\x00\x01\x02"
+        self.assertEqual(decoder(data + tail, 0x77, 0, 5, len(data) + 5).tlvs, {"message_state": 2})
+        self.assertRaises(ValueError, decoder, data[:-1], 0x77, 0, 5, len(data) - 1)

@@ -18,6 +18,7 @@ their spec name; unknown tags are keyed by the integer tag with the raw
 value bytes and are re-encoded unchanged.
 """
 
+import functools
 import struct
 
 from gwsms.smpp.constants import (
@@ -356,6 +357,8 @@ def _build():
         "as_octets": _as_octets,
         "too_long": _too_long,
         "HEADER_PACK": HEADER.pack,
+        "new_pdu": functools.partial(object.__new__, Pdu),
+        "decode_tlvs": _decode_tlvs,
     }
     decoders, encoders, defaults = {}, {}, {}
     for cid, fields in _BODIES.items():
@@ -368,7 +371,6 @@ def _build():
     return decoders, encoders, defaults
 
 
-_DECODERS, _ENCODERS, _DEFAULTS = _build()
 _LIST_FIELDS = ("dest_addresses", "unsuccess_sme")
 
 
@@ -505,10 +507,7 @@ def decode(data):
     try:
         length, cid, status, seq = _HEADER_UNPACK(data)
         if length == len(data):
-            pos, params = _DECODERS[cid](data, 16)
-            return Pdu(
-                cid, status, seq, params, {} if pos == length else _decode_tlvs(data, pos, length)
-            )
+            return _DECODERS[cid](data, cid, status, seq, length)
     except (struct.error, IndexError, KeyError, ValueError):
         pass
     return _decode_checked(data)
@@ -620,3 +619,6 @@ def _encode_checked(pdu):
         except (TypeError, AttributeError) as e2:
             raise PduError("cannot encode %s: %s" % (_NAMES[cid], e2)) from e2
         raise PduError("cannot encode %s: %s" % (_NAMES[cid], e)) from e
+
+
+_DECODERS, _ENCODERS, _DEFAULTS = _build()

@@ -48,20 +48,23 @@ def _group(fields):
 
 def compile_decoder(command, fields, namespace):
     """
-    Generate the fast C{decode_x(data, pos) -> (pos, params)} for one
-    command.  It checks every bound but raises bare C{ValueError} /
-    C{IndexError} / C{struct.error}; L{gwsms.smpp.pdu.decode} then decodes
-    again with L{gwsms.smpp.pdu._decode_body_checked} to report the precise
-    error.  Integers are read at a constant offset from the last C-Octet
-    string (all mandatory integers of SMPP 3.4 bodies are single octets,
-    read by index).
+    Generate the fast C{decode_x(data, command_id, status, sequence,
+    length) -> Pdu} for one command (C{data} is the whole PDU, header
+    included, C{length} its size).  It checks every bound but raises bare
+    C{ValueError} / C{IndexError} / C{struct.error}; L{gwsms.smpp.pdu.decode}
+    then decodes again with L{gwsms.smpp.pdu._decode_checked} to report the
+    precise error.  Integers are read at a constant offset from the last
+    C-Octet string (all mandatory integers of SMPP 3.4 bodies are single
+    octets, read by index).  C{namespace} provides C{new_pdu} (a
+    C{Pdu.__new__} without arguments), C{decode_tlvs}, C{decode_dests} and
+    C{decode_unsuccess}.
     """
-    lines = ["def decode_%s(data, pos):" % (command,)]
+    lines = ["def decode_%s(data, cid, status, seq, length):" % (command,)]
     if any(f[1] == _CSTR for f in fields):
         # One latin-1 decode of the whole PDU; C-strings are then str slices.
         lines.append("    text = data.decode('latin-1')")
     result = []
-    base, offset = "pos", 0
+    base, offset = "16", 0
 
     def at():
         return "%s + %d" % (base, offset) if offset else base
@@ -72,34 +75,35 @@ def compile_decoder(command, fields, namespace):
         if kind == _INT1:
             lines.append("    %s = data[%s]" % (var, at()))
             offset += 1
-            result.append((name, var))
         elif kind in (_INT2, _INT4):
             namespace["S_" + var] = struct.Struct("!" + kind)
             lines.append("    %s, = S_%s.unpack_from(data, %s)" % (var, var, at()))
             offset += struct.calcsize("!" + kind)
-            result.append((name, var))
         elif kind == _CSTR:
-            size = field[2]
             lines.append("    start = %s" % (at(),))
-            lines.append("    end = text.index('\\0', start, start + %d)" % (size,))
+            lines.append("    end = text.index('\\0', start, start + %d)" % (field[2],))
             lines.append("    %s = text[start:end]" % (var,))
             base, offset = "end", 1
-            result.append((name, var))
         elif kind == _SM:
             lines.append("    n = data[%s]" % (at(),))
             lines.append("    pos = %s + %d" % (base, offset + 1))
-            lines.append("    if n > 254 or pos + n > len(data): raise ValueError")
+            lines.append("    if n > 254 or pos + n > length: raise ValueError")
             lines.append("    %s = data[pos:pos + n]" % (var,))
-            base, offset = "pos", 0
             lines.append("    pos += n")
-            result.append((name, var))
+            base, offset = "pos", 0
         else:
             func = "decode_dests" if kind == _DESTS else "decode_unsuccess"
             lines.append("    %s, pos = %s(data, %s)" % (var, func, at()))
             base, offset = "pos", 0
-            result.append((name, var))
-    body = ", ".join("%r: %s" % pair for pair in result)
-    lines.append("    return %s, {%s}" % (at(), body))
+        result.append((name, var))
+    lines.append("    pdu = new_pdu()")
+    lines.append("    pdu.command_id = cid")
+    lines.append("    pdu.command_status = status")
+    lines.append("    pdu.sequence_number = seq")
+    lines.append("    pdu.params = {%s}" % (", ".join("%r: %s" % pair for pair in result),))
+    end = at()
+    lines.append("    pdu.tlvs = {} if %s == length else decode_tlvs(data, %s, length)" % (end, end))
+    lines.append("    return pdu")
     exec("\n".join(lines), namespace)
     return namespace["decode_%s" % (command,)]
 
