@@ -241,3 +241,28 @@ class GatewayTests(SynchronousTestCase):
         h.flush(1)
         self.assertEqual(len(calls), 2)  # one per pass
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+
+
+class StaleReadTests(SynchronousTestCase):
+    def setUp(self):
+        from gwsms.core.gateway import GatewayContext
+
+        self.clock = task.Clock()
+        self.clock.advance(100)
+        self.ctx = GatewayContext(self.clock, GatewayConfig(), SipConfig(), None)
+
+    def test_stale_row_of_a_due_message(self):
+        self.ctx.job_ended({"id": 1, "next_attempt_at": 90.0}, written_at=100.5)
+        self.assertTrue(self.ctx.is_stale({"id": 1, "updated_at": 99.0}))
+        self.assertFalse(self.ctx.is_stale({"id": 1, "updated_at": 100.5}))
+        self.assertFalse(self.ctx.is_stale({"id": 2, "updated_at": 1.0}))
+
+    def test_messages_not_due_are_not_remembered(self):
+        self.ctx.job_ended({"id": 1, "next_attempt_at": 500.0}, written_at=100.5)
+        self.assertFalse(self.ctx.is_stale({"id": 1, "updated_at": 99.0}))
+
+    def test_forget_oldest_first(self):
+        for n in range(5):
+            self.ctx.job_ended({"id": n, "next_attempt_at": 0.0}, written_at=100.0 + n)
+        self.ctx.forget_recent(112.5)
+        self.assertEqual(list(self.ctx._recent), [3, 4])

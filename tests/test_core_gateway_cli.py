@@ -29,6 +29,8 @@ class MessageCliTests(SynchronousTestCase):
             dict(direction="mt", source_addr="4930123", dest_addr="4915112345678",
                  body="hello there", parts_total=2, smsc="smsc1"), 1000.0))
         self.successResultOf(store.part_submitted(self.mt, 1, "smsc1", "abc", 1001.0))
+        self.successResultOf(store.update(self.mt, 1001.5, "retry", "ESME_RTHROTTLED",
+                                          attempts=1))
         self.mo, _ = self.successResultOf(store.add(
             dict(direction="mo", state="queued", source_addr="4915", dest_addr="4930",
                  body="incoming"), 1002.0))
@@ -59,8 +61,7 @@ class MessageCliTests(SynchronousTestCase):
         self.assertEqual((code, err), (0, ""))
         self.assertIn("hello there", out)
         self.assertIn("abc", out)  # part 1's SMSC message id
-        self.assertIn("submit_resp", out)  # history
-        self.assertIn("stored", out)
+        self.assertIn("ESME_RTHROTTLED", out)  # history
 
     def test_errors(self):
         code, _, err = run_cli(self.config, "message", "show", "999")

@@ -209,6 +209,8 @@ class MoTests(SynchronousTestCase):
         h2 = Harness(self, path=h.path)
         h2.start()
         h2.flush(1)
+        self.assertEqual(h2.uac.sent, [])  # not before the grace period
+        h2.flush(5)
         self.assertEqual([s["body"] for s in h2.uac.sent], ["resume"])
         self.assertEqual(h2.rows()[0]["state"], "delivered")
 

@@ -32,7 +32,7 @@ from gwsms.store.messages import MO, MT
 
 #: seconds a finished message id is remembered so that a stale queue read
 #: cannot start it again
-_RECENT = 60.0
+_RECENT = 10.0
 
 
 class GatewayContext:
@@ -56,15 +56,24 @@ class GatewayContext:
         self.routing = RoutingTable(())
         self._recent: dict[int, float] = {}
 
-    def recently_done(self, message_id: int, written_at: float) -> None:
+    def job_ended(self, row: dict, written_at: float) -> None:
         """
-        Remember that a job for C{message_id} just ended.
+        A job (submit or SIP delivery) for C{row} ended.
 
-        @param written_at: the time stamp (C{updated_at}) of the job's last
-            write to the message; a row read with an older C{updated_at} is
-            stale.
+        The queue runner may have read the row before the job's last write
+        committed; such a stale row must not start the work again.  That
+        can only matter when the row as it was before the job was due
+        (soon), so only those are remembered (a few seconds, bounded by
+        the retry traffic, not by the message rate).
+
+        @param row: the message row the job worked on (its
+            C{next_attempt_at} as the job found it).
+        @param written_at: the C{updated_at} of the job's last write.
         """
-        self._recent[message_id] = written_at
+        now = self.clock.seconds()
+        if row.get("next_attempt_at", 0.0) <= now + _RECENT:
+            self._recent.pop(row["id"], None)  # keep insertion order = time order
+            self._recent[row["id"]] = written_at
 
     def is_stale(self, row: dict) -> bool:
         """
@@ -75,10 +84,14 @@ class GatewayContext:
         return ended is not None and row["updated_at"] < ended
 
     def forget_recent(self, now: float) -> None:
-        """Forget jobs that ended long ago."""
-        for message_id, when in list(self._recent.items()):
-            if now - when > _RECENT:
-                del self._recent[message_id]
+        """Forget jobs that ended long ago (oldest first, stops at a young one)."""
+        old = []
+        for message_id, when in self._recent.items():
+            if now - when <= _RECENT:
+                break
+            old.append(message_id)
+        for message_id in old:
+            del self._recent[message_id]
 
 
 @implementer(IMessageHandler, IDeliverySink)

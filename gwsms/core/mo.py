@@ -52,6 +52,8 @@ RETRY_STATUSES = frozenset({408, 480})
 #: what stands where parts of a partially reassembled message are missing
 GAP = "[...]"
 BINARY_TYPE = "application/octet-stream"
+#: seconds before the queue runner may take up a message just received
+_GRACE = 5.0
 
 
 def _frag_key(link: str, source: str, dest: str, ref: int, total: int) -> str:
@@ -153,10 +155,14 @@ class MoFlow:
             "dest_npi": params.get("dest_addr_npi", 0),
             "smsc": link_name, "body": body, "content_type": content_type,
             "data_coding": params.get("data_coding", 0), "partial": int(partial),
-            "expires_at": now + ctx.config.mo_ttl, "next_attempt_at": now,
+            "expires_at": now + ctx.config.mo_ttl,
+            # delivered at once by this process; the queue runner takes it
+            # only after a failure or a restart
+            "next_attempt_at": now + _GRACE,
         }
         d = ctx.store.add(record, now, key=key, window=ctx.config.dedup_window,
-                          fragments_key=fkey, event="received")
+                          fragments_key=fkey, with_parts=False,
+                          event="partial" if partial else None)
 
         def stored(result):
             message_id, existing = result
@@ -202,7 +208,7 @@ class MoFlow:
 
         def done(_):
             self.active.discard(message_id)
-            self.ctx.recently_done(message_id, row.get("_written_at", 0.0))
+            self.ctx.job_ended(row, row.get("_written_at", 0.0))
 
         d.addBoth(done)
 
@@ -271,7 +277,9 @@ class MoFlow:
     async def _finish(self, row, state, status, detail) -> None:
         row["_written_at"] = now = self.ctx.clock.seconds()
         attempts = row.get("attempts", 0) + 1
-        await self.ctx.store.update(row["id"], now, state, detail, state=state,
+        # success writes no history row (hot path): state and sip_to say it
+        event = None if state == "delivered" else state
+        await self.ctx.store.update(row["id"], now, event, detail, state=state,
                                     sip_status=status, attempts=attempts,
                                     sip_to=detail.split(": ", 1)[0][:512],
                                     last_error="" if state == "delivered" else detail)

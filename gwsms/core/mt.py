@@ -475,7 +475,7 @@ class MtFlow:
         """Called by a job once its outcome is recorded (or handed to the queue)."""
         if self.active.get(job.id) is job:
             del self.active[job.id]
-        self.ctx.recently_done(job.id, job.last_write)
+        self.ctx.job_ended(job.row, job.last_write)
 
     def resume(self, row: dict, parts) -> None:
         """

@@ -98,7 +98,7 @@ def _event(txn, message_id: int, now: float, event: str, detail: str = "") -> No
 
 
 def _insert(txn, record: dict, now: float, key: str | None, window: float,
-            fragments_key: str | None, event: str):
+            fragments_key: str | None, event: str | None, with_parts: bool):
     """@return: C{(id, None)} for a new message, C{(id, row)} for a duplicate."""
     if key is not None:
         found = txn.execute(
@@ -117,10 +117,11 @@ def _insert(txn, record: dict, now: float, key: str | None, window: float,
     values["created_at"] = values["updated_at"] = now
     txn.execute(_INSERT, tuple(values[c] for c in _INSERTABLE))
     message_id = txn.lastrowid
-    txn.executemany(
-        "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
-        [(message_id, seq, "pending", now) for seq in range(1, values["parts_total"] + 1)],
-    )
+    if with_parts:
+        txn.executemany(
+            "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
+            [(message_id, seq, "pending", now) for seq in range(1, values["parts_total"] + 1)],
+        )
     if key is not None:
         txn.execute(
             "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
@@ -128,7 +129,8 @@ def _insert(txn, record: dict, now: float, key: str | None, window: float,
         )
     if fragments_key is not None:
         txn.execute("DELETE FROM mo_fragments WHERE frag_key = ?", (fragments_key,))
-    _event(txn, message_id, now, event)
+    if event:
+        _event(txn, message_id, now, event)
     return message_id, None
 
 
@@ -155,15 +157,15 @@ def _update(txn, message_id: int, now: float, fields: dict, event: str | None,
 
 
 def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: str,
-                    now: float):
-    """@return: the message's C{parts_done} after this part."""
+                    now: float) -> bool:
+    """@return: C{False} when that part had its id recorded already."""
     txn.execute(
         "UPDATE message_parts SET state = 'submitted', smsc_message_id = ?, updated_at = ?"
         " WHERE message_id = ? AND seq = ? AND smsc_message_id = ''",
         (smsc_message_id, now, message_id, seq),
     )
     if txn.rowcount != 1:
-        return None  # recorded already
+        return False  # recorded already
     txn.execute(
         "UPDATE messages SET parts_done = parts_done + 1, smsc = ?, updated_at = ?,"
         " state = CASE WHEN parts_done + 1 >= parts_total AND state = 'queued'"
@@ -177,10 +179,8 @@ def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: 
             [(smsc, key[:72], variant, message_id, seq)
              for variant, key in enumerate(receipts.canonical_ids(smsc_message_id))],
         )
-    _event(txn, message_id, now, "submit_resp", f"part {seq} id {smsc_message_id}")
-    row = txn.execute("SELECT parts_done, parts_total FROM messages WHERE id = ?",
-                      (message_id,)).fetchone()
-    return row[0] if row else None
+    # no history row: the part row holds the id and the time (hot path)
+    return True
 
 
 _PART_STATE = {True: "delivered", False: "undeliverable"}
@@ -265,7 +265,8 @@ class MessageStore:
     # -- hot path (group commit) ------------------------------------------
 
     def add(self, record: dict, now: float, *, key: str | None = None, window: float = 0.0,
-            fragments_key: str | None = None, event: str = "stored"):
+            fragments_key: str | None = None, event: str | None = None,
+            with_parts: bool = True):
         """
         Store a new message (and its C{parts_total} part rows).
 
@@ -276,11 +277,15 @@ class MessageStore:
             less than C{window} seconds ago makes this a duplicate.
         @param fragments_key: MO reassembly fragments to delete in the same
             transaction (the message replaces them).
+        @param event: a history event to record (none by default: the
+            row's C{created_at} says it; the hot path writes no history).
+        @param with_parts: create the C{parts_total} part rows (MT).
         @return: Deferred (after commit) firing with C{(id, None)} for a new
             message or C{(id, row)} for a duplicate (the earlier message's
             row as a dict).
         """
-        return self.writer.write(_insert, record, now, key, window, fragments_key, event)
+        return self.writer.write(_insert, record, now, key, window, fragments_key, event,
+                                 with_parts)
 
     def update(self, message_id: int, now: float, event: str | None = None, detail: str = "",
                only_if_state: str | None = None, **fields):
@@ -299,8 +304,8 @@ class MessageStore:
         Record a part's submit_sm_resp id (and index it for receipts); the
         message becomes C{submitted} with its last part.
 
-        @return: Deferred firing with C{parts_done}, or C{None} when that
-            part had been recorded already.
+        @return: Deferred firing with C{True}, or C{False} when that part
+            had been recorded already.
         """
         return self.writer.write(_part_submitted, message_id, seq, smsc, smsc_message_id or "",
                                  now)
