@@ -428,10 +428,30 @@ class Bench:
                 break
             samples.append((round(time.monotonic() - t0, 1), round(s.rss_bytes() / 1e6, 1)))
             self.say("memory: %6.0f s  RSS %7.1f MB" % samples[-1])
+        load = {}
         if sipp is not None:
+            try:
+                sipp.wait(30)  # the last calls' answers and sipp's final dump
+            except subprocess.TimeoutExpired:
+                pass
             self.procs.stop(sipp)
+            try:
+                with open(os.path.join(stepdir, "stat.csv")) as f:
+                    st = ladder.parse_stat_csv(f.read())
+                load = {k: st[k] for k in ("created", "successful", "failed", "retransmissions", "timeouts")}
+            except (OSError, ladder.ParseError) as e:
+                load = {"error": str(e)}
+        else:
+            drain = time.monotonic() + 30
+            stats = self.sim_stats()
+            while time.monotonic() < drain and (
+                    stats["mo_left"] or self.uas_stats()["successful"] < stats["mo_acked"]):
+                time.sleep(0.5)
+                stats = self.sim_stats()
+            load = {k: stats.get(k) for k in ("mo_sent", "mo_acked", "mo_failed", "mo_p50_ms", "mo_p99_ms")}
+            load["uas_received"] = self.uas_stats()["successful"]
         result = memory_verdict(samples)
-        result.update(direction=DIRECTIONS[direction], rate=rate, minutes=minutes, samples=samples)
+        result.update(direction=DIRECTIONS[direction], rate=rate, minutes=minutes, samples=samples, load=load)
         return result
 
     def close(self) -> None:
@@ -549,6 +569,7 @@ def main(argv=None) -> int:
                 out.write("memory %s at %d/s for %g min: first minute %s MB, final %s MB, ratio %s (%s)\n" % (
                     m["direction"], m["rate"], m["minutes"], m["first_minute_mb"], m["final_mb"], m["ratio"],
                     "flat" if m["flat"] else "NOT flat"))
+                out.write("load: %s\n" % (json.dumps(m["load"]),))
             else:
                 out.write(ladder.format_table([]) + "\n")
                 for direction in directions:

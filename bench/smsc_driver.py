@@ -130,8 +130,8 @@ class Commands(LineReceiver):
                 out = dict(self.smsc.counters)
                 out.update(mo_answers=len(lat), mo_errors=self.generator.errors,
                            mo_statuses=self.generator.statuses, mo_left=self.generator.left,
-                           mo_p50_ms=percentile(lat, 50) if lat else None,
-                           mo_p99_ms=percentile(lat, 99) if lat else None,
+                           mo_p50_ms=round(percentile(lat, 50), 2) if lat else None,
+                           mo_p99_ms=round(percentile(lat, 99), 2) if lat else None,
                            bound=sum(1 for s in self.smsc.sessions if s.state.startswith("bound")))
                 self.reply(out)
             elif words[0] == "mo" and len(words) == 3:
