@@ -61,7 +61,8 @@ class DlrTests(SynchronousTestCase):
         self.assertEqual(note.status, "failed")
 
     def test_long_message_delivered_when_all_parts_are(self):
-        h = self.h
+        self.h = h = Harness(self, registered_delivery=1)
+        h.start()
         self.submit("z" * 400)
         row = h.row(h.rows()[0]["id"])
         ids = [p["smsc_message_id"] for p in row["parts"]]
@@ -73,8 +74,10 @@ class DlrTests(SynchronousTestCase):
         self.assertEqual(h.rows()[0]["state"], "delivered")
 
     def test_no_notification_without_request(self):
-        h = self.h
+        self.h = h = Harness(self, registered_delivery=1)
+        h.start()
         self.submit("plain")
+        self.assertEqual(h.smpp.calls[0][1]["registered_delivery"], 1)
         mid = h.row(h.rows()[0]["id"])["parts"][0]["smsc_message_id"]
         h.deliver("smsc1", receipt_pdu(mid))
         self.assertEqual(h.rows()[0]["state"], "delivered")
@@ -89,6 +92,21 @@ class DlrTests(SynchronousTestCase):
         h.deliver("smsc1", receipt_pdu(mid))
         [sent] = h.uac.sent
         self.assertEqual(sent["body"], b"Your message to +4915112345678 was delivered.")
+
+    def test_receipts_not_asked_for_are_not_indexed(self):
+        h = self.h
+        self.submit("plain")
+        mid = h.row(h.rows()[0]["id"])["parts"][0]["smsc_message_id"]
+        self.assertEqual(self.successResultOf(h.deliver("smsc1", receipt_pdu(mid))), 0)
+        self.assertEqual(h.rows()[0]["state"], "submitted")
+        self.assertEqual(h.gateway.dlr.stats["unknown"], 1)
+
+    def test_receipt_on_another_bind(self):
+        h = self.h
+        self.submit()
+        mid = h.row(h.rows()[0]["id"])["parts"][0]["smsc_message_id"]
+        h.deliver("smsc1-rx", receipt_pdu(mid))
+        self.assertEqual(h.rows()[0]["state"], "delivered")
 
     def test_unknown_and_unreadable_receipts_acked_never_forwarded(self):
         h = self.h

@@ -216,6 +216,21 @@ class GatewayTests(SynchronousTestCase):
         [row] = h2.rows()
         self.assertEqual((row["state"], row["parts_done"]), ("submitted", 3))
 
+    def test_backlog_beyond_one_page(self):
+        h = Harness(self, sip_reply="accepted")
+        h.smpp.down = {"smsc1", "smsc2"}
+        h.start()
+        for n in range(700):
+            h.gateway.message_received(sip_message(f"m{n}", call_id=f"c{n}"))
+        h.flush()
+        self.assertEqual(h.smpp.calls, [])
+        h.smpp.down = set()
+        h.flush(2)
+        h.flush(1)
+        self.assertEqual(len(h.smpp.calls), 700)
+        self.assertEqual(len({c[1]["short_message"] for c in h.smpp.calls}), 700)
+        self.assertEqual({r["state"] for r in h.rows()}, {"submitted"})
+
     def test_expired_mt(self):
         h = Harness(self, sip_reply="accepted", mt_ttl=10.0)
         h.smpp.down = {"smsc1", "smsc2"}

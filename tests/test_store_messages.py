@@ -166,6 +166,17 @@ class MessageStoreTestsMixin:
         self.assertIsNone(other_smsc)
 
     @defer.inlineCallbacks
+    def test_parts_of(self):
+        a, _ = yield self.store.add(_record(parts_total=2), 10.0)
+        b, _ = yield self.store.add(_record(parts_total=1), 10.0)
+        yield self.store.part_submitted(a, 2, "s", "x2", 11.0, index=False)
+        parts = yield self.store.parts_of([a, b, 999])
+        self.assertEqual(parts, {a: [(1, "pending", ""), (2, "submitted", "x2")],
+                                 b: [(1, "pending", "")], 999: []})
+        unknown = yield self.store.receipt("s", "x2", "DELIVRD", True, None, 12.0)
+        self.assertIsNone(unknown)  # not indexed: no receipt was asked for
+
+    @defer.inlineCallbacks
     def test_undeliverable_part(self):
         mid, _ = yield self.store.add(_record(parts_total=1), 10.0)
         yield self.store.part_submitted(mid, 1, "s", "77", 11.0)

@@ -33,6 +33,9 @@ from gwsms.store.messages import MO, MT
 #: seconds a finished message id is remembered so that a stale queue read
 #: cannot start it again
 _RECENT = 10.0
+#: due rows read per query, and most jobs the queue runner keeps alive
+_PAGE = 500
+_MAX_LIVE = 5000
 
 
 class GatewayContext:
@@ -215,6 +218,31 @@ class Gateway(service.Service):
         d.addBoth(done)
         return d
 
+    async def _take_up(self, direction, flow, rows, now) -> None:
+        """Expire or restart the work of due rows (one page)."""
+        ctx = self.ctx
+        store = ctx.store
+        rows = [r for r in rows if r["id"] not in flow.active and not ctx.is_stale(r)]
+        live, writes = [], []
+        for row in rows:
+            if row["expires_at"] and row["expires_at"] <= now:
+                writes.append(store.update(row["id"], now, "expired", "ttl passed",
+                                           state="expired", only_if_state="queued"))
+                if direction == MT:
+                    self.dlr.notify_expired(row)
+            else:
+                live.append(row)
+        if writes:
+            await defer.gatherResults(writes, consumeErrors=True)
+        if direction == MT and live:
+            parts = await store.parts_of([row["id"] for row in live])
+            for row in live:
+                if row["id"] not in flow.active and not ctx.is_stale(row):
+                    flow.resume(row, parts.get(row["id"], []))
+        else:
+            for row in live:
+                flow.deliver(row)
+
     async def _queue_pass(self) -> None:
         ctx = self.ctx
         store = ctx.store
@@ -223,22 +251,15 @@ class Gateway(service.Service):
         self.mo.expire_reassembly(now)
         await store.barrier()  # read what the jobs wrote so far
         for direction, flow in ((MT, self.mt), (MO, self.mo)):
-            rows = await store.due(direction, now)
-            for row in rows:
-                if row["id"] in flow.active or ctx.is_stale(row):
-                    continue
-                if row["expires_at"] and row["expires_at"] <= now:
-                    await store.update(row["id"], now, "expired", "ttl passed",
-                                       state="expired", only_if_state="queued")
-                    if direction == MT:
-                        self.dlr.notify_expired(row)
-                    continue
-                if direction == MT:
-                    parts = await store.parts(row["id"])
-                    if row["id"] not in flow.active and not ctx.is_stale(row):
-                        flow.resume(row, parts)
-                else:
-                    flow.deliver(row)
+            after = 0
+            while len(flow.active) < _MAX_LIVE:
+                rows = await store.due(direction, now, _PAGE, after)
+                if not rows:
+                    break
+                after = rows[-1]["id"]
+                await self._take_up(direction, flow, rows, now)
+                if len(rows) < _PAGE:
+                    break
         if now - self._last_purge >= 60.0:
             self._last_purge = now
             await store.purge_dedup(now - ctx.config.dedup_window)

@@ -175,7 +175,11 @@ class MtJob:
             except (numbers.AddressError, text.TextError, ValueError) as e:
                 self._permanent(SipAnswer(400, f"Bad Request ({e})"), str(e))
                 return
-            if not calls:
+            if not calls:  # every part has its id already
+                self.last_write = now = self.ctx.clock.seconds()
+                d = self.ctx.store.update(self.id, now, state="submitted",
+                                          only_if_state="queued")
+                d.addErrback(lambda f: self._log.failure("mt {id}: state", f, id=self.id))
                 self._finish_submitted()
                 return
             seq, params, tlvs = calls[0]
@@ -228,7 +232,8 @@ class MtJob:
             self.submitted[seq] = result.message_id or ""
             store = self.ctx.store
             self.last_write = now = self.ctx.clock.seconds()
-            d = store.part_submitted(self.id, seq, name, result.message_id or "", now)
+            d = store.part_submitted(self.id, seq, name, result.message_id or "", now,
+                                     bool(self.row["registered_delivery"]))
             d.addErrback(lambda f: self._log.failure("mt {id}: recording part", f, id=self.id))
         elif status in TEMPORARY:
             self._temporary = status_name(status)
@@ -353,15 +358,15 @@ class MtFlow:
         @return: Deferred firing with the L{SipAnswer}.
         """
         try:
-            record, key = self._prepare(message)
+            record, key, sender_user, dest_user = self._prepare(message)
         except _Refused as e:
             return defer.succeed(e.answer)
         now = self.ctx.clock.seconds()
         d = self.ctx.store.add(record, now, key=key, window=self.ctx.config.dedup_window)
-        d.addCallback(self._stored, record)
+        d.addCallback(self._stored, record, sender_user, dest_user)
         return d
 
-    def _prepare(self, message) -> tuple[dict, str]:
+    def _prepare(self, message) -> tuple[dict, str, str, str]:
         ctx = self.ctx
         config = ctx.config
         request = message.request
@@ -435,13 +440,14 @@ class MtFlow:
             from_tag = ""
         cseq = request.headers.get("CSeq") or ""
         key = dedup_key(MT, request.call_id or "", cseq, from_tag, message.sender_uri)
-        return record, key
+        return record, key, sender_user, dest_user
 
-    def _stored(self, result, record) -> defer.Deferred | SipAnswer:
+    def _stored(self, result, record, sender_user, dest_user) -> defer.Deferred | SipAnswer:
         message_id, existing = result
         if existing is not None:
             return self._duplicate(message_id, existing)
-        row = dict(record, id=message_id, attempts=0)
+        row = dict(record, id=message_id, attempts=0, sip_from_user=sender_user,
+                   dest_user=dest_user)
         answer = None
         if self.ctx.config.sip_reply == "submitted":
             answer = defer.Deferred()

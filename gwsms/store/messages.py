@@ -157,7 +157,7 @@ def _update(txn, message_id: int, now: float, fields: dict, event: str | None,
 
 
 def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: str,
-                    now: float) -> bool:
+                    now: float, index: bool) -> bool:
     """@return: C{False} when that part had its id recorded already."""
     txn.execute(
         "UPDATE message_parts SET state = 'submitted', smsc_message_id = ?, updated_at = ?"
@@ -172,7 +172,7 @@ def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: 
         " THEN 'submitted' ELSE state END WHERE id = ?",
         (smsc, now, message_id),
     )
-    if smsc_message_id:
+    if index and smsc_message_id:
         txn.executemany(
             "INSERT INTO receipt_ids (smsc, id_key, variant, message_id, seq)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -195,10 +195,18 @@ def _receipt(txn, smsc: str, message_id_text: str, state: str, final: bool,
     """
     key = receipts.receipt_key(message_id_text)[:72]
     found = txn.execute(
-        "SELECT message_id, seq FROM receipt_ids WHERE smsc = ? AND id_key = ?"
+        "SELECT message_id, seq FROM receipt_ids WHERE id_key = ? AND smsc = ?"
         " ORDER BY variant, message_id DESC",
-        (smsc, key),
+        (key, smsc),
     ).fetchone()
+    if found is None:
+        # receipts may come on another bind (a receiver next to a
+        # transmitter): any connection, exact keys first
+        found = txn.execute(
+            "SELECT message_id, seq FROM receipt_ids WHERE id_key = ?"
+            " ORDER BY variant, message_id DESC",
+            (key,),
+        ).fetchone()
     if found is None:
         return None
     message_id, seq = found
@@ -222,6 +230,7 @@ def _receipt(txn, smsc: str, message_id_text: str, state: str, final: bool,
             ).rowcount
             if changed:
                 _event(txn, message_id, now, done)
+                txn.execute("DELETE FROM receipt_ids WHERE message_id = ?", (message_id,))
             else:
                 done = None  # reported before
     row = txn.execute(_SELECT + " WHERE id = ?", (message_id,)).fetchone()
@@ -299,16 +308,16 @@ class MessageStore:
         return self.writer.write(_update, message_id, now, fields, event, detail, only_if_state)
 
     def part_submitted(self, message_id: int, seq: int, smsc: str, smsc_message_id: str,
-                       now: float):
+                       now: float, index: bool = True):
         """
-        Record a part's submit_sm_resp id (and index it for receipts); the
-        message becomes C{submitted} with its last part.
+        Record a part's submit_sm_resp id (and, with C{index}, index it
+        for receipts); the message becomes C{submitted} with its last part.
 
         @return: Deferred firing with C{True}, or C{False} when that part
             had been recorded already.
         """
         return self.writer.write(_part_submitted, message_id, seq, smsc, smsc_message_id or "",
-                                 now)
+                                 now, index)
 
     def receipt(self, smsc: str, message_id_text: str, state: str, final: bool,
                 error: str | None, now: float):
@@ -355,6 +364,27 @@ class MessageStore:
         return self.db.run_query(
             "SELECT seq, state, smsc_message_id FROM message_parts WHERE message_id = ?"
             " ORDER BY seq", (message_id,), desc="message parts")
+
+    def parts_of(self, message_ids):
+        """
+        @return: Deferred firing with C{{message_id: [(seq, state,
+            smsc_message_id)]}} for every id given (one query).
+        """
+        ids = [int(i) for i in message_ids]
+
+        def query(txn):
+            out: dict = {i: [] for i in ids}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                for mid, seq, state, smsc_id in txn.execute(
+                        "SELECT message_id, seq, state, smsc_message_id FROM message_parts"
+                        f" WHERE message_id IN ({marks}) ORDER BY message_id, seq",
+                        chunk).fetchall():
+                    out[mid].append((seq, state, smsc_id))
+            return out
+
+        return self.db.run_interaction("parts of messages", query)
 
     def get(self, message_id: int):
         """

@@ -57,8 +57,9 @@ CREATE TABLE message_parts (
     PRIMARY KEY (message_id, seq)
 ) {{TABLE_OPTIONS}};
 
--- Receipt correlation: every submitted id under each of
--- gwsms.core.receipts.canonical_ids(id) (variant 0 = the exact key).
+-- Receipt correlation: the id of every submitted part that asked for a
+-- receipt, under each of gwsms.core.receipts.canonical_ids(id) (variant 0 =
+-- the exact key); removed when the message reaches its final state.
 CREATE TABLE receipt_ids (
     smsc VARCHAR(255) NOT NULL,
     id_key VARCHAR(72) NOT NULL,
@@ -66,7 +67,7 @@ CREATE TABLE receipt_ids (
     message_id INTEGER NOT NULL,
     seq INTEGER NOT NULL
 ) {{TABLE_OPTIONS}};
-CREATE INDEX receipt_ids_key ON receipt_ids (smsc, id_key);
+CREATE INDEX receipt_ids_key ON receipt_ids (id_key, smsc);
 CREATE INDEX receipt_ids_message ON receipt_ids (message_id);
 
 -- Duplicate recognition within [gateway] dedup_window: MT by Call-ID, CSeq,
