@@ -166,10 +166,11 @@ def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: 
     )
     if txn.rowcount != 1:
         return False  # recorded already
+    # state first: MySQL evaluates SET left to right with the new values
     txn.execute(
-        "UPDATE messages SET parts_done = parts_done + 1, smsc = ?, updated_at = ?,"
-        " state = CASE WHEN parts_done + 1 >= parts_total AND state = 'queued'"
-        " THEN 'submitted' ELSE state END WHERE id = ?",
+        "UPDATE messages SET state = CASE WHEN parts_done + 1 >= parts_total"
+        " AND state = 'queued' THEN 'submitted' ELSE state END,"
+        " parts_done = parts_done + 1, smsc = ?, updated_at = ? WHERE id = ?",
         (smsc, now, message_id),
     )
     if index and smsc_message_id:
