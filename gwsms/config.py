@@ -94,6 +94,7 @@ class GatewayConfig:
     commit_interval: float = 0.0
     batch_size: int = 500
     queue_interval: float = 1.0
+    max_pending: int = 20000
 
 
 GATEWAY_CHOICES = {
@@ -245,6 +246,8 @@ def _check(path: str, config: Config) -> None:
         raise bad("gateway.registered_delivery", "must be an SMPP registered_delivery (0-31)")
     if not 1 <= gateway.batch_size <= 100000:
         raise bad("gateway.batch_size", "must be between 1 and 100000")
+    if gateway.max_pending < 1:
+        raise bad("gateway.max_pending", "must be >= 1")
     if not 0 <= gateway.retry_after <= 86400:
         raise bad("gateway.retry_after", "must be between 0 and 86400")
 

@@ -138,6 +138,7 @@ class GatewayService(service.MultiService):
 
     def _reload_from_signal(self) -> None:
         d = defer.ensureDeferred(self.smsc_reload())
+        d.addCallback(lambda _: defer.ensureDeferred(self.routes_reload()))
         d.addErrback(lambda f: self._log.failure("SIGHUP reload failed", f))
 
     async def smsc_reload(self) -> dict:

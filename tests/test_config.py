@@ -129,6 +129,7 @@ class GatewayConfigTests(SynchronousTestCase):
         self.assertConfigError("[gateway]\nregistered_delivery = 99\n",
                                "gateway.registered_delivery")
         self.assertConfigError("[gateway]\nnope = 1\n", "gateway.nope")
+        self.assertConfigError("[gateway]\nmax_pending = 0\n", "gateway.max_pending")
 
 
 class DigestAlgorithmsTests(SynchronousTestCase):

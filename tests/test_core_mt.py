@@ -269,3 +269,44 @@ class AcceptedModeTests(SynchronousTestCase):
         self.assertEqual([self.successResultOf(d).status for d in ds], [202] * 50)
         self.assertEqual(len(h.rows()), 50)
         self.assertEqual(len(h.smpp.calls), 50)
+
+
+class OverloadTests(SynchronousTestCase):
+    def test_shed_beyond_max_pending(self):
+        h = Harness(self, max_pending=3)
+        h.smpp.auto = False
+        h.start()
+        answers = [h.send(sip_message("x", call_id=f"c{n}")) for n in range(4)]
+        for d in answers[:3]:
+            self.assertNoResult(d)
+        shed = self.successResultOf(answers[3])
+        self.assertEqual(shed.status, 503)
+        self.assertIn(("Retry-After", "60"), shed.headers)
+        self.assertEqual(len(h.rows()), 3)  # refused before any work
+        self.assertEqual(h.gateway.mt.shed, 1)
+        for n in range(3):
+            h.smpp.answer(n)
+        h.flush()
+        self.assertEqual([self.successResultOf(d).status for d in answers[:3]], [202] * 3)
+        later = h.send(sip_message("y", call_id="c9"))  # room again
+        h.smpp.answer(3)
+        h.flush()
+        self.assertEqual(self.successResultOf(later).status, 202)
+
+
+class LateFailureTests(SynchronousTestCase):
+    def test_accepted_then_refused_sends_negative_imdn(self):
+        from gwsms.core import cpim, imdn
+        from tests.test_core_mt import cpim_body as body
+
+        h = Harness(self, sip_reply="accepted")
+        h.smpp.auto = False
+        h.start()
+        answer = h.send(sip_message(body(), content_type="message/cpim", unwrapped=b"hi"))
+        self.assertEqual(self.successResultOf(answer).status, 202)
+        h.smpp.answer(0, status=S.ESME_RINVDSTADR)
+        h.flush()
+        self.assertEqual(h.rows()[0]["state"], "failed")
+        [sent] = h.uac.sent
+        note = imdn.parse_notification(cpim.parse_cpim(sent["body"]).content)
+        self.assertEqual(note.status, "failed")

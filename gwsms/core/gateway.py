@@ -57,6 +57,8 @@ class GatewayContext:
         self.registrar = registrar
         self.links: dict = {}
         self.routing = RoutingTable(())
+        #: C{callable(row, outcome)}: tell an MT sender how its message ended
+        self.notify = None
         self._recent: dict[int, float] = {}
 
     def job_ended(self, row: dict, written_at: float) -> None:
@@ -127,6 +129,7 @@ class Gateway(service.Service):
         self.mt = MtFlow(self.ctx)
         self.mo = MoFlow(self.ctx)
         self.dlr = DlrFlow(self.ctx)
+        self.ctx.notify = self.dlr.notify
         self._loop = None
         self._running_queue = None
         self._last_purge = 0.0

@@ -266,6 +266,9 @@ class MtJob:
         d = self.ctx.store.update(self.id, now, "failed", why, state="failed",
                                   sip_status=answer.status, last_error=why)
         d.addErrback(lambda f: self._log.failure("mt {id}: recording failure", f, id=self.id))
+        if not self.waiters and self.ctx.notify is not None:
+            # the sender was told 202 already: a negative notification if asked
+            self.ctx.notify(self.row, "undeliverable")
         self._answer(answer)
         self._end()
 
@@ -344,6 +347,10 @@ class MtFlow:
         """
         self.ctx = ctx
         self.active: dict[int, MtJob] = {}
+        #: MESSAGEs being stored (not yet a job)
+        self.pending = 0
+        #: MESSAGEs refused with 503 for overload
+        self.shed = 0
         self._refs = itertools.count(int(random() * 65536))
 
     def backoff(self, attempts: int) -> float:
@@ -357,12 +364,24 @@ class MtFlow:
 
         @return: Deferred firing with the L{SipAnswer}.
         """
+        config = self.ctx.config
+        if self.pending + len(self.active) >= config.max_pending:
+            self.shed += 1
+            return defer.succeed(SipAnswer(503, "Service Unavailable (overloaded)",
+                                           (("Retry-After", str(config.retry_after)),)))
         try:
             record, key, sender_user, dest_user = self._prepare(message)
         except _Refused as e:
             return defer.succeed(e.answer)
         now = self.ctx.clock.seconds()
-        d = self.ctx.store.add(record, now, key=key, window=self.ctx.config.dedup_window)
+        self.pending += 1
+        d = self.ctx.store.add(record, now, key=key, window=config.dedup_window)
+
+        def stored(result):
+            self.pending -= 1
+            return result
+
+        d.addBoth(stored)
         d.addCallback(self._stored, record, sender_user, dest_user)
         return d
 
