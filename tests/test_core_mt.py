@@ -242,6 +242,28 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(again.status, 503)
 
 
+class NotQueueingTests(SynchronousTestCase):
+    def test_partly_sent_message_is_kept_and_202(self):
+        h = Harness(self, queue_when_down=False)
+        h.smpp.auto = False
+        h.start()
+        d = h.send(sip_message("w" * 400))  # three parts
+        h.smpp.answer(0)
+        h.smpp.answer(1)
+        h.flush(6)  # down_wait passes
+        self.assertNoResult(d)  # part 3 still on its way: no 503 now
+        h.smpp.answer(2, status=S.ESME_RSYSERR)
+        h.flush()
+        self.assertEqual(self.successResultOf(d).status, 202)
+        [row] = h.rows()
+        self.assertEqual((row["state"], row["parts_done"]), ("queued", 2))
+        h.smpp.auto = True
+        h.flush(2)
+        h.flush(1)
+        self.assertEqual(len(h.smpp.calls), 4)  # only part 3 again
+        self.assertEqual(h.rows()[0]["state"], "submitted")
+
+
 class AcceptedModeTests(SynchronousTestCase):
     def test_202_after_commit_then_submit(self):
         h = Harness(self, sip_reply="accepted", commit_interval=0.01)

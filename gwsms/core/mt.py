@@ -307,8 +307,13 @@ class MtJob:
         if config.queue_when_down:
             self._answer(ACCEPTED)
             return
-        if self._outstanding > 0 or self.submitted:
-            return  # something may be sent already: wait for the SMSC
+        if self._outstanding > 0:
+            return  # a submit_sm may be on its way: wait for the SMSC's answer
+        if self.submitted:
+            # parts are at the SMSC already: refusing would make the sender
+            # send them again, so the rest stays queued
+            self._answer(ACCEPTED)
+            return
         retry = getattr(self, "_retry_call", None)
         if retry is not None and retry.active():
             retry.cancel()
