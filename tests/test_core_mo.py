@@ -133,6 +133,25 @@ class MoTests(SynchronousTestCase):
         self.assertEqual(sent["body"], "first[...]")
         self.assertEqual(h.rows()[0]["partial"], 1)
 
+    def test_part_sent_again_after_restart_is_not_delivered_again(self):
+        h = Harness(self, reassembly_timeout=30.0)
+        h.start()
+        pdus = [deliver_pdu(text=udh_part(4, 2, n, f"p{n} ".encode()), esm_class=0x40)
+                for n in (1, 2)]
+        h.deliver("smsc1", pdus[0])
+        h.deliver("smsc1", pdus[1])
+        self.assertEqual([s["body"] for s in h.uac.sent], ["p1 p2 "])
+        h.stop()
+        h2 = Harness(self, path=h.path, reassembly_timeout=30.0)
+        h2.start()
+        # our resp was lost: the SMSC sends part 2 again to the new process
+        self.assertEqual(self.successResultOf(h2.deliver("smsc1", pdus[1])), 0)
+        h2.flush(31)
+        h2.flush(1)
+        self.assertEqual(h2.uac.sent, [])
+        self.assertEqual(len(h2.rows()), 1)
+        self.assertEqual(self.successResultOf(h2.store.fragments()), [])
+
     def test_reassembly_timeout_drop(self):
         h = Harness(self, reassembly_timeout=30.0, reassembly_partial="drop")
         h.start()

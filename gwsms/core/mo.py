@@ -60,6 +60,10 @@ def _frag_key(link: str, source: str, dest: str, ref: int, total: int) -> str:
     return json.dumps([link, source, dest, ref, total], separators=(",", ":"))
 
 
+def _reassembly_key(link: str, source: str, dest: str, ref: int, total: int) -> str:
+    return dedup_key(MO, "reassembly", link, source, dest, ref, total)
+
+
 def target_uri(target: str, user: str) -> str:
     """
     @param target: a SIP URI (route C{sip_uri} or C{outbound_uri}).
@@ -134,7 +138,8 @@ class MoFlow:
                                        part.payload, now)
             return d.addCallback(lambda _: ROK)
         decoded = message.decode(dc0)
-        key = dedup_key(MO, link_name, source, dest, part.ref, part.total, message.payload)
+        key = (dedup_key(MO, link_name, source, dest, part.ref, part.total, message.payload),
+               _reassembly_key(link_name, source, dest, part.ref, part.total))
         return self._store(link_name, params, decoded, False, key, fkey, now)
 
     def _store(self, link_name, params, decoded, partial, key, fkey, now) -> defer.Deferred:
@@ -188,7 +193,10 @@ class MoFlow:
                 decoded = message.decode(getattr(link_obj, "dc0_charset", "gsm"), gap=GAP)
                 params = {"source_addr": source, "destination_addr": dest,
                           "data_coding": message.data_coding}
-                key = dedup_key(MO, link, source, dest, ref, total, "partial", message.payload)
+                # the same key as the complete message: a part the SMSC sent
+                # again after the message was delivered (and a restart made
+                # us forget it) expires as a duplicate, not as a new message
+                key = _reassembly_key(link, source, dest, ref, total)
                 d = self._store(link, params, decoded, True, key, fkey, now)
             d.addErrback(lambda f: self._log.failure("storing an expired reassembly", f))
 

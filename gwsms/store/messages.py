@@ -97,12 +97,13 @@ def _event(txn, message_id: int, now: float, event: str, detail: str = "") -> No
 # -- write functions (run inside a batch) -----------------------------------
 
 
-def _insert(txn, record: dict, now: float, key: str | None, window: float,
+def _insert(txn, record: dict, now: float, key, window: float,
             fragments_key: str | None, event: str | None, with_parts: bool):
     """@return: C{(id, None)} for a new message, C{(id, row)} for a duplicate."""
-    if key is not None:
+    keys = [] if key is None else [key] if isinstance(key, str) else list(key)
+    for one in keys:
         found = txn.execute(
-            "SELECT message_id, created_at FROM message_dedup WHERE dedup_key = ?", (key,)
+            "SELECT message_id, created_at FROM message_dedup WHERE dedup_key = ?", (one,)
         ).fetchone()
         if found is not None:
             if found[1] >= now - window:
@@ -111,7 +112,7 @@ def _insert(txn, record: dict, now: float, key: str | None, window: float,
                     if fragments_key is not None:
                         txn.execute("DELETE FROM mo_fragments WHERE frag_key = ?", (fragments_key,))
                     return found[0], _row(existing)
-            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (one,))
     values = dict(_DEFAULTS)
     values.update(record)
     values["created_at"] = values["updated_at"] = now
@@ -122,10 +123,10 @@ def _insert(txn, record: dict, now: float, key: str | None, window: float,
             "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
             [(message_id, seq, "pending", now) for seq in range(1, values["parts_total"] + 1)],
         )
-    if key is not None:
-        txn.execute(
+    if keys:
+        txn.executemany(
             "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-            (key, message_id, now),
+            [(one, message_id, now) for one in keys],
         )
     if fragments_key is not None:
         txn.execute("DELETE FROM mo_fragments WHERE frag_key = ?", (fragments_key,))
@@ -274,7 +275,7 @@ class MessageStore:
 
     # -- hot path (group commit) ------------------------------------------
 
-    def add(self, record: dict, now: float, *, key: str | None = None, window: float = 0.0,
+    def add(self, record: dict, now: float, *, key=None, window: float = 0.0,
             fragments_key: str | None = None, event: str | None = None,
             with_parts: bool = True):
         """
@@ -283,8 +284,9 @@ class MessageStore:
         @param record: column values (see L{MESSAGE_COLUMNS}); the rest
             default.
         @param now: the time stamp.
-        @param key: a L{dedup_key}; a message stored under the same key
-            less than C{window} seconds ago makes this a duplicate.
+        @param key: a L{dedup_key} (or a tuple of them); a message stored
+            under one of them less than C{window} seconds ago makes this a
+            duplicate.
         @param fragments_key: MO reassembly fragments to delete in the same
             transaction (the message replaces them).
         @param event: a history event to record (none by default: the
