@@ -22,6 +22,9 @@ DEFAULT_DURATION = 15.0
 #: did not sustain it (the gateway fell behind, sipp or the simulator held
 #: back new messages).
 MIN_ACHIEVED_FRACTION = 0.9
+#: Seconds (at least) the SIP leg may lag behind the deliver_sm_resps; the
+#: sipp UAS writes its counters once a second.
+MAX_DRAIN = 2.0
 
 _STATUS_LINE = re.compile(rb"SIP/2\.0 ([1-6]\d\d) ")
 
@@ -175,7 +178,9 @@ class Step:
     @ivar retransmissions: SIP retransmissions seen (both ends).
     @ivar timeouts: transactions that got no answer.
     @ivar errors: negative answers, by status (e.g. C{{"480": 3000}}).
-    @ivar latencies_ms: p50 / p99 of the answer time, milliseconds.
+    @ivar p50_ms: median answer time, milliseconds (p99_ms likewise).
+    @ivar drain_s: smpp->sip: seconds the last MESSAGEs reached the UAS
+        after the last deliver_sm_resp (None: not all arrived, or n/a).
     """
 
     direction: str
@@ -193,6 +198,8 @@ class Step:
     cpu_us_per_msg: float | None = None
     rss_mb: float | None = None
     other_cpu_percent: float | None = None
+    sipp_cpu_percent: float | None = None
+    drain_s: float | None = None
     passed: bool = False
     reason: str = ""
 
@@ -216,8 +223,10 @@ class Step:
 def judge(step: Step, min_fraction: float = MIN_ACHIEVED_FRACTION) -> Step:
     """
     Decide whether a step passed: nothing lost, no retransmission, no
-    timeout, no error answer, something delivered, and the achieved rate at
-    least C{min_fraction} of the offered one.  Sets C{passed} and
+    timeout, no error answer, something delivered, the achieved rate at
+    least C{min_fraction} of the offered one, and (smpp->sip) the SIP leg
+    not lagging more than C{MAX_DRAIN} s or C{1 - min_fraction} of the
+    step behind the acknowledgements.  Sets C{passed} and
     C{reason} (every failed condition, or C{"ok"}).
 
     @return: C{step}.
@@ -234,6 +243,8 @@ def judge(step: Step, min_fraction: float = MIN_ACHIEVED_FRACTION) -> Step:
         reasons.append("%d retransmissions" % (step.retransmissions,))
     if step.timeouts:
         reasons.append("%d timeouts" % (step.timeouts,))
+    if step.drain_s is not None and step.drain_s > max(MAX_DRAIN, (1 - min_fraction) * step.elapsed):
+        reasons.append("SIP side %.1f s behind the acks" % (step.drain_s,))
     if step.sent and step.achieved < min_fraction * step.offered:
         reasons.append("achieved %.0f/s < %d%% of offered" % (step.achieved, round(100 * min_fraction)))
     step.passed = not reasons
@@ -295,9 +306,9 @@ def parse_steps(text: str) -> tuple[int, ...]:
 # -- output -------------------------------------------------------------------
 
 COLUMNS = ("direction", "offered", "achieved", "lost", "retrans", "timeouts", "p50 ms", "p99 ms",
-           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "result")
+           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "result")
 #: minimum column widths, so rows printed one at a time line up
-WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9)
+WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10)
 
 
 def _fmt(value, digits=0) -> str:
@@ -314,7 +325,7 @@ def row(step: Step) -> list[str]:
         step.direction, _fmt(int(step.offered)), _fmt(step.achieved), _fmt(step.lost),
         _fmt(step.retransmissions), _fmt(step.timeouts), _fmt(step.p50_ms, 1), _fmt(step.p99_ms, 1),
         _fmt(step.cpu_percent), _fmt(step.cpu_us_per_msg), _fmt(step.rss_mb, 1),
-        _fmt(step.other_cpu_percent), ("PASS" if step.passed else "FAIL: " + step.reason),
+        _fmt(step.other_cpu_percent), _fmt(step.sipp_cpu_percent), ("PASS" if step.passed else "FAIL: " + step.reason),
     ]
 
 

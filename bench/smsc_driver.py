@@ -55,6 +55,7 @@ class MoGenerator:
         self.latencies = []
         self.errors = 0
         self.statuses = {}
+        self.first_sent = self.last_answer = None
         self._loop = None
         self.left = 0
         self._counter = 0
@@ -64,6 +65,7 @@ class MoGenerator:
         self.latencies = []
         self.errors = 0
         self.statuses = {}
+        self.first_sent = self.last_answer = None
         self._rate, self.left, self._credit = float(rate), int(count), 1.0
         self._last = self.clock.seconds()
         self._loop = task.LoopingCall(self._tick)
@@ -87,6 +89,8 @@ class MoGenerator:
                 self.left -= 1
                 self._counter += 1
                 started = time.perf_counter()
+                if self.first_sent is None:
+                    self.first_sent = started
                 text = ("bench MO %d" % (self._counter,)).encode("ascii")
                 d = self.smsc.send_mo("4915100000001", "491701234567", text)
                 d.addCallbacks(self._answered, self._failed, (started,))
@@ -95,14 +99,22 @@ class MoGenerator:
         except Exception:
             self._log.failure("MO tick failed")
 
+    def span(self):
+        """@return: seconds from the first deliver_sm to the last answer, or None."""
+        if self.first_sent is None or self.last_answer is None:
+            return None
+        return self.last_answer - self.first_sent
+
     def _answered(self, status, started):
-        self.latencies.append((time.perf_counter() - started) * 1000.0)
+        self.last_answer = now = time.perf_counter()
+        self.latencies.append((now - started) * 1000.0)
         if status != 0:
             self.errors += 1
             key = "0x%02X" % (status,)
             self.statuses[key] = self.statuses.get(key, 0) + 1
 
     def _failed(self, failure):
+        self.last_answer = time.perf_counter()
         self.errors += 1
         key = failure.type.__name__
         self.statuses[key] = self.statuses.get(key, 0) + 1
@@ -130,6 +142,7 @@ class Commands(LineReceiver):
                 out = dict(self.smsc.counters)
                 out.update(mo_answers=len(lat), mo_errors=self.generator.errors,
                            mo_statuses=self.generator.statuses, mo_left=self.generator.left,
+                           mo_span_s=self.generator.span(),
                            mo_p50_ms=round(percentile(lat, 50), 2) if lat else None,
                            mo_p99_ms=round(percentile(lat, 99), 2) if lat else None,
                            bound=sum(1 for s in self.smsc.sessions if s.state.startswith("bound")))

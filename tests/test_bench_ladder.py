@@ -209,10 +209,10 @@ class StepsOptionTests(SynchronousTestCase):
 class TableTests(SynchronousTestCase):
     def test_row_and_table(self):
         step = ladder.judge(clean_step(8000, p50_ms=2.0, p99_ms=21.5, cpu_percent=71.0,
-                                       cpu_us_per_msg=88.7, rss_mb=80.25))
+                                       cpu_us_per_msg=88.7, rss_mb=80.25, sipp_cpu_percent=40.0))
         cells = ladder.row(step)
         self.assertEqual(cells, ["sip->smpp", "8000", "8000", "0", "0", "0", "2.0", "21.5", "71", "89",
-                                 "80.2", "-", "PASS"])
+                                 "80.2", "-", "40", "PASS"])
         lines = ladder.format_table([cells, ladder.row(ladder.judge(clean_step(10000, timeouts=1)))])
         lines = lines.splitlines()
         self.assertEqual(len(lines), 3)
@@ -221,3 +221,17 @@ class TableTests(SynchronousTestCase):
         # Columns line up: "p99 ms" header ends where the values end.
         end = lines[0].index("p99 ms") + len("p99 ms")
         self.assertEqual(lines[1][end - 4:end], "21.5")
+
+
+class DrainTests(SynchronousTestCase):
+    def test_sip_leg_lagging(self):
+        step = ladder.judge(clean_step(direction="smpp->sip", drain_s=2.5))  # 10 s step: 2.0 s allowed
+        self.assertFalse(step.passed)
+        self.assertIn("SIP side 2.5 s behind", step.reason)
+
+    def test_small_lag_passes(self):
+        self.assertTrue(ladder.judge(clean_step(direction="smpp->sip", drain_s=1.5)).passed)
+        # A long step allows 10 % of its time.
+        long_step = clean_step(direction="smpp->sip", elapsed=100.0, sent=100000, delivered=100000,
+                               answered=100000, drain_s=9.0)
+        self.assertTrue(ladder.judge(long_step).passed)
