@@ -197,6 +197,26 @@ class SubmittedModeTests(SynchronousTestCase):
         self.assertEqual(row["imdn_want"], "negative-delivery,positive-delivery")
 
 
+class CodingTests(SynchronousTestCase):
+    def test_latin1_connection(self):
+        h = Harness(self, links=[make_link("smsc1", default_data_coding=3)],
+                    routes=[Route(direction="mt", prefix="", smsc="smsc1")])
+        h.start()
+        h.send(sip_message("Grüße"))
+        params = h.smpp.calls[0][1]
+        self.assertEqual((params["data_coding"], params["short_message"]),
+                         (3, "Grüße".encode("latin-1")))
+
+    def test_ascii_dc0_connection(self):
+        h = Harness(self, links=[make_link("smsc1", dc0_charset="ascii")],
+                    routes=[Route(direction="mt", prefix="", smsc="smsc1")])
+        h.start()
+        h.send(sip_message("plain @ text"))
+        params = h.smpp.calls[0][1]
+        self.assertEqual((params["data_coding"], params["short_message"]),
+                         (0, b"plain @ text"))
+
+
 class RefusalTests(SynchronousTestCase):
     def test_no_route_404(self):
         h = Harness(self, routes=[Route(direction="mt", prefix="44", smsc="smsc1")])

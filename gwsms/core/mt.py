@@ -99,6 +99,16 @@ def permanent_answer(status: int) -> SipAnswer:
                      f"{', ' if reason.endswith(')') else ' ('}{status_name(status)})")
 
 
+def coding_preference(link) -> str:
+    """
+    @param link: an L{gwsms.smpp.link.SmscLink} (or C{None}).
+    @return: the L{gwsms.core.text.choose_coding} preference its
+        C{default_data_coding} asks for: 3 -> C{"latin1"}, 8 -> C{"ucs2"},
+        anything else -> C{"gsm"} (GSM 03.38 when the text fits, else UCS-2).
+    """
+    return {3: "latin1", 8: "ucs2"}.get(getattr(link, "default_data_coding", 0), "gsm")
+
+
 class _Refused(Exception):
     def __init__(self, answer: SipAnswer):
         super().__init__(answer.reason)
@@ -155,6 +165,7 @@ class MtJob:
         return text.split(
             row["body"], method=self.ctx.config.concat, max_parts=255,
             ref=row["concat_ref"], dc0_charset=getattr(link, "dc0_charset", "gsm"),
+            prefer=coding_preference(link),
         )
 
     def _candidates(self) -> list[str]:
@@ -420,7 +431,8 @@ class MtFlow:
         ref = next(self._refs) % (256 if method == "udh8" else 65536)
         try:
             segments = text.split(body, method=method, max_parts=config.max_parts, ref=ref,
-                                  dc0_charset=getattr(link, "dc0_charset", "gsm"))
+                                  dc0_charset=getattr(link, "dc0_charset", "gsm"),
+                                  prefer=coding_preference(link))
         except text.TooLong as e:
             raise _Refused(SipAnswer(413, f"Request Entity Too Large ({e})")) from None
         except (text.TextError, ValueError) as e:
