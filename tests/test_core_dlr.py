@@ -83,6 +83,15 @@ class DlrTests(SynchronousTestCase):
         self.assertEqual(h.rows()[0]["state"], "delivered")
         self.assertEqual(h.uac.sent, [])
 
+    def test_notification_failure_is_one_warning(self):
+        h = self.h
+        h.uac.status = TimeoutError("no answer")
+        self.submit()
+        mid = h.row(h.rows()[0]["id"])["parts"][0]["smsc_message_id"]
+        self.assertEqual(self.successResultOf(h.deliver("smsc1", receipt_pdu(mid))), 0)
+        self.assertEqual(h.gateway.dlr.stats["failed"], 1)
+        self.assertEqual(h.rows()[0]["state"], "delivered")
+
     def test_text_receipts(self):
         h = Harness(self, receipts="text")
         h.start()

@@ -46,7 +46,8 @@ class DlrFlow:
     """
     Receipts in, notifications out.
 
-    @ivar stats: counters (C{matched}, C{unknown}, C{unreadable}, C{notified}).
+    @ivar stats: counters (C{matched}, C{unknown}, C{unreadable}, C{notified},
+        C{failed} notifications).
     """
 
     _log = Logger()
@@ -54,7 +55,7 @@ class DlrFlow:
     def __init__(self, ctx) -> None:
         """@param ctx: the L{gwsms.core.gateway.GatewayContext}."""
         self.ctx = ctx
-        self.stats = dict.fromkeys(("matched", "unknown", "unreadable", "notified"), 0)
+        self.stats = dict.fromkeys(("matched", "unknown", "unreadable", "notified", "failed"), 0)
 
     def receipt_received(self, link_name: str, pdu) -> defer.Deferred:
         """
@@ -120,8 +121,14 @@ class DlrFlow:
 
     def _send(self, row: dict, body: bytes, content_type: str) -> None:
         d = defer.ensureDeferred(self._deliver(row, body, content_type))
-        d.addErrback(lambda f: self._log.failure("message {id}: notification failed", f,
-                                                 id=row["id"]))
+
+        def failed(failure):
+            self.stats["failed"] += 1
+            self._log.warn("message {id}: notification to {uri} failed: {error}",
+                           id=row["id"], uri=row["sip_from"],
+                           error=failure.getErrorMessage() or failure.type.__name__)
+
+        d.addErrback(failed)
 
     async def _deliver(self, row, body, content_type) -> None:
         ctx = self.ctx
