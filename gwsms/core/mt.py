@@ -162,6 +162,9 @@ class MtJob:
 
     def _segments(self, link):
         row = self.row
+        cached = row.pop("_segments", None)
+        if cached is not None and cached[0] == link.name:
+            return cached[1]
         return text.split(
             row["body"], method=self.ctx.config.concat, max_parts=255,
             ref=row["concat_ref"], dc0_charset=getattr(link, "dc0_charset", "gsm"),
@@ -172,6 +175,9 @@ class MtJob:
         if self.submitted:
             return [self.row["smsc"]]  # the rest goes where the first parts went
         row = self.row
+        cached = row.pop("_candidates", None)
+        if cached is not None:
+            return cached
         return self.ctx.routing.mt_candidates(row["dest_addr"], row["source_addr"])
 
     def _attempt(self) -> None:
@@ -215,8 +221,16 @@ class MtJob:
 
     def _calls(self, link) -> list:
         row = self.row
-        source = numbers.source_address(row["sip_from_user"], link)
-        dest = numbers.destination_address(row["dest_user"], link)
+        source = row.get("_source")
+        if source is not None:
+            source = _on_link(source, link.src_ton, link.src_npi)
+        else:
+            source = numbers.source_address(row["sip_from_user"], link)
+        dest = row.get("_dest")
+        if dest is not None:
+            dest = _on_link(dest, link.dst_ton, link.dst_npi)
+        else:
+            dest = numbers.destination_address(row["dest_user"], link)
         segments = self._segments(link)
         calls = []
         for seq, segment in enumerate(segments, 1):
@@ -386,7 +400,7 @@ class MtFlow:
             return defer.succeed(SipAnswer(503, "Service Unavailable (overloaded)",
                                            (("Retry-After", str(config.retry_after)),)))
         try:
-            record, key, sender_user, dest_user = self._prepare(message)
+            record, key, extras = self._prepare(message)
         except _Refused as e:
             return defer.succeed(e.answer)
         now = self.ctx.clock.seconds()
@@ -398,10 +412,10 @@ class MtFlow:
             return result
 
         d.addBoth(stored)
-        d.addCallback(self._stored, record, sender_user, dest_user)
+        d.addCallback(self._stored, record, extras)
         return d
 
-    def _prepare(self, message) -> tuple[dict, str, str, str]:
+    def _prepare(self, message) -> tuple[dict, str, dict]:
         ctx = self.ctx
         config = ctx.config
         request = message.request
@@ -410,13 +424,13 @@ class MtFlow:
         except text.TextError as e:
             raise _Refused(SipAnswer(400, f"Bad Request ({e})")) from None
         try:
-            sender_user = numbers.user_from_uri(message.sender_uri)
+            sender_user = _uri_user(request, "From", message.sender_uri)
             source = numbers.sip_user_to_smpp(sender_user, default_ton=0, default_npi=0)
         except numbers.AddressError as e:
             raise _Refused(SipAnswer(400, f"Bad Request (sender: {e})")) from None
         try:
             try:
-                dest_user = numbers.user_from_uri(message.recipient_uri)
+                dest_user = _uri_user(request, "", message.recipient_uri)
             except numbers.AddressError:
                 dest_user = numbers.user_from_uri(str(request.to.uri))
             dest = numbers.sip_user_to_smpp(dest_user, default_ton=0, default_npi=0,
@@ -476,14 +490,17 @@ class MtFlow:
             from_tag = ""
         cseq = request.headers.get("CSeq") or ""
         key = dedup_key(MT, request.call_id or "", cseq, from_tag, message.sender_uri)
-        return record, key, sender_user, dest_user
+        # in-memory only: what the first attempt can reuse
+        extras = {"sip_from_user": sender_user, "dest_user": dest_user, "_source": source,
+                  "_dest": dest, "_candidates": candidates,
+                  "_segments": (candidates[0], segments)}
+        return record, key, extras
 
-    def _stored(self, result, record, sender_user, dest_user) -> defer.Deferred | SipAnswer:
+    def _stored(self, result, record, extras) -> defer.Deferred | SipAnswer:
         message_id, existing = result
         if existing is not None:
             return self._duplicate(message_id, existing)
-        row = dict(record, id=message_id, attempts=0, sip_from_user=sender_user,
-                   dest_user=dest_user)
+        row = dict(record, id=message_id, attempts=0, **extras)
         answer = None
         if self.ctx.config.sip_reply == "submitted":
             answer = defer.Deferred()
@@ -529,6 +546,34 @@ class MtFlow:
         """
         submitted = {seq: mid for seq, state, mid in parts if state != "pending"}
         self._start(dict(row), None, submitted)
+
+
+def _on_link(address, ton: int, npi: int):
+    """
+    An address mapped without link defaults (TON/NPI 0), on a link: an
+    international (+) or alphanumeric address keeps its TON/NPI, any other
+    number takes the link's.
+    """
+    if address.ton in (numbers.TON_INTERNATIONAL, numbers.TON_ALPHANUMERIC):
+        return address
+    return numbers.Address(address.addr, ton, npi)
+
+
+def _uri_user(request, header: str, text_uri: str) -> str:
+    """
+    The user part of the From (C{header="From"}) or Request-URI
+    (C{header=""}), from the request's cached parse when it is a plain
+    sip:/sips: user, else through L{numbers.user_from_uri}.
+    """
+    try:
+        uri = request.from_.uri if header == "From" else request.request_uri
+    except Exception:
+        uri = None
+    user = getattr(uri, "user", None)
+    if user and getattr(uri, "scheme", "") in ("sip", "sips") and ";" not in user \
+            and "user" not in getattr(uri, "params", {}):
+        return user
+    return numbers.user_from_uri(text_uri)
 
 
 def _user(uri: str, fallback: str) -> str:

@@ -68,15 +68,15 @@ def dedup_key(*fields) -> str:
     @param fields: str / int / bytes values that identify a message.
     @return: the 40-hex-digit key stored in C{message_dedup}.
     """
-    h = hashlib.sha1()
+    parts = []
     for value in fields:
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogatepass")
         elif not isinstance(value, (bytes, bytearray)):
             value = str(value).encode("ascii")
-        h.update(len(value).to_bytes(4, "big"))
-        h.update(value)
-    return h.hexdigest()
+        parts.append(len(value).to_bytes(4, "big"))
+        parts.append(value)
+    return hashlib.sha1(b"".join(parts)).hexdigest()
 
 
 def _row(row) -> dict:
