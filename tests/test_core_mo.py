@@ -114,6 +114,13 @@ class MoTests(SynchronousTestCase):
             h.deliver("smsc1", deliver_pdu(text=piece, tlvs=tlvs))
         self.assertEqual([s["body"] for s in h.uac.sent], ["hello world"])
 
+    def test_sar_beyond_255_parts_passed_on_alone(self):
+        h = self.h
+        tlvs = {"sar_msg_ref_num": 1, "sar_total_segments": 300, "sar_segment_seqnum": 2}
+        self.assertEqual(self.successResultOf(h.deliver("smsc1", deliver_pdu(text=b"odd",
+                                                                              tlvs=tlvs))), 0)
+        self.assertEqual([s["body"] for s in h.uac.sent], ["odd"])
+
     def test_reassembly_survives_restart(self):
         h = self.h
         h.deliver("smsc1", deliver_pdu(text=udh_part(9, 2, 2, b"second"), esm_class=0x40))

@@ -128,8 +128,14 @@ class MoFlow:
             key = dedup_key(MO, link_name, source, dest, data_coding, part.payload)
             return self._store(link_name, params, decoded, False, key, None, now)
         duplicates = self.reassembler.duplicates
-        message = self.reassembler.add((link_name, source, dest, part.ref), part.seq,
-                                       part.total, part.payload, part.data_coding, now)
+        try:
+            message = self.reassembler.add((link_name, source, dest, part.ref), part.seq,
+                                           part.total, part.payload, part.data_coding, now)
+        except ValueError as e:  # e.g. SAR with more than 255 parts: pass it on alone
+            self._log.debug("smsc {link}: part not reassembled ({error})", link=link_name,
+                            error=e)
+            key = dedup_key(MO, link_name, source, dest, data_coding, part.payload, "alone")
+            return self._store(link_name, params, part.decode(dc0), False, key, None, now)
         fkey = _frag_key(link_name, source, dest, part.ref, part.total)
         if message is None:
             if self.reassembler.duplicates != duplicates:
