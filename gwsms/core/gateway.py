@@ -155,15 +155,19 @@ class Gateway(service.Service):
 
     # -- IMessageHandler / IDeliverySink ----------------------------------
     def message_received(self, message) -> defer.Deferred:
-        """A SIP MESSAGE: see L{gwsms.core.mt}."""
+        """
+        A SIP MESSAGE: see L{gwsms.core.mt}.
+
+        @return: Deferred firing with the L{gwsms.sip.interfaces.SipAnswer}.
+        """
         return self.mt.message_received(message)
 
     def deliver_received(self, link_name: str, pdu) -> defer.Deferred:
         """A deliver_sm / data_sm: a receipt (L{gwsms.core.dlr}) or an MO message."""
         if receipts.is_receipt(pdu.params.get("esm_class", 0)):
-            d = self.dlr.receipt_received(link_name, pdu)
+            d = defer.maybeDeferred(self.dlr.receipt_received, link_name, pdu)
         else:
-            d = self.mo.deliver_received(link_name, pdu)
+            d = defer.maybeDeferred(self.mo.deliver_received, link_name, pdu)
 
         def failed(failure):
             self._log.failure("smsc {link}: cannot take {command}; answering ESME_RX_T_APPN",
