@@ -313,6 +313,19 @@ class AcceptedModeTests(SynchronousTestCase):
         self.assertEqual(len(h.smpp.calls), 50)
 
 
+class StoreFailureTests(SynchronousTestCase):
+    def test_store_failure_is_503(self):
+        from twisted.internet import defer
+
+        h = Harness(self)
+        h.start()
+        h.store.add = lambda *a, **kw: defer.fail(RuntimeError("disk full"))
+        answer = self.successResultOf(h.send(sip_message("x")))
+        self.assertEqual(answer.status, 503)
+        self.assertEqual(h.smpp.calls, [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class OverloadTests(SynchronousTestCase):
     def test_shed_beyond_max_pending(self):
         h = Harness(self, max_pending=3)

@@ -412,8 +412,14 @@ class MtFlow:
             return result
 
         d.addBoth(stored)
-        d.addCallback(self._stored, record, extras)
+        d.addCallbacks(self._stored, self._store_failed, (record, extras))
         return d
+
+    def _store_failed(self, failure) -> SipAnswer:
+        """The message could not be stored: the sender must try again later."""
+        self._log.failure("storing an MT message failed", failure)
+        return SipAnswer(503, "Service Unavailable (message store)",
+                         (("Retry-After", str(self.ctx.config.retry_after)),))
 
     def _prepare(self, message) -> tuple[dict, str, dict]:
         ctx = self.ctx
