@@ -131,6 +131,17 @@ class MessageStoreTestsMixin:
         self.assertEqual([e["event"] for e in row["events"]], ["received"])
 
     @defer.inlineCallbacks
+    def test_concurrent_adds_one_transaction(self):
+        before = self.writer.batches
+        results = yield defer.gatherResults(
+            [self.store.add(_record(body=f"m{n}"), 10.0, key=dedup_key("c", n), window=60)
+             for n in range(100)])
+        self.assertEqual(self.writer.batches, before + 1)
+        self.assertEqual(len({mid for mid, _dup in results}), 100)
+        rows = yield self.store.list(limit=200)
+        self.assertEqual(len(rows), 100)
+
+    @defer.inlineCallbacks
     def test_dedup_within_window(self):
         key = dedup_key("call", 1, "tag")
         first, _ = yield self.store.add(_record(), 10.0, key=key, window=60)
