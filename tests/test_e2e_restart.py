@@ -88,7 +88,7 @@ class RestartTests(E2eBase):
         # sipp retransmits unanswered MESSAGEs; the new process answers them
         self.assertSippOk((yield sipp))
         expected = 40 + 40 + 20 * 3
-        lines = yield self.smsc.wait_for(lambda ls: len(_events(ls, "SUBMIT")) >= expected,
+        yield self.smsc.wait_for(lambda ls: len(_events(ls, "SUBMIT")) >= expected,
                                          f"{expected} submit_sm")
         yield deferLater(reactor, 1.0)  # anything submitted twice would show up now
         db = open_database_sync("sqlite:" + self.db_path)
