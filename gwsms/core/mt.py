@@ -68,6 +68,9 @@ from gwsms.core.mtjob import (  # noqa: F401  (re-exported API)
 from gwsms.sip.interfaces import SipAnswer
 from gwsms.store.messages import MT, dedup_key
 
+__all__ = ["MtFlow", "MtJob", "ACCEPTED", "PERMANENT", "TEMPORARY", "coding_preference",
+           "permanent_answer", "status_name"]
+
 
 class _Refused(Exception):
     def __init__(self, answer: SipAnswer):
