@@ -391,6 +391,24 @@ class EndToEndTests(E2eBase):
         self.assertEqual({(r["state"], r["attempts"]) for r in rows}, {("delivered", 1)})
 
     @defer.inlineCallbacks
+    def test_mo_to_registered_phone(self):
+        yield self.start_gateway(sip={"registrar": True})
+        phone = free_port()
+        registered = yield self.sipp(
+            f"127.0.0.1:{self.sip_port}", "-sf", os.path.join(SCENARIOS, "e2e_register.xml"),
+            "-t", "u1", "-i", "127.0.0.1", "-p", str(phone), "-m", "1", "-s", "4930777")
+        self.assertSippOk(registered)
+        log = os.path.join(self.workdir, "phone_messages.log")
+        uas = self.sipp("-sf", os.path.join(SCENARIOS, "e2e_uas.xml"), "-t", "u1",
+                        "-i", "127.0.0.1", "-p", str(phone), "-m", "1",
+                        "-trace_msg", "-message_file", log)
+        self.smsc.send(f"deliver 4915200000001~0~0 4930777 {gsm.encode('to the phone').hex()}")
+        self.assertSippOk((yield uas))
+        self.assertEqual(self.received_messages(log), {"+4915200000001": "to the phone"})
+        with open(log, errors="replace") as f:
+            self.assertIn(f"MESSAGE sip:4930777@127.0.0.1:{phone} SIP/2.0", f.read())
+
+    @defer.inlineCallbacks
     def test_receipt_becomes_imdn(self):
         yield self.start_gateway()
         imdn_port = free_port()
