@@ -28,7 +28,7 @@ class FaultTests(E2eBase):
         yield first.wait_for(lambda ls: len(_events(ls, "SUBMIT")) >= 30, "30 submit_sm")
         first.send("quit")  # the SMSC goes away
         yield first.ended
-        yield deferLater(reactor, 3.0)
+        yield deferLater(reactor, 10.0)  # for 10 s, as issue 4 asks
         yield self.start_smsc(port=self.smsc_port)  # and comes back
         self.assertSippOk((yield sipp))  # every MESSAGE answered 202 (queued or submitted)
         yield self.settled("mt", 100, {"submitted"})
