@@ -32,6 +32,8 @@ destination number as its user.  2xx ends it as delivered; 408, 480, 5xx,
 timeouts and transport errors are retried with backoff (C{retry_initial}
 doubling to C{retry_max}) until C{mo_ttl}; other answers (404, 403, 488,
 6xx, ...) end it as failed.  At most one delivery is in flight per message.
+A crash between a 2xx and the commit of "delivered" sends it again after
+the restart, with the same C{X-Gwsms-Message-Id}.
 """
 
 from __future__ import annotations
