@@ -200,6 +200,7 @@ class Step:
     other_cpu_percent: float | None = None
     sipp_cpu_percent: float | None = None
     drain_s: float | None = None
+    cpu_sys_share: float | None = None
     passed: bool = False
     reason: str = ""
 

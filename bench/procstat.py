@@ -120,3 +120,14 @@ def cpu_us_per_message(before: Sample, after: Sample, messages: int,
     if messages <= 0:
         return None
     return 1e6 * (after.cpu_seconds(clk_tck) - before.cpu_seconds(clk_tck)) / messages
+
+
+def system_share(before: Sample, after: Sample) -> float | None:
+    """
+    @return: the fraction of the CPU time between two samples spent in the
+        kernel (stime), or L{None} when no CPU time was used.
+    """
+    used = (after.utime + after.stime) - (before.utime + before.stime)
+    if used <= 0:
+        return None
+    return (after.stime - before.stime) / used

@@ -34,6 +34,7 @@ import argparse
 import atexit
 import glob
 import json
+import math
 import os
 import platform
 import select
@@ -289,6 +290,8 @@ class Bench:
             value = procstat.cpu_us_per_message(gw0, gw_end, handled)
             step.cpu_us_per_msg = round(value, 1) if value is not None else None
             step.rss_mb = round(gw_end.rss_bytes() / 1e6, 1)
+            share = procstat.system_share(gw0, gw_end)
+            step.cpu_sys_share = round(share, 2) if share is not None else None
         if sim0 and sim_mid:
             step.other_cpu_percent = round(procstat.cpu_percent(sim0, sim_mid), 1)
         ladder.judge(step)
@@ -311,7 +314,9 @@ class Bench:
             [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
              "-p", str(self.uac_port), "-r", str(rate), "-rp", "1000", "-m", str(count),
              "-l", str(max(500, rate)), "-trace_stat", "-stf", stat, "-fd", "1",
-             "-trace_rtt", "-rtt_freq", "1000", "-trace_err", "-error_file", errors,
+             # sipp writes the rtt file every rtt_freq calls and drops the rest at
+             # exit: a divisor of the count keeps every call.
+             "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err", "-error_file", errors,
              "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608"],
             cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))

@@ -78,3 +78,8 @@ class CpuMathTests(SynchronousTestCase):
     def test_us_per_message_without_messages(self):
         s = self.sample(0.0, 0, 0)
         self.assertIsNone(procstat.cpu_us_per_message(s, s, 0))
+
+    def test_system_share(self):
+        before, after = self.sample(0.0, 100, 100), self.sample(1.0, 130, 170)
+        self.assertAlmostEqual(procstat.system_share(before, after), 0.7)
+        self.assertIsNone(procstat.system_share(before, before))
