@@ -74,11 +74,27 @@ class BenchTimeout(BenchError):
 # -- pure helpers (tested) ------------------------------------------------------
 
 
-def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted") -> str:
+def parse_gateway_option(text: str) -> tuple[str, str]:
     """
+    Parse one C{--gateway-option KEY=VALUE} (VALUE a TOML value, e.g.
+    C{commit_interval=0.002} or C{concat="sar"}).
+
+    @raise ValueError: naming what is wrong.
+    """
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key.replace("_", "").isalnum() or not value:
+        raise ValueError("--gateway-option %r is not KEY=VALUE" % (text,))
+    if key == "sip_reply":
+        raise ValueError("use --sip-reply for sip_reply")
+    return key, value
+
+
+def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted", options=()) -> str:
+    """
+    @param options: extra C{(key, toml value)} pairs of the C{[gateway]} section.
     @return: the TOML configuration of the benchmarked gateway: SQLite file,
-        SIP UDP on 127.0.0.1, control socket, logs kept quiet, everything
-        in C{tmp}.
+        SIP UDP on 127.0.0.1, control socket, everything in C{tmp}.
     """
     return "\n".join([
         "[database]",
@@ -93,8 +109,7 @@ def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted") -> str
         "",
         "[gateway]",
         'sip_reply = "%s"' % sip_reply,
-        "",
-    ])
+    ] + ["%s = %s" % item for item in options] + [""])
 
 
 def default_timeout(steps, duration: float, directions: int, memory_minutes: float = 0.0) -> float:
@@ -215,7 +230,7 @@ class Bench:
         self.sip_port, self.uas_port, self.uac_port = free_port(), free_port(), free_port()
         self.config = os.path.join(self.tmp, "gwsms.toml")
         with open(self.config, "w") as f:
-            f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply))
+            f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply, self.args.gateway_options))
         self._gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(self.smsc_port),
                     "--system-id", "bench", "--password", "bench", "--window", str(self.args.window))
         self._gwsms("route", "add", "--prefix", "", "--smsc", "bench")
@@ -524,6 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="outstanding deliver_sm of the simulator (default 100)")
     parser.add_argument("--sip-reply", choices=("submitted", "accepted"), default="submitted",
                         help="[gateway] sip_reply (default submitted)")
+    parser.add_argument("--gateway-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
     parser.add_argument("--sipp", default=shutil.which("sipp") or "sipp", help="sipp binary")
     parser.add_argument("--timeout", type=float, help="global bound in seconds (default: from the steps)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, sipp files)")
@@ -537,6 +554,11 @@ def main(argv=None) -> int:
     try:
         steps = ladder.parse_steps(args.steps) if args.steps else (
             QUICK_STEPS if args.quick else ladder.DEFAULT_STEPS)
+    except ValueError as e:
+        sys.stderr.write("bench: %s\n" % (e,))
+        return 2
+    try:
+        args.gateway_options = [parse_gateway_option(o) for o in args.gateway_option]
     except ValueError as e:
         sys.stderr.write("bench: %s\n" % (e,))
         return 2
@@ -566,7 +588,8 @@ def main(argv=None) -> int:
     report = {"started": stamp, "command": ["bench/run.py"] + list(argv if argv is not None else sys.argv[1:]),
               "host": _host_info(args.sipp), "settings": {
                   "steps": list(steps), "duration": args.duration, "directions": directions,
-                  "sip_reply": args.sip_reply, "window": args.window, "mo_window": args.mo_window,
+                  "sip_reply": args.sip_reply, "gateway_options": dict(args.gateway_options),
+                  "window": args.window, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
     out.write("gwsms bench: %d CPUs, load %s, commit %s\n" % (
         report["host"]["cpus"], " ".join("%.2f" % x for x in report["host"]["loadavg"]), report["host"]["commit"]))

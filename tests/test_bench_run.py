@@ -23,12 +23,29 @@ class GatewayConfigTests(SynchronousTestCase):
         os.mkdir(tmp)
         path = os.path.join(tmp, "gwsms.toml")
         with open(path, "w") as f:
-            f.write(run.gateway_config(os.path.abspath(tmp), 45060, "accepted"))
+            f.write(run.gateway_config(os.path.abspath(tmp), 45060, "accepted",
+                                       [("commit_interval", "0.002"), ("concat", '"sar"')]))
         loaded = config.load(path)
         self.assertEqual(loaded.database.url, "sqlite:" + os.path.join(os.path.abspath(tmp), "gwsms.sqlite3"))
         self.assertEqual(loaded.sip.listen, ("udp:127.0.0.1:45060",))
         self.assertEqual(loaded.control.socket, os.path.join(os.path.abspath(tmp), "gwsms.sock"))
         self.assertEqual(loaded.gateway.sip_reply, "accepted")
+        self.assertEqual((loaded.gateway.commit_interval, loaded.gateway.concat), (0.002, "sar"))
+
+
+class GatewayOptionTests(SynchronousTestCase):
+    def test_parse(self):
+        self.assertEqual(run.parse_gateway_option(" batch_size = 40 "), ("batch_size", "40"))
+        self.assertEqual(run.parse_gateway_option('concat="udh16"'), ("concat", '"udh16"'))
+
+    def test_bad(self):
+        for text in ("commit_interval", "=1", "a b=1", "x="):
+            e = self.assertRaises(ValueError, run.parse_gateway_option, text)
+            self.assertIn("KEY=VALUE", str(e))
+        self.assertRaises(ValueError, run.parse_gateway_option, "sip_reply=\"accepted\"")
+
+    def test_bad_option_exit_2(self):
+        self.assertEqual(run.main(["--gateway-option", "nonsense", "--no-micro"]), 2)
 
 
 class TimeoutTests(SynchronousTestCase):
