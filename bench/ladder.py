@@ -201,6 +201,7 @@ class Step:
     sipp_cpu_percent: float | None = None
     drain_s: float | None = None
     cpu_sys_share: float | None = None
+    wait_percent: float | None = None
     passed: bool = False
     reason: str = ""
 
@@ -307,9 +308,9 @@ def parse_steps(text: str) -> tuple[int, ...]:
 # -- output -------------------------------------------------------------------
 
 COLUMNS = ("direction", "offered", "achieved", "lost", "retrans", "timeouts", "p50 ms", "p99 ms",
-           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "result")
+           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "gw wait %", "result")
 #: minimum column widths, so rows printed one at a time line up
-WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10)
+WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10, 9)
 
 
 def _fmt(value, digits=0) -> str:
@@ -326,7 +327,8 @@ def row(step: Step) -> list[str]:
         step.direction, _fmt(int(step.offered)), _fmt(step.achieved), _fmt(step.lost),
         _fmt(step.retransmissions), _fmt(step.timeouts), _fmt(step.p50_ms, 1), _fmt(step.p99_ms, 1),
         _fmt(step.cpu_percent), _fmt(step.cpu_us_per_msg), _fmt(step.rss_mb, 1),
-        _fmt(step.other_cpu_percent), _fmt(step.sipp_cpu_percent), ("PASS" if step.passed else "FAIL: " + step.reason),
+        _fmt(step.other_cpu_percent), _fmt(step.sipp_cpu_percent),
+        _fmt(step.wait_percent), ("PASS" if step.passed else "FAIL: " + step.reason),
     ]
 
 

@@ -131,3 +131,46 @@ def system_share(before: Sample, after: Sample) -> float | None:
     if used <= 0:
         return None
     return (after.stime - before.stime) / used
+
+
+def parse_schedstat(text: str) -> tuple[int, int]:
+    """
+    Parse C{/proc/<pid>/schedstat} (of the main thread): nanoseconds run on
+    a CPU, nanoseconds spent runnable but waiting for a CPU, time slices.
+
+    @return: C{(run_ns, wait_ns)}.
+    @raise ProcStatError: not three numbers.
+    """
+    fields = text.split()
+    if len(fields) < 3:
+        raise ProcStatError("schedstat has %d fields, not 3" % (len(fields),))
+    try:
+        return int(fields[0]), int(fields[1])
+    except ValueError:
+        raise ProcStatError("non-numeric schedstat %r" % (text[:60],)) from None
+
+
+def read_schedstat(pid: int) -> tuple[int, int] | None:
+    """
+    @return: L{parse_schedstat} of C{/proc/<pid>/schedstat}, or L{None}
+        when the kernel does not provide it or the process is gone.
+    """
+    try:
+        with open("/proc/%d/schedstat" % (pid,), "r", encoding="ascii") as f:
+            return parse_schedstat(f.read())
+    except (OSError, ProcStatError):
+        return None
+
+
+def wait_percent(before: tuple[int, int], after: tuple[int, int], wall: float) -> float | None:
+    """
+    Share of the wall time the main thread was runnable but had no CPU
+    (other processes held it): high values mean the machine, not the
+    gateway, was the limit.
+
+    @param wall: seconds between the two readings.
+    @return: percent, or L{None} without wall time.
+    """
+    if wall <= 0:
+        return None
+    return 100.0 * (after[1] - before[1]) / 1e9 / wall

@@ -202,6 +202,10 @@ def _sample(pid: int):
         return None
 
 
+def _sched(pid: int):
+    return (time.monotonic(), procstat.read_schedstat(pid))
+
+
 class Bench:
     """One gateway, one simulator, sipp; runs steps."""
 
@@ -298,7 +302,10 @@ class Bench:
 
     # -- steps ----------------------------------------------------------------------
 
-    def _finish(self, step, gw0, gw_mid, gw_end, sim0, sim_mid, handled) -> ladder.Step:
+    def _finish(self, step, gw0, gw_mid, gw_end, sim0, sim_mid, handled, sched0=None, sched1=None) -> ladder.Step:
+        if sched0 and sched1 and sched0[1] and sched1[1]:
+            wait = procstat.wait_percent(sched0[1], sched1[1], sched1[0] - sched0[0])
+            step.wait_percent = round(wait, 1) if wait is not None else None
         if gw0 and gw_mid:
             step.cpu_percent = round(procstat.cpu_percent(gw0, gw_mid), 1)
         if gw0 and gw_end:
@@ -323,7 +330,7 @@ class Bench:
         os.mkdir(stepdir)
         stat, errors = os.path.join(stepdir, "stat.csv"), os.path.join(stepdir, "errors.log")
         s0 = self.sim_stats()
-        gw0, sim0 = _sample(self.gateway.pid), _sample(self.sim.pid)
+        gw0, sim0, sched0 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         bound = int(self.args.duration * 3 + 30)
         sipp = self.procs.start(
             [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
@@ -345,7 +352,7 @@ class Bench:
         self.procs.stop(sipp)
         if sipp0 and sipp_last:
             step.sipp_cpu_percent = round(procstat.cpu_percent(sipp0, sipp_last), 1)
-        gw_mid, sim_mid = _sample(self.gateway.pid), _sample(self.sim.pid)
+        gw_mid, sim_mid, sched1 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         # "accepted" mode answers before the submit: let the submits settle.
         s1, last, settle = self.sim_stats(), -1, time.monotonic() + 10
         while s1["submits"] != last and time.monotonic() < settle and s1["submits"] - s0["submits"] < count:
@@ -378,7 +385,7 @@ class Bench:
             step.errors = {k: v for k, v in st["failures"].items() if k not in ("MaxUDPRetrans", "TimeoutOnRecv")}
         step.p50_ms, step.p99_ms = ladder.percentile(rtts, 50) if rtts else None, \
             ladder.percentile(rtts, 99) if rtts else None
-        return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, step.delivered)
+        return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, step.delivered, sched0, sched1)
 
     def mo_step(self, rate: int) -> ladder.Step:
         """SMPP -> SIP: simulator deliver_sm at C{rate}; delivered = MESSAGEs at the sipp UAS."""
@@ -386,7 +393,7 @@ class Bench:
         step = ladder.Step("smpp->sip", rate)
         s0, u0 = self.sim_stats(), self.uas_stats()
         gw0, sim0 = _sample(self.gateway.pid), _sample(self.sim.pid)
-        uas0 = _sample(self.uas.pid)
+        uas0, sched0 = _sample(self.uas.pid), _sched(self.gateway.pid)
         t0 = time.monotonic()
         self.sim_command("mo %d %d" % (rate, count))
         deadline = t0 + self.args.duration * 3 + 30
@@ -399,7 +406,7 @@ class Bench:
         else:
             step.reason = "simulator did not get every deliver_sm_resp in time"
         acked_at = time.monotonic()
-        gw_mid, sim_mid = _sample(self.gateway.pid), _sample(self.sim.pid)
+        gw_mid, sim_mid, sched1 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         acked = s1["mo_acked"] - s0["mo_acked"]
         # Drain: the MESSAGEs still on their way to the UAS (stat file every second).
         u1, progress_at, sip_done = self.uas_stats(), time.monotonic(), None
@@ -435,7 +442,8 @@ class Bench:
         step.timeouts = statuses.pop("ResponseTimeout", 0)
         step.errors = statuses
         step.p50_ms, step.p99_ms = s1.get("mo_p50_ms"), s1.get("mo_p99_ms")
-        return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, max(acked, step.delivered))
+        return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, max(acked, step.delivered),
+                            sched0, sched1)
 
     # -- memory ---------------------------------------------------------------------
 

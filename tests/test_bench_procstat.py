@@ -83,3 +83,17 @@ class CpuMathTests(SynchronousTestCase):
         before, after = self.sample(0.0, 100, 100), self.sample(1.0, 130, 170)
         self.assertAlmostEqual(procstat.system_share(before, after), 0.7)
         self.assertIsNone(procstat.system_share(before, before))
+
+
+class SchedstatTests(SynchronousTestCase):
+    def test_parse(self):
+        self.assertEqual(procstat.parse_schedstat("1234567 89000 42\n"), (1234567, 89000))
+
+    def test_bad(self):
+        self.assertRaises(procstat.ProcStatError, procstat.parse_schedstat, "1 2")
+        self.assertRaises(procstat.ProcStatError, procstat.parse_schedstat, "a b c")
+
+    def test_wait_percent(self):
+        # 0.5 s of run-queue wait in 2 s of wall time.
+        self.assertAlmostEqual(procstat.wait_percent((0, 1000000000), (7, 1500000000), 2.0), 25.0)
+        self.assertIsNone(procstat.wait_percent((0, 0), (0, 0), 0.0))
