@@ -226,6 +226,22 @@ class MoTests(SynchronousTestCase):
         self.assertEqual(len(h.uac.sent), 1)
         self.assertEqual(h.rows()[0]["state"], "delivered")
 
+    def test_deliveries_in_flight_are_bounded(self):
+        h = Harness(self, max_pending=2)
+        h.start()
+        h.uac.pending = []
+        for n in range(4):
+            self.assertEqual(self.successResultOf(
+                h.deliver("smsc1", deliver_pdu(text=f"m{n}".encode()))), 0)
+        self.assertEqual(len(h.uac.sent), 2)  # the others wait in the store
+        for d in h.uac.pending:
+            d.callback(type("R", (), {"status": 200, "reason": "OK"})())
+        h.uac.pending = None
+        h.flush(6)
+        h.flush(1)
+        self.assertEqual(sorted(s["body"] for s in h.uac.sent), ["m0", "m1", "m2", "m3"])
+        self.assertEqual({r["state"] for r in h.rows()}, {"delivered"})
+
     def test_pending_delivery_resumes_after_restart(self):
         h = self.h
         h.uac.pending = []

@@ -179,8 +179,9 @@ class MoFlow:
 
         def stored(result):
             message_id, existing = result
-            if existing is None:
+            if existing is None and len(self.active) < ctx.config.max_pending:
                 self.deliver(dict(record, id=message_id, attempts=0))
+            # else: stored; the queue runner delivers it when there is room
             return ROK
 
         return d.addCallback(stored)
