@@ -202,6 +202,7 @@ class Step:
     drain_s: float | None = None
     cpu_sys_share: float | None = None
     wait_percent: float | None = None
+    gc: dict | None = None
     passed: bool = False
     reason: str = ""
 
@@ -308,9 +309,9 @@ def parse_steps(text: str) -> tuple[int, ...]:
 # -- output -------------------------------------------------------------------
 
 COLUMNS = ("direction", "offered", "achieved", "lost", "retrans", "timeouts", "p50 ms", "p99 ms",
-           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "gw wait %", "result")
+           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "gw wait %", "max GC ms", "result")
 #: minimum column widths, so rows printed one at a time line up
-WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10, 9)
+WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10, 9, 9)
 
 
 def _fmt(value, digits=0) -> str:
@@ -328,7 +329,7 @@ def row(step: Step) -> list[str]:
         _fmt(step.retransmissions), _fmt(step.timeouts), _fmt(step.p50_ms, 1), _fmt(step.p99_ms, 1),
         _fmt(step.cpu_percent), _fmt(step.cpu_us_per_msg), _fmt(step.rss_mb, 1),
         _fmt(step.other_cpu_percent), _fmt(step.sipp_cpu_percent),
-        _fmt(step.wait_percent), ("PASS" if step.passed else "FAIL: " + step.reason),
+        _fmt(step.wait_percent), _fmt(step.gc["max_ms"] if step.gc else None), ("PASS" if step.passed else "FAIL: " + step.reason),
     ]
 
 

@@ -195,6 +195,52 @@ def _tail(path: str, lines: int = 5) -> str:
         return "(no log)"
 
 
+#: Installed as sitecustomize.py in the gateway's PYTHONPATH: logs every
+#: garbage collection of generation 1 or 2, or longer than 5 ms, as
+#: "<monotonic end> <generation> <ms>" (one line, flushed).
+GC_LOGGER = """\
+import gc, os, time
+_path = os.environ.get("GWSMS_BENCH_GC_LOG")
+if _path:
+    _log = open(_path, "a", buffering=1)
+    _start = [0.0]
+    def _gc_timer(phase, info):
+        if phase == "start":
+            _start[0] = time.perf_counter()
+        else:
+            ms = (time.perf_counter() - _start[0]) * 1000.0
+            if info["generation"] > 0 or ms > 5.0:
+                _log.write("%.4f %d %.2f\\n" % (time.monotonic(), info["generation"], ms))
+    gc.callbacks.append(_gc_timer)
+"""
+
+
+def gc_pauses(text: str, start: float, end: float) -> dict:
+    """
+    Summarise the gateway's garbage collections between two monotonic times.
+
+    @param text: the GC log (lines C{"<monotonic> <generation> <ms>"}).
+    @return: C{{"gen2": count, "max_ms": longest, "total_ms": sum,
+        "over_50ms": count}} of the collections in C{[start, end]}.
+    """
+    gen2, longest, total, over = 0, 0.0, 0.0, 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        try:
+            when, generation, ms = float(parts[0]), int(parts[1]), float(parts[2])
+        except ValueError:
+            continue
+        if not start <= when <= end:
+            continue
+        gen2 += generation == 2
+        longest = max(longest, ms)
+        total += ms
+        over += ms > 50.0
+    return {"gen2": gen2, "max_ms": round(longest, 1), "total_ms": round(total, 1), "over_50ms": over}
+
+
 def _sample(pid: int):
     try:
         return procstat.read(pid, time.monotonic())
@@ -247,10 +293,18 @@ class Bench:
                 cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(self.tmp, "uas.err"), "wb"))
         self.gw_log = os.path.join(self.tmp, "twistd.log")
+        gcdir = os.path.join(self.tmp, "gcdiag")
+        os.mkdir(gcdir)
+        with open(os.path.join(gcdir, "sitecustomize.py"), "w") as f:
+            f.write(GC_LOGGER)
+        self.gc_log = os.path.join(self.tmp, "gc.log")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [gcdir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+            GWSMS_BENCH_GC_LOG=self.gc_log)
         self.gateway = self.procs.start(
             [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile", self.gw_log,
              "gwsms", "--config", self.config],
-            cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
         self._wait_ready(60)
 
     def _gwsms(self, *argv) -> None:
@@ -303,6 +357,12 @@ class Bench:
     # -- steps ----------------------------------------------------------------------
 
     def _finish(self, step, gw0, gw_mid, gw_end, sim0, sim_mid, handled, sched0=None, sched1=None) -> ladder.Step:
+        if sched0 and sched1:
+            try:
+                with open(self.gc_log) as f:
+                    step.gc = gc_pauses(f.read(), sched0[0], sched1[0])
+            except OSError:
+                pass
         if sched0 and sched1 and sched0[1] and sched1[1]:
             wait = procstat.wait_percent(sched0[1], sched1[1], sched1[0] - sched0[0])
             step.wait_percent = round(wait, 1) if wait is not None else None

@@ -210,10 +210,10 @@ class TableTests(SynchronousTestCase):
     def test_row_and_table(self):
         step = ladder.judge(clean_step(8000, p50_ms=2.0, p99_ms=21.5, cpu_percent=71.0,
                                        cpu_us_per_msg=88.7, rss_mb=80.25, sipp_cpu_percent=40.0,
-                                       wait_percent=3.0))
+                                       wait_percent=3.0, gc={"max_ms": 12.4}))
         cells = ladder.row(step)
         self.assertEqual(cells, ["sip->smpp", "8000", "8000", "0", "0", "0", "2.0", "21.5", "71", "89",
-                                 "80.2", "-", "40", "3", "PASS"])
+                                 "80.2", "-", "40", "3", "12", "PASS"])
         lines = ladder.format_table([cells, ladder.row(ladder.judge(clean_step(10000, timeouts=1)))])
         lines = lines.splitlines()
         self.assertEqual(len(lines), 3)

@@ -87,3 +87,21 @@ class ParserTests(SynchronousTestCase):
 
     def test_bad_duration_exit_2(self):
         self.assertEqual(run.main(["--duration", "0", "--no-micro"]), 2)
+
+
+class GcPauseTests(SynchronousTestCase):
+    def test_summary_within_the_step(self):
+        log = "\n".join([
+            "99.0 2 400.0",      # before the step
+            "100.5 0 6.5",
+            "101.0 1 12.0",
+            "102.0 2 180.25",
+            "garbage line",
+            "103.0 2 60.0",
+            "200.0 2 900.0",     # after the step
+        ])
+        self.assertEqual(run.gc_pauses(log, 100.0, 110.0),
+                         {"gen2": 2, "max_ms": 180.2, "total_ms": 258.8, "over_50ms": 2})
+
+    def test_logger_source_compiles(self):
+        compile(run.GC_LOGGER, "sitecustomize.py", "exec")
