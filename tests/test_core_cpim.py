@@ -290,8 +290,10 @@ class RoundTripTests(SynchronousTestCase):
            st.lists(st.tuples(_NAME, _VALUE), max_size=5),
            st.sampled_from(["imdn", "n", "X-1"]), st.booleans(), st.booleans())
     def test_build_parse(self, frm, to, content, extra, prefix, lf_only, with_length):
-        frm = frm.replace("<", "").replace(">", "")
-        to = to.replace("<", "").replace(">", "")
+        # Strip after removing the brackets: "0\x0c<" would otherwise leave
+        # trailing white space, which a header value cannot carry.
+        frm = frm.replace("<", "").replace(">", "").strip()
+        to = to.replace("<", "").replace(">", "").strip()
         headers = [(f"{prefix}.Message-ID", "id1"),
                    (f"{prefix}.Disposition-Notification", "positive-delivery, display")]
         headers += [(n, v) for n, v in extra if n.lower() not in ("ns", "content-type")
