@@ -212,6 +212,9 @@ if _path:
             if info["generation"] > 0 or ms > 5.0:
                 _log.write("%.4f %d %.2f\\n" % (time.monotonic(), info["generation"], ms))
     gc.callbacks.append(_gc_timer)
+_threshold = os.environ.get("GWSMS_BENCH_GC_THRESHOLD")
+if _threshold:
+    gc.set_threshold(*(int(x) for x in _threshold.split(",")))
 """
 
 
@@ -301,6 +304,8 @@ class Bench:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [gcdir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
             GWSMS_BENCH_GC_LOG=self.gc_log)
+        if self.args.gc_threshold:
+            env["GWSMS_BENCH_GC_THRESHOLD"] = self.args.gc_threshold
         self.gateway = self.procs.start(
             [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile", self.gw_log,
              "gwsms", "--config", self.config],
@@ -609,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="[gateway] sip_reply (default submitted)")
     parser.add_argument("--gateway-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
+    parser.add_argument("--gc-threshold", metavar="N0,N1,N2",
+                        help="experiment: gc.set_threshold() in the gateway process (default: Python's)")
     parser.add_argument("--sipp", default=shutil.which("sipp") or "sipp", help="sipp binary")
     parser.add_argument("--timeout", type=float, help="global bound in seconds (default: from the steps)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, sipp files)")
@@ -630,6 +637,11 @@ def main(argv=None) -> int:
     except ValueError as e:
         sys.stderr.write("bench: %s\n" % (e,))
         return 2
+    if args.gc_threshold is not None:
+        parts = args.gc_threshold.split(",")
+        if not 1 <= len(parts) <= 3 or not all(p.strip().isdigit() for p in parts):
+            sys.stderr.write("bench: --gc-threshold must be 1 to 3 comma-separated integers\n")
+            return 2
     if args.duration is None:
         args.duration = QUICK_DURATION if args.quick else ladder.DEFAULT_DURATION
     if args.duration <= 0 or args.rate <= 0 or args.minutes <= 0:
@@ -657,6 +669,7 @@ def main(argv=None) -> int:
               "host": _host_info(args.sipp), "settings": {
                   "steps": list(steps), "duration": args.duration, "directions": directions,
                   "sip_reply": args.sip_reply, "gateway_options": dict(args.gateway_options),
+                  "gc_threshold": args.gc_threshold,
                   "window": args.window, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
     out.write("gwsms bench: %d CPUs, load %s, commit %s\n" % (

@@ -105,3 +105,7 @@ class GcPauseTests(SynchronousTestCase):
 
     def test_logger_source_compiles(self):
         compile(run.GC_LOGGER, "sitecustomize.py", "exec")
+
+    def test_bad_gc_threshold_exit_2(self):
+        self.assertEqual(run.main(["--gc-threshold", "1,x", "--no-micro"]), 2)
+        self.assertEqual(run.main(["--gc-threshold", "1,2,3,4", "--no-micro"]), 2)
