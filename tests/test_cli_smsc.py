@@ -109,6 +109,35 @@ class CliSmscTests(unittest.SynchronousTestCase):
         self.assertEqual(lines[1].split(), ["s1", "receiver", "127.0.0.1:2775", "gw", "no", "-"])
         self.assertEqual(lines[-1], "(service not running)")
 
+    def test_message_options(self):
+        """--coding, --concat, --max-parts on add and set; shown by show."""
+        code, out, err = self.cli(*ADD, "--coding", "latin1", "--concat", "sar",
+                                  "--max-parts", "4")
+        self.assertEqual(code, 0, err)
+        link = self.stored("s1")
+        self.assertEqual((link.coding, link.concat, link.max_parts), ("latin1", "sar", 4))
+        code, out, err = self.cli("smsc", "show", "s1")
+        self.assertEqual(code, 0, err)
+        shown = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()
+                 if len(line.split()) > 1}
+        self.assertEqual((shown["coding"], shown["concat"], shown["max_parts"]),
+                         ("latin1", "sar", "4"))
+        code, out, err = self.cli("smsc", "set", "s1", "--coding", "ucs2", "--concat",
+                                  "default", "--max-parts", "0")
+        self.assertEqual(code, 0, err)
+        link = self.stored("s1")
+        self.assertEqual((link.coding, link.concat, link.max_parts), ("ucs2", "", 0))
+        code, out, err = self.cli("smsc", "show", "s1")
+        self.assertIn("default ([gateway] concat)", out)
+        self.assertIn("0 ([gateway] max_parts)", out)
+        self.assertUsageError(self.cli("smsc", "set", "s1", "--coding", "gsm"),
+                              "invalid choice: 'gsm'")
+        self.assertUsageError(self.cli("smsc", "set", "s1", "--concat", "udh32"),
+                              "invalid concat 'udh32'")
+        self.assertUsageError(self.cli("smsc", "set", "s1", "--max-parts", "256"),
+                              "max parts 256 out of range 0-255")
+        self.assertEqual(self.stored("s1").coding, "ucs2")
+
     def test_outbind_needs_no_port(self):
         code, out, err = self.cli("smsc", "add", "ob", "--ip", "10.0.0.1", "--system-id", "gw",
                                   "--password", "x", "--session-type", "outbind")

@@ -449,6 +449,19 @@ class StopAndReloadTests(ServiceTestBase):
         self.assertEqual(self.attempts()[4:], [("127.0.0.1", 20)])
         self.assertEqual(self.state_of("change")["port"], 20)
 
+    def test_reload_message_options_do_not_rebind(self):
+        """coding / concat / max_parts / data coding changes keep the session."""
+        s = self.bound([make_link("a", port=1)])
+        new = make_link("a", port=1, coding="ucs2", concat="sar", max_parts=3,
+                        default_data_coding=3, dc0_charset="latin1")
+        result = self.service.reload([new])
+        self.assertEqual(result["unchanged"], ["a"])
+        self.assertEqual(result["changed"], [])
+        self.assertEqual(s["a"][2].unbind_calls, [])
+        self.assertFalse(s["a"][1].disconnecting)
+        self.assertEqual(self.state_of("a")["state"], "bound_trx")
+        self.assertEqual(self.service._sessions["a"].link, new)
+
     def test_reload_enable_flip(self):
         s = self.bound([make_link("a", port=1)])
         result = self.service.reload([make_link("a", port=1, enabled=False)])

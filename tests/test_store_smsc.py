@@ -30,7 +30,7 @@ class SmscStoreTestsMixin:
             tls_verify=False, window=3, max_rate=12.5, enquire_link_interval=15.0,
             session_init_timeout=5.5, response_timeout=20.0, inactivity_timeout=300.0,
             default_data_coding=3, dc0_charset="latin1", address_range="^1234",
-            interface_version=0x50,
+            interface_version=0x50, coding="latin1", concat="sar", max_parts=4,
         )
         added = yield self.store.add(link)
         self.assertIsInstance(added.id, int)
@@ -53,6 +53,24 @@ class SmscStoreTestsMixin:
         expected = SmscLink("os", "10.0.0.1", 2775, "sys", password="pw", src_ton=1,
                             src_npi=1, dst_ton=1, dst_npi=1, session_type=2)
         self.assertEqual(got.replace(id=None), expected)
+
+    @defer.inlineCallbacks
+    def test_message_options_update_and_defaults(self):
+        """Schema 4 columns: defaults for old rows, updates, every value."""
+        yield self.store.add(make_link())
+        got = yield self.store.get("smsc1")
+        self.assertEqual((got.coding, got.concat, got.max_parts), ("auto", "", 0))
+        for coding, concat, parts in (("ucs2", "payload", 255), ("latin1", "udh16", 1),
+                                      ("auto", "", 0)):
+            new = yield self.store.update("smsc1", coding=coding, concat=concat,
+                                          max_parts=parts)
+            got = yield self.store.get("smsc1")
+            self.assertEqual(got, new)
+            self.assertEqual((got.coding, got.concat, got.max_parts), (coding, concat, parts))
+        e = yield self.assertFailure(self.store.update("smsc1", coding="bogus"), ValueError)
+        self.assertIn("coding 'bogus'", str(e))
+        e = yield self.assertFailure(self.store.update("smsc1", max_parts=300), ValueError)
+        self.assertIn("max_parts 300", str(e))
 
     @defer.inlineCallbacks
     def test_duplicate_name(self):

@@ -27,7 +27,7 @@ from gwsms.cli.common import (
     usage_error,
     wait,
 )
-from gwsms.smpp.link import COLUMNS, DC0_CHARSETS, SessionType, SmscLink
+from gwsms.smpp.link import CODINGS, COLUMNS, DC0_CHARSETS, SessionType, SmscLink
 from gwsms.store.smsc import DuplicateName, SmscStore, UnknownName
 
 #: seconds to wait for the service to reload (sessions may unbind)
@@ -49,6 +49,24 @@ def _int(text: str) -> int:
         return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+
+
+def _concat(text: str) -> str:
+    value = text.strip().lower()
+    if value == "default":
+        return ""
+    if value not in ("udh8", "udh16", "sar", "payload"):
+        raise argparse.ArgumentTypeError(
+            f"invalid concat {text!r}: expected udh8, udh16, sar, payload or default")
+    return value
+
+
+def _max_parts(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(
+            f"max parts {value} out of range 0-255 (0 = the [gateway] max_parts)")
+    return value
 
 
 def _float(text: str) -> float:
@@ -92,6 +110,17 @@ _OPTIONS = (
     ("--address-range", "address_range", {"metavar": "R"}),
     ("--interface-version", "interface_version", {"type": _int, "metavar": "N",
                                                   "help": "bind interface_version (default 0x34)"}),
+    ("--coding", "coding", {
+        "choices": CODINGS,
+        "help": "MT text: auto = GSM when it fits else UCS-2 (default); latin1 = Latin-1 "
+                "(data_coding 3) when it fits else UCS-2; ucs2 = always UCS-2"}),
+    ("--concat", "concat", {
+        "type": _concat, "metavar": "METHOD",
+        "help": "long MT messages: udh8, udh16, sar, payload, or default "
+                "(the [gateway] concat setting)"}),
+    ("--max-parts", "max_parts", {
+        "type": _max_parts, "metavar": "N",
+        "help": "most parts of one MT message (1-255; 0 = the [gateway] max_parts)"}),
 )
 
 
@@ -314,6 +343,10 @@ def cmd_show(args) -> int:
             value = f"{int(value)} ({value.name.lower()})"
         elif column == "interface_version":
             value = f"0x{value:02x}"
+        elif column == "concat" and not value:
+            value = "default ([gateway] concat)"
+        elif column == "max_parts" and not value:
+            value = "0 ([gateway] max_parts)"
         print(f"{column.ljust(width)}  {value}".rstrip())
     states, note = _live_states(config)
     state = states.get(link.name, {}).get("state", "-") if states else "-"

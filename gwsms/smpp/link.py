@@ -64,6 +64,17 @@ TON_VALUES = {0, 1, 2, 3, 4, 5, 6}
 NPI_VALUES = {0, 1, 3, 4, 6, 8, 9, 10, 13, 18}
 #: What C{data_coding} 0 means on a given SMSC.
 DC0_CHARSETS = ("gsm", "ascii", "latin1")
+#: The C{coding} column: how MT text is encoded on this connection.
+#: C{auto}: GSM 03.38 when every character fits, else UCS-2; C{latin1}:
+#: Latin-1 (data_coding 3) when it fits, else UCS-2; C{ucs2}: always UCS-2.
+CODINGS = ("auto", "latin1", "ucs2")
+#: The C{concat} column: how long MT messages are split on this connection
+#: (C{""}: the C{[gateway] concat} setting).
+CONCATS = ("", "udh8", "udh16", "sar", "payload")
+#: Fields that are message options, read by the gateway core per message,
+#: not session settings: changing them never re-binds (see
+#: L{SmscLink.connection_key}).
+MESSAGE_OPTIONS = ("default_data_coding", "dc0_charset", "coding", "concat", "max_parts")
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,10 @@ class SmscLink:
     dc0_charset: str = "gsm"
     address_range: str = ""
     interface_version: int = 0x34
+    # message options (schema 4): no re-bind when changed
+    coding: str = "auto"
+    concat: str = ""  # "" = [gateway] concat
+    max_parts: int = 0  # 0 = [gateway] max_parts
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "session_type", SessionType.parse(self.session_type))
@@ -153,6 +168,15 @@ class SmscLink:
             out.append("address_range longer than 40 characters")
         if not 0 <= self.interface_version <= 255:
             out.append("interface_version out of range 0-255")
+        if self.coding not in CODINGS:
+            out.append(f"coding {self.coding!r} must be one of {', '.join(CODINGS)}")
+        if self.concat not in CONCATS:
+            out.append(f"concat {self.concat!r} must be one of udh8, udh16, sar, payload"
+                       " or empty (the [gateway] concat setting)")
+        if isinstance(self.max_parts, bool) or not isinstance(self.max_parts, int) \
+                or not 0 <= self.max_parts <= 255:
+            out.append(f"max_parts {self.max_parts!r} out of range 0-255"
+                       " (0 = the [gateway] max_parts setting)")
         return out
 
     def replace(self, **changes) -> "SmscLink":
@@ -162,13 +186,34 @@ class SmscLink:
         """
         Everything that, when changed, requires the session to re-bind.
 
-        All fields but C{id} and C{enabled}; reload compares these.
+        All fields but C{id}, C{enabled} and the message options
+        (L{MESSAGE_OPTIONS}: C{default_data_coding}, C{dc0_charset},
+        C{coding}, C{concat}, C{max_parts}, read per message from the
+        gateway's link view); reload compares these.
         """
         return tuple(
             getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("id", "enabled")
+            if f.name not in _NOT_CONNECTION
         )
+
+    def concat_method(self, default: str) -> str:
+        """
+        @param default: the C{[gateway] concat} setting.
+        @return: the concatenation method for long MT messages on this
+            connection.
+        """
+        return self.concat or default
+
+    def part_limit(self, default: int) -> int:
+        """
+        @param default: the C{[gateway] max_parts} setting.
+        @return: the most parts an MT message may take on this connection.
+        """
+        return self.max_parts or default
+
+
+_NOT_CONNECTION = frozenset(("id", "enabled") + MESSAGE_OPTIONS)
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(SmscLink))

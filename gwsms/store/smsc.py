@@ -60,9 +60,12 @@ def row_to_link(row: tuple) -> SmscLink:
         values[key] = bool(values[key])
     for key in _FLOAT_COLUMNS:
         values[key] = float(values[key])
-    for key in ("system_type", "address_range", "password"):
+    for key in ("system_type", "address_range", "password", "concat"):
         if values[key] is None:
             values[key] = ""
+    if values["coding"] is None:
+        values["coding"] = "auto"
+    values["max_parts"] = int(values["max_parts"] or 0)
     return SmscLink(**values)
 
 
