@@ -95,6 +95,7 @@ class GatewayConfig:
     batch_size: int = 500
     queue_interval: float = 1.0
     max_pending: int = 20000
+    workers: int = 1
 
 
 GATEWAY_CHOICES = {
@@ -250,6 +251,13 @@ def _check(path: str, config: Config) -> None:
         raise bad("gateway.max_pending", "must be >= 1")
     if not 0 <= gateway.retry_after <= 86400:
         raise bad("gateway.retry_after", "must be between 0 and 86400")
+    if not 1 <= gateway.workers <= 64:
+        raise bad("gateway.workers", "must be between 1 and 64")
+    if gateway.workers > 1:
+        for spec in sip.listen:
+            if int(spec.rsplit(":", 1)[1]) == 0:
+                raise bad("sip.listen", f"{spec!r}: gateway.workers > 1 needs a fixed port"
+                          " (every worker binds the same one), not port 0")
 
 
 def parse(data: dict, path: str = "<config>") -> Config:

@@ -27,6 +27,13 @@ from gwsms.sip.transport import TransportLayer, parse_listen_spec
 from gwsms.sip.ua import MessageUAC, MessageUAS
 
 
+def _private_spec(host: str) -> str:
+    """@return: the listen spec of an OS-chosen UDP port on C{host}."""
+    if not host:
+        return "udp:0"
+    return f"udp:[{host}]:0" if ":" in host else f"udp:{host}:0"
+
+
 class SipServiceError(ValueError):
     """
     The C{[sip]} configuration cannot work; the message names the key.
@@ -95,7 +102,8 @@ class SipService(MultiService):
 
     def __init__(self, reactor, sip_config, handler, stores=None, resolver=None,
                  tls_options=None, tls_client_creator=None,
-                 digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")) -> None:
+                 digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
+                 reuse_port: bool = False) -> None:
         """
         @param reactor: IReactorTime + IReactorUDP + IReactorTCP.
         @param sip_config: the L{gwsms.config.SipConfig}.
@@ -113,6 +121,10 @@ class SipService(MultiService):
             WWW-Authenticate each, preferred first (RFC 8760). Clients that
             read only the first challenge and know only MD5 (sipp 3.6, old
             phones) need C{("MD5",)} or C{("MD5", "SHA-256")}.
+        @param reuse_port: share the listen ports with other worker
+            processes (C{SO_REUSEPORT}); each UDP listener then gets a
+            private port (same address, OS-chosen) that new requests are
+            sent from, so that their answers reach this process.
         @raise SipServiceError: for a configuration that cannot work.
         """
         MultiService.__init__(self)
@@ -129,6 +141,7 @@ class SipService(MultiService):
         if any(t == "tls" for _s, (t, _h, _p) in specs) and tls_options is None:
             tls_options = load_tls_options(sip_config.tls_cert, sip_config.tls_key)
         self._specs = specs
+        self._reuse_port = reuse_port
         self._tls_options = tls_options
         try:
             TrustedSources(sip_config.trusted)
@@ -179,10 +192,14 @@ class SipService(MultiService):
         start the registrar's expiry sweep.
         """
         try:
-            for spec, (transport, _host, _port) in self._specs:
+            for spec, (transport, host, _port) in self._specs:
                 port = self.transport.listen(
-                    spec, self._tls_options if transport == "tls" else None)
+                    spec, self._tls_options if transport == "tls" else None,
+                    reuse_port=self._reuse_port)
                 self._ports.append((transport, port))
+                if self._reuse_port and transport == "udp":
+                    private = self.transport.listen(_private_spec(host), prefer=True)
+                    self._ports.append(("udp-private", private))
         except Exception:
             for _t, port in self._ports:
                 port.stopListening()

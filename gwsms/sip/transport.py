@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from gwsms.sip import message as sipmsg
+from gwsms.sip import reuseport
 from gwsms.sip.wire import (
     DEFAULT_PORTS,
     RELIABLE,
@@ -112,7 +113,8 @@ class TransportLayer:
 
     # -- listening ---------------------------------------------------------
 
-    def listen(self, spec: str, tls_options=None, advertised_host: str | None = None):
+    def listen(self, spec: str, tls_options=None, advertised_host: str | None = None,
+               reuse_port: bool = False, prefer: bool = False):
         """
         Open a listening port.
 
@@ -123,6 +125,11 @@ class TransportLayer:
         @param advertised_host: host for the Via sent-by of requests sent
             via this listener (default: the bound address, or the
             connection's local address when bound to a wildcard).
+        @param reuse_port: bind with C{SO_REUSEPORT} (L{gwsms.sip.reuseport}),
+            sharing the port with other worker processes.
+        @param prefer: send new requests from this listener rather than
+            from those opened before (a worker's private UDP port, so that
+            the answers come back to it and not to another worker).
         @return: the listening port (C{IListeningPort}).
         @raise ValueError: bad spec or C{tls:} without C{tls_options}.
         """
@@ -130,16 +137,23 @@ class TransportLayer:
         proto = None
         if transport == "udp":
             proto = SipDatagramProtocol(self)
-            listening = self.reactor.listenUDP(port, proto, interface=host,
-                                               maxPacketSize=self.max_message_size + 1)
-        elif transport == "tcp":
-            listening = self.reactor.listenTCP(port, SipStreamFactory(self, "tcp"),
-                                               interface=host)
+            if reuse_port:
+                listening = reuseport.listen_udp(self.reactor, port, proto, host,
+                                                 self.max_message_size + 1)
+            else:
+                listening = self.reactor.listenUDP(port, proto, interface=host,
+                                                   maxPacketSize=self.max_message_size + 1)
         else:
-            if tls_options is None:
+            if transport == "tcp":
+                factory = SipStreamFactory(self, "tcp")
+            elif tls_options is None:
                 raise ValueError(f"SIP listen spec {spec!r} needs TLS certificate options")
-            factory = TLSMemoryBIOFactory(tls_options, False, SipStreamFactory(self, "tls"))
-            listening = self.reactor.listenTCP(port, factory, interface=host)
+            else:
+                factory = TLSMemoryBIOFactory(tls_options, False, SipStreamFactory(self, "tls"))
+            if reuse_port:
+                listening = reuseport.listen_tcp(self.reactor, port, factory, interface=host)
+            else:
+                listening = self.reactor.listenTCP(port, factory, interface=host)
         actual = listening.getHost()
         bound_host = host if host not in _WILDCARDS else getattr(actual, "host", host)
         actual_port = getattr(actual, "port", port)
@@ -152,7 +166,10 @@ class TransportLayer:
                              listening, proto, bound_host)
         if proto is not None:
             proto.sent_by = (listener.host, listener.port)
-        self._listeners.append(listener)
+        if prefer:
+            self._listeners.insert(0, listener)
+        else:
+            self._listeners.append(listener)
         self._log.info("SIP listening on {transport}:{hostport}", transport=transport,
                        hostport=_hostport(bound_host, actual_port))
         return listening
