@@ -35,6 +35,9 @@ MO = "mo"
 FINAL_STATES = frozenset({"delivered", "undeliverable", "failed", "expired", "rejected"})
 #: states the queue runner works on
 ACTIVE_STATES = ("queued",)
+#: seconds a worker process holds its queued messages (C{[gateway] workers
+#: > 1}) without renewing the lease; then another worker may take them over
+LEASE = 30.0
 
 MESSAGE_COLUMNS = (
     "id", "direction", "state", "created_at", "updated_at", "source_addr", "source_ton",
@@ -42,7 +45,7 @@ MESSAGE_COLUMNS = (
     "call_id", "body", "content_type", "data_coding", "concat_ref", "parts_total",
     "parts_done", "partial", "registered_delivery", "imdn_id", "imdn_want",
     "imdn_datetime", "imdn_to", "attempts", "next_attempt_at", "expires_at",
-    "sip_status", "last_error",
+    "sip_status", "last_error", "owner", "lease_until",
 )
 _SELECT = "SELECT " + ", ".join(MESSAGE_COLUMNS) + " FROM messages"
 _INSERTABLE = MESSAGE_COLUMNS[1:]
@@ -59,7 +62,7 @@ _DEFAULTS = {
     "data_coding": 0, "concat_ref": 0, "parts_total": 1, "parts_done": 0, "partial": 0,
     "registered_delivery": 0, "imdn_id": "", "imdn_want": "", "imdn_datetime": "",
     "imdn_to": "", "attempts": 0, "next_attempt_at": 0.0, "expires_at": 0.0,
-    "sip_status": 0, "last_error": "",
+    "sip_status": 0, "last_error": "", "owner": 0, "lease_until": 0.0,
 }
 
 
@@ -258,6 +261,35 @@ def _nothing(txn):
     return None
 
 
+def _claim_due(txn, direction: str, now: float, limit: int, after_id: int, owner: int,
+               lease: float):
+    """
+    Due rows of C{owner} plus those it could take over (lease passed),
+    claimed atomically; the first page also renews C{owner}'s leases.
+    """
+    if after_id == 0:
+        txn.execute(
+            "UPDATE messages SET lease_until = ? WHERE state = 'queued' AND direction = ?"
+            " AND owner = ? AND lease_until < ?",
+            (now + lease, direction, owner, now + lease / 2))
+    rows = txn.execute(
+        _SELECT + " WHERE state = 'queued' AND direction = ? AND next_attempt_at <= ?"
+        " AND id > ? AND (owner = ? OR lease_until < ?) ORDER BY id LIMIT ?",
+        (direction, now, after_id, owner, now, limit)).fetchall()
+    out = []
+    for row in map(_row, rows):
+        if row["owner"] != owner:
+            taken = txn.execute(
+                "UPDATE messages SET owner = ?, lease_until = ? WHERE id = ?"
+                " AND state = 'queued' AND owner = ? AND lease_until < ?",
+                (owner, now + lease, row["id"], row["owner"], now)).rowcount
+            if taken != 1:
+                continue  # another worker was quicker
+            row["owner"], row["lease_until"] = owner, now + lease
+        out.append(row)
+    return out
+
+
 class MessageStore:
     """
     All SQL of the gateway core.
@@ -265,13 +297,22 @@ class MessageStore:
     @ivar writer: the L{BatchWriter} hot-path writes go through.
     """
 
-    def __init__(self, db, writer) -> None:
+    def __init__(self, db, writer, owner: int | None = None, lease: float = LEASE) -> None:
         """
         @param db: a L{gwsms.store.database.Database}.
         @param writer: a L{gwsms.store.batch.BatchWriter} on C{db}.
+        @param owner: this worker's index when several worker processes
+            share the store (C{[gateway] workers > 1}): new messages are
+            stored as its own, and L{due} returns only its own messages and
+            those it claimed from a worker whose lease passed.  C{None}
+            (one process): every due message, no claims.
+        @param lease: seconds a worker holds its queued messages without
+            renewing (it renews on every queue pass).
         """
         self.db = db
         self.writer = writer
+        self.owner = owner
+        self.lease = lease
 
     # -- hot path (group commit) ------------------------------------------
 
@@ -296,6 +337,8 @@ class MessageStore:
             message or C{(id, row)} for a duplicate (the earlier message's
             row as a dict).
         """
+        if self.owner is not None:
+            record = dict(record, owner=self.owner, lease_until=now + self.lease)
         return self.writer.write(_insert, record, now, key, window, fragments_key, event,
                                  with_parts)
 
@@ -350,10 +393,16 @@ class MessageStore:
 
     def due(self, direction: str, now: float, limit: int = 500, after_id: int = 0):
         """
-        Messages the queue runner should work on: C{queued}, next attempt due.
+        Messages the queue runner should work on: C{queued}, next attempt due
+        (with an C{owner}: its own, or claimed from a worker whose lease
+        passed; the first page, C{after_id = 0}, renews its leases).
 
         @return: Deferred firing with a list of row dicts, by id.
         """
+        if self.owner is not None:
+            return self.db.run_interaction("claim due messages", _claim_due, direction, now,
+                                           limit, after_id, self.owner, self.lease)
+
         def query(txn):
             return [_row(r) for r in txn.execute(
                 _SELECT + " WHERE state = 'queued' AND direction = ? AND next_attempt_at <= ?"
