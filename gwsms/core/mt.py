@@ -63,13 +63,15 @@ from gwsms.core.mtjob import (  # noqa: F401  (re-exported API)
     MtJob,
     coding_preference,
     permanent_answer,
+    split_for,
+    split_options,
     status_name,
 )
 from gwsms.sip.interfaces import SipAnswer
 from gwsms.store.messages import MT, dedup_key
 
 __all__ = ["MtFlow", "MtJob", "ACCEPTED", "PERMANENT", "TEMPORARY", "coding_preference",
-           "permanent_answer", "status_name"]
+           "permanent_answer", "split_for", "split_options", "status_name"]
 
 
 class _Refused(Exception):
@@ -162,12 +164,10 @@ class MtFlow:
         if not candidates:
             raise _Refused(SipAnswer(404, "Not Found (no route)"))
         link = ctx.links.get(candidates[0])
-        method = config.concat
+        method = split_options(link, config)[0]
         ref = next(self._refs) % (256 if method == "udh8" else 65536)
         try:
-            segments = text.split(body, method=method, max_parts=config.max_parts, ref=ref,
-                                  dc0_charset=getattr(link, "dc0_charset", "gsm"),
-                                  prefer=coding_preference(link))
+            segments = split_for(body, link, config, ref)
         except text.TooLong as e:
             raise _Refused(SipAnswer(413, f"Request Entity Too Large ({e})")) from None
         except (text.TextError, ValueError) as e:

@@ -54,14 +54,58 @@ def permanent_answer(status: int) -> SipAnswer:
                      f"{', ' if reason.endswith(')') else ' ('}{status_name(status)})")
 
 
-def coding_preference(link) -> str:
+def coding_preference(link, body: str = "") -> str:
     """
     @param link: an L{gwsms.smpp.link.SmscLink} (or C{None}).
-    @return: the L{gwsms.core.text.choose_coding} preference its
-        C{default_data_coding} asks for: 3 -> C{"latin1"}, 8 -> C{"ucs2"},
-        anything else -> C{"gsm"} (GSM 03.38 when the text fits, else UCS-2).
+    @param body: the text (for C{coding = latin1}).
+    @return: the L{gwsms.core.text.choose_coding} preference for the text
+        on that connection: C{coding} C{"ucs2"} -> C{"ucs2"}; C{"latin1"}
+        -> C{"latin1"} when every character fits Latin-1, else C{"ucs2"};
+        C{"auto"} -> by C{default_data_coding}: 3 -> C{"latin1"}, 8 ->
+        C{"ucs2"}, anything else -> C{"gsm"} (GSM 03.38 when the text fits,
+        else UCS-2).
     """
+    coding = getattr(link, "coding", "auto")
+    if coding == "ucs2":
+        return "ucs2"
+    if coding == "latin1":
+        try:
+            body.encode("latin-1")
+        except UnicodeEncodeError:
+            return "ucs2"
+        return "latin1"
     return {3: "latin1", 8: "ucs2"}.get(getattr(link, "default_data_coding", 0), "gsm")
+
+
+def split_options(link, config) -> tuple[str, int]:
+    """
+    @param link: an L{gwsms.smpp.link.SmscLink} (or C{None}).
+    @param config: the L{gwsms.config.GatewayConfig}.
+    @return: C{(concat method, most parts)} for long MT messages on that
+        connection: its C{concat} / C{max_parts} columns, or the
+        C{[gateway]} settings where they are empty / 0.
+    """
+    if link is None:
+        return config.concat, config.max_parts
+    return (getattr(link, "concat", "") or config.concat,
+            getattr(link, "max_parts", 0) or config.max_parts)
+
+
+def split_for(body: str, link, config, ref: int, max_parts: int | None = None) -> list:
+    """
+    Split an MT text for one connection (its coding and concatenation
+    options; a udh8 reference is cut to 8 bits).
+
+    @param max_parts: the limit; C{None}: the connection's.
+    @return: the L{gwsms.core.text.Segment}s.
+    @raise text.TooLong: more parts than allowed.
+    """
+    method, limit = split_options(link, config)
+    return text.split(
+        body, method=method, max_parts=limit if max_parts is None else max_parts,
+        ref=ref & 0xFF if method == "udh8" else ref,
+        dc0_charset=getattr(link, "dc0_charset", "gsm"), prefer=coding_preference(link, body),
+    )
 
 
 class MtJob:
@@ -121,15 +165,30 @@ class MtJob:
         self._attempt()
 
     def _segments(self, link):
+        """
+        The message split for C{link}.  Parts already submitted keep their
+        link (then only that link is a candidate and the limit is not
+        checked again); before that, a link whose options need more parts
+        than it allows raises L{text.TooLong} (the next candidate is tried).
+        """
         row = self.row
         cached = row.pop("_segments", None)
         if cached is not None and cached[0] == link.name:
             return cached[1]
-        return text.split(
-            row["body"], method=self.ctx.config.concat, max_parts=255,
-            ref=row["concat_ref"], dc0_charset=getattr(link, "dc0_charset", "gsm"),
-            prefer=coding_preference(link),
-        )
+        return split_for(row["body"], link, self.ctx.config, row["concat_ref"],
+                         max_parts=text.MAX_PARTS if self.submitted else None)
+
+    def _resplit(self, segments) -> None:
+        """Record a new part count / coding (split for another link, nothing sent)."""
+        row = self.row
+        if self.submitted or (len(segments) == row["parts_total"]
+                              and segments[0].data_coding == row["data_coding"]):
+            return
+        row["parts_total"] = len(segments)
+        row["data_coding"] = segments[0].data_coding
+        self.last_write = now = self.ctx.clock.seconds()
+        d = self.ctx.store.set_parts(self.id, now, len(segments), segments[0].data_coding)
+        d.addErrback(lambda f: self._log.failure("mt {id}: new split", f, id=self.id))
 
     def _candidates(self) -> list[str]:
         if self.submitted:
@@ -143,12 +202,18 @@ class MtJob:
     def _attempt(self) -> None:
         """Submit every part that has no message id yet on the first bound link."""
         self._temporary = None
+        too_long = None
+        unavailable = False
         for name in self._candidates():
             link = self.ctx.links.get(name)
             if link is None:
+                unavailable = True
                 continue
             try:
                 calls = self._calls(link)
+            except text.TooLong as e:
+                too_long = e  # this link allows fewer parts: try the next
+                continue
             except (numbers.AddressError, text.TextError, ValueError) as e:
                 self._permanent(SipAnswer(400, f"Bad Request ({e})"), str(e))
                 return
@@ -170,12 +235,17 @@ class MtJob:
             first.addBoth(capture)
             if early and isinstance(early[0], Failure) and early[0].check(*_link_down()):
                 first.addErrback(lambda f: None)
+                unavailable = True
                 continue  # not bound: next candidate
             self.row["smsc"] = name
             self._outstanding = len(calls)
             self._watch(first, seq, name)
             for seq, params, tlvs in calls[1:]:
                 self._watch(self.ctx.smpp.submit(name, params, tlvs), seq, name)
+            return
+        if too_long is not None and not unavailable:
+            self._permanent(SipAnswer(413, f"Request Entity Too Large ({too_long})"),
+                            str(too_long))
             return
         self._link_unavailable("no bound SMSC link for this route")
 
@@ -192,6 +262,7 @@ class MtJob:
         else:
             dest = numbers.destination_address(row["dest_user"], link)
         segments = self._segments(link)
+        self._resplit(segments)
         calls = []
         for seq, segment in enumerate(segments, 1):
             if seq in self.submitted:

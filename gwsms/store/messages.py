@@ -188,6 +188,23 @@ def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: 
     return True
 
 
+def _set_parts(txn, message_id: int, now: float, parts_total: int, data_coding: int) -> bool:
+    """@return: C{False} when a part was submitted already (nothing changed)."""
+    changed = txn.execute(
+        "UPDATE messages SET parts_total = ?, data_coding = ?, updated_at = ?"
+        " WHERE id = ? AND parts_done = 0",
+        (parts_total, data_coding, now, message_id),
+    ).rowcount
+    if not changed:
+        return False
+    txn.execute("DELETE FROM message_parts WHERE message_id = ?", (message_id,))
+    txn.executemany(
+        "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
+        [(message_id, seq, "pending", now) for seq in range(1, parts_total + 1)],
+    )
+    return True
+
+
 _PART_STATE = {True: "delivered", False: "undeliverable"}
 
 
@@ -364,6 +381,16 @@ class MessageStore:
         """
         return self.writer.write(_part_submitted, message_id, seq, smsc, smsc_message_id or "",
                                  now, index)
+
+    def set_parts(self, message_id: int, now: float, parts_total: int, data_coding: int):
+        """
+        An MT message was split again for another connection (failover
+        before any part was sent): new part count, part rows and coding.
+
+        @return: Deferred firing with C{True}, or C{False} when a part had
+            been submitted already (then nothing changes).
+        """
+        return self.writer.write(_set_parts, message_id, now, parts_total, data_coding)
 
     def receipt(self, smsc: str, message_id_text: str, state: str, final: bool,
                 error: str | None, now: float):
