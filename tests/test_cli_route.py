@@ -67,6 +67,28 @@ class CliRouteTests(unittest.SynchronousTestCase):
         self.assertEqual(self.stored("mo"),
                          [Route(1, "mo", "4930", "", "", "sip:pbx.example.com;transport=tcp", -2)])
 
+    def test_registered_delivery(self):
+        code, out, err = self.cli("route", "add", "--prefix", "49", "--smsc", "de",
+                                  "--registered-delivery", "1")
+        self.assertEqual(code, 0, err)
+        self.assertIn("(id 1, priority 0, registered_delivery 1)", out)
+        self.assertEqual(self.cli("route", "add", "--prefix", "", "--smsc", "de")[0], 0)
+        [default, de] = self.stored()
+        self.assertEqual((default.prefix, default.registered_delivery), ("", None))
+        self.assertEqual((de.prefix, de.registered_delivery), ("49", 1))
+        code, out, err = self.cli("route", "list")
+        self.assertEqual([line.split()[-1] for line in out.splitlines()],
+                         ["REG_DELIVERY", "-", "1"])
+        self.assertUsageError(self.cli("route", "add", "--prefix", "4", "--smsc", "de",
+                                       "--registered-delivery", "32"),
+                              "registered delivery 32 out of range 0-31")
+        self.assertUsageError(self.cli("route", "add", "--prefix", "4", "--smsc", "de",
+                                       "--registered-delivery", "x"), "invalid integer 'x'")
+        self.assertUsageError(self.cli("route", "add", "--direction", "mo", "--prefix", "4",
+                                       "--sip-uri", "sip:pbx", "--registered-delivery", "1"),
+                              "an mo route takes no registered_delivery")
+        self.assertEqual(len(self.stored()), 2)
+
     def test_bad_arguments_are_one_line_exit_2(self):
         add = ("route", "add")
         self.assertUsageError(self.cli(*add, "--smsc", "de"), "missing required option --prefix")
@@ -109,10 +131,10 @@ class CliRouteTests(unittest.SynchronousTestCase):
         code, out, err = self.cli("route", "list")
         self.assertEqual(code, 0, err)
         self.assertEqual([line.split() for line in out.splitlines()], [
-            ["ID", "DIR", "PREFIX", "SOURCE", "SMSC", "SIP_URI", "PRIORITY"],
-            ["3", "mo", "*", "*", "de", "sip:pbx", "0"],
-            ["1", "mt", "*", "*", "default", "-", "9"],
-            ["2", "mt", "49*", "*", "de", "-", "0"],
+            ["ID", "DIR", "PREFIX", "SOURCE", "SMSC", "SIP_URI", "PRIORITY", "REG_DELIVERY"],
+            ["3", "mo", "*", "*", "de", "sip:pbx", "0", "-"],
+            ["1", "mt", "*", "*", "default", "-", "9", "-"],
+            ["2", "mt", "49*", "*", "de", "-", "0", "-"],
         ])
         code, out, err = self.cli("route", "list", "--direction", "mo")
         self.assertEqual(len(out.splitlines()), 2)

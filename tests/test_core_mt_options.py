@@ -213,3 +213,39 @@ class FailoverResplitTests(SynchronousTestCase):
         [row] = h.rows()
         self.assertEqual((row["state"], row["parts_total"], row["parts_done"]),
                          ("submitted", 2, 2))
+
+
+class RouteRegisteredDeliveryTests(SynchronousTestCase):
+    def routes(self, rd49=None, rd_default=None):
+        return [Route(direction="mt", prefix="", smsc="smsc1", registered_delivery=rd_default),
+                Route(direction="mt", prefix="49", smsc="smsc2", registered_delivery=rd49)]
+
+    def sent(self, h, to, call_id):
+        h.send(sip_message("x", to=to, call_id=call_id))
+        return h.smpp.calls[-1][1]["registered_delivery"]
+
+    def test_route_overrides_gateway(self):
+        h = harness(self, routes=self.routes(rd49=1), registered_delivery=0)
+        self.assertEqual(self.sent(h, "+4915112345678", "c1"), 1)
+        self.assertEqual(self.sent(h, "+3312345678", "c2"), 0)  # default route: gateway
+        rows = {r["dest_addr"]: r["registered_delivery"] for r in h.rows()}
+        self.assertEqual(rows, {"4915112345678": 1, "3312345678": 0})
+
+    def test_route_zero_overrides_gateway_one(self):
+        h = harness(self, routes=self.routes(rd49=0), registered_delivery=1)
+        self.assertEqual(self.sent(h, "+4915112345678", "c1"), 0)
+        self.assertEqual(self.sent(h, "+3312345678", "c2"), 1)
+
+    def test_sender_asking_still_gets_a_receipt(self):
+        from tests.test_core_mt import cpim_body
+
+        h = harness(self, routes=self.routes(rd49=0))
+        h.send(sip_message(cpim_body(), content_type="message/cpim", unwrapped=b"hi"))
+        self.assertEqual(h.smpp.calls[0][1]["registered_delivery"], 1)
+
+    def test_failure_only_receipts(self):
+        h = harness(self, routes=self.routes(rd_default=2, rd49=2))
+        self.assertEqual(self.sent(h, "+4915112345678", "c1"), 2)
+        [row] = h.rows()
+        parts = h.row(row["id"])["parts"]
+        self.assertEqual(parts[0]["state"], "submitted")

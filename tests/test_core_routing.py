@@ -307,3 +307,48 @@ class PropertyTests(unittest.SynchronousTestCase):
                 self.assertEqual([rank[n] for n in got], sorted(rank[n] for n in got))
 
         check()
+
+
+class RegisteredDeliveryTests(unittest.SynchronousTestCase):
+    def rd(self, prefix, smsc, rd, **kw):
+        return mt(prefix, smsc, **kw).replace(registered_delivery=rd)
+
+    def test_validation(self):
+        self.assertIsNone(mt("1", "a").registered_delivery)
+        for good in (0, 1, 2, 31):
+            self.assertEqual(self.rd("1", "a", good).registered_delivery, good)
+        for bad in (-1, 32, True, "1", 1.0):
+            e = self.assertRaises(ValueError, self.rd, "1", "a", bad)
+            self.assertIn("registered_delivery", str(e))
+        e = self.assertRaises(ValueError, Route, direction=MO, sip_uri="sip:h",
+                              registered_delivery=1)
+        self.assertIn("an mo route takes no registered_delivery", str(e))
+
+    def test_mt_route_is_the_route_behind_a_candidate(self):
+        table = RoutingTable([
+            self.rd("", "a", 0, id=1),
+            self.rd("49", "a", 1, id=2),
+            self.rd("49", "b", 2, id=3, priority=5),
+            self.rd("49", "a", 3, id=4, source_prefix="44"),
+            mt("4930", "c", id=5),
+        ], rotate=FIXED)
+        self.assertTrue(table.has_registered_delivery)
+        self.assertEqual(table.mt_candidates("4930123"), ["c", "a", "b"])
+        self.assertEqual(table.mt_route("4930123", "", "c").id, 5)
+        self.assertEqual(table.mt_route("4930123", "", "a").id, 2)  # longest prefix naming a
+        self.assertEqual(table.mt_route("4930123", "", "b").registered_delivery, 2)
+        self.assertEqual(table.mt_route("+49123", "+449", "a").id, 4)  # source prefix first
+        self.assertEqual(table.mt_route("33123", "", "a").id, 1)
+        self.assertIsNone(table.mt_route("33123", "", "b"))
+        self.assertIsNone(table.mt_route("4930123", "", "nope"))
+
+    def test_mt_route_does_not_rotate(self):
+        table = RoutingTable([mt("", "a"), mt("", "b")])
+        self.assertEqual(table.mt_candidates("1"), ["a", "b"])
+        for _ in range(3):
+            table.mt_route("1", "", "b")
+        self.assertEqual(table.mt_candidates("1"), ["b", "a"])
+
+    def test_has_registered_delivery(self):
+        self.assertFalse(RoutingTable([mt("", "a"), mo("", "sip:h")]).has_registered_delivery)
+        self.assertTrue(RoutingTable([self.rd("", "a", 0)]).has_registered_delivery)

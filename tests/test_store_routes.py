@@ -128,6 +128,29 @@ class RouteStoreTestsMixin:
         yield self.assertFailure(self.store.get(bad_id), ValueError)
 
     @defer.inlineCallbacks
+    def test_registered_delivery_roundtrip(self):
+        """Schema 6: None is stored as -1 (the [gateway] setting), 0-31 as is."""
+        plain = yield self.store.add(Route(prefix="1", smsc="a"))
+        values = []
+        for n, rd in enumerate((0, 1, 2, 31)):
+            added = yield self.store.add(Route(prefix=f"2{n}", smsc="a", registered_delivery=rd))
+            values.append((yield self.store.get(added.id)).registered_delivery)
+        self.assertEqual(values, [0, 1, 2, 31])
+        self.assertIsNone((yield self.store.get(plain.id)).registered_delivery)
+        rows = yield self.db.run_query("SELECT registered_delivery FROM routes WHERE id = ?",
+                                       (plain.id,))
+        self.assertEqual(int(rows[0][0]), -1)
+        # a row written without the column (older tools) reads as None
+        yield self.db.run_operation(
+            "INSERT INTO routes (direction, prefix, smsc, sip_uri, priority, created)"
+            " VALUES (?, ?, ?, ?, ?, ?)", ("mt", "9", "b", "", 0, 0.0))
+        [old] = [r for r in (yield self.store.list()) if r.prefix == "9"]
+        self.assertIsNone(old.registered_delivery)
+        table = yield self.store.load_table()
+        self.assertTrue(table.has_registered_delivery)
+        self.assertEqual(table.mt_route("2112345", "", "a").registered_delivery, 1)
+
+    @defer.inlineCallbacks
     def test_unicode_smsc_name_roundtrip(self):
         route = yield self.store.add(Route(smsc="smsc-münchen"))
         self.assertEqual((yield self.store.get(route.id)).smsc, "smsc-münchen")
@@ -138,7 +161,7 @@ backend_tests(globals(), RouteStoreTestsMixin)
 
 class HelperTests(unittest.SynchronousTestCase):
     def test_row_to_route_fills_nulls(self):
-        row = (3, "mo", None, None, None, "sip:h", "2", None)
+        row = (3, "mo", None, None, None, "sip:h", "2", None, None)
         self.assertEqual(row_to_route(row), Route(3, "mo", "", "", "", "sip:h", 2))
         self.assertEqual(len(COLUMNS), len(row))
 

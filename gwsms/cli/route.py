@@ -3,6 +3,7 @@
 C{gwsms route ...}: message routing rules (the C{routes} table).
 
   gwsms route add --prefix P --smsc NAME [--priority N] [--source-prefix S]
+                  [--registered-delivery N]
   gwsms route add --direction mo --prefix P --sip-uri URI [--smsc NAME]
                   [--source-prefix S] [--priority N]
   gwsms route list [--direction mt|mo]
@@ -14,7 +15,9 @@ C{--prefix ""} is the default route; a leading C{+} is dropped.  MT routes
 (SIP -> SMPP) name the SMSC connection to use; MO routes (SMPP -> SIP) name
 the SIP URI to deliver to, optionally only for messages that arrived on one
 SMSC.  Lower priority is preferred; routes of one prefix with the same
-priority share the load (see L{gwsms.core.routing}).
+priority share the load (see L{gwsms.core.routing}).  An MT route may set
+the SMPP C{registered_delivery} (delivery receipts) of its messages;
+without it the C{[gateway] registered_delivery} setting applies.
 
 Commands that change rows then ask a running service to reload the table
 (C{routes_reload} on the control socket) and say whether it did.
@@ -53,6 +56,15 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
 
 
+def _registered_delivery(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 0x1F:
+        raise argparse.ArgumentTypeError(
+            f"registered delivery {value} out of range 0-31 (1 = receipt on final outcome,"
+            " 2 = on failure only)")
+    return value
+
+
 def _route_id(text: str) -> int:
     value = _int(text)
     if value <= 0:
@@ -80,6 +92,11 @@ def register(subparsers) -> None:
                    help="mo: where to deliver (sip: or sips: URI)")
     p.add_argument("--priority", type=_int, metavar="N", default=0,
                    help="lower is preferred; equal shares the load (default 0)")
+    p.add_argument("--registered-delivery", type=_registered_delivery, metavar="N",
+                   default=None,
+                   help="mt: SMPP registered_delivery for messages on this route (0 = no "
+                        "receipt, 1 = receipt, 2 = receipt on failure; default: the "
+                        "[gateway] registered_delivery setting)")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("list", help="list routes")
@@ -155,7 +172,8 @@ def cmd_add(args) -> int:
     try:
         route = Route(direction=args.direction, prefix=args.prefix,
                       source_prefix=args.source_prefix, smsc=args.smsc,
-                      sip_uri=args.sip_uri, priority=args.priority)
+                      sip_uri=args.sip_uri, priority=args.priority,
+                      registered_delivery=args.registered_delivery)
     except ValueError as e:
         raise usage_error(str(e)) from None
     config = load_config(args)
@@ -172,7 +190,9 @@ def cmd_add(args) -> int:
         added, known = _with_db(config, add)
     except ValueError as e:  # an invalid smpp row with that name
         raise CliError(str(e)) from None
-    print(f"added {describe(added)} (id {added.id}, priority {added.priority})")
+    rd = ("" if added.registered_delivery is None
+          else f", registered_delivery {added.registered_delivery}")
+    print(f"added {describe(added)} (id {added.id}, priority {added.priority}{rd})")
     if known is None:
         err(f"warning: no smsc named {route.smsc!r} yet: the route is used once "
             "that connection is added (gwsms smsc add)")
@@ -199,10 +219,12 @@ def cmd_list(args) -> int:
             _show(route.smsc, "*" if route.direction == MO else "-"),
             _show(route.sip_uri, "-"),
             route.priority,
+            "-" if route.registered_delivery is None else route.registered_delivery,
         )
         for route in routes
     ]
-    print(format_table(("ID", "DIR", "PREFIX", "SOURCE", "SMSC", "SIP_URI", "PRIORITY"), rows))
+    print(format_table(("ID", "DIR", "PREFIX", "SOURCE", "SMSC", "SIP_URI", "PRIORITY",
+                        "REG_DELIVERY"), rows))
     return 0
 
 

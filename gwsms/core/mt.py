@@ -186,6 +186,11 @@ class MtFlow:
                     imdn_datetime = wrapper.get("DateTime") or ""
                     imdn_to = wrapper.get("To") or ""
         registered = config.registered_delivery
+        if ctx.routing.has_registered_delivery:
+            # the route that put the first connection in the list decides
+            route = ctx.routing.mt_route(dest.addr, source.addr, candidates[0])
+            if route is not None and route.registered_delivery is not None:
+                registered = route.registered_delivery
         if config.receipts == "text" or {"positive-delivery", "negative-delivery"} & set(
                 imdn_want.split(",")):
             registered = registered or 1

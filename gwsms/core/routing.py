@@ -27,6 +27,8 @@ MT (L{RoutingTable.mt_candidates}) orders the SMSC names to try:
 
 The caller (the gateway) tries them in order, skipping connections whose
 bind is down; an empty list means no route at all (SIP 404).
+L{RoutingTable.mt_route} gives the L{Route} behind one of those names (for
+its C{registered_delivery}) without moving the round-robin.
 
 MO (L{RoutingTable.mo_target}) considers the C{mo} routes whose C{smsc} is
 C{""} or the connection the message arrived on, and picks the longest
@@ -70,6 +72,8 @@ MAX_SMSC_LENGTH = 64
 MAX_SIP_URI_LENGTH = 255
 PRIORITY_MIN = -(2**31)
 PRIORITY_MAX = 2**31 - 1
+#: the largest SMPP registered_delivery value (bits 0-4)
+REGISTERED_DELIVERY_MAX = 0x1F
 
 _PREFIX_RE = re.compile(r"[0-9A-Za-z]*\Z")
 
@@ -133,6 +137,9 @@ class Route:
         messages that arrived on this connection (C{""} = any).
     @ivar sip_uri: MO: the target URI (required); MT: C{""}.
     @ivar priority: lower is preferred; equal priorities share the load.
+    @ivar registered_delivery: MT: the SMPP C{registered_delivery} for
+        messages taking this route (0-31); None: the C{[gateway]
+        registered_delivery} setting.  MO routes take None.
     @ivar created: UNIX time the row was stored (not compared).
     """
 
@@ -144,6 +151,7 @@ class Route:
     sip_uri: str = ""
     priority: int = 0
     created: float | None = dataclasses.field(default=None, compare=False)
+    registered_delivery: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.direction, str):
@@ -185,6 +193,14 @@ class Route:
             out.append(f"priority must be an integer, not {self.priority!r}")
         elif not PRIORITY_MIN <= self.priority <= PRIORITY_MAX:
             out.append(f"priority {self.priority} out of range")
+        rd = self.registered_delivery
+        if rd is not None:
+            if isinstance(rd, bool) or not isinstance(rd, int) \
+                    or not 0 <= rd <= REGISTERED_DELIVERY_MAX:
+                out.append(f"registered_delivery {rd!r} must be 0-{REGISTERED_DELIVERY_MAX}"
+                           " (or unset for the [gateway] setting)")
+            elif self.direction == MO:
+                out.append("an mo route takes no registered_delivery")
         return out
 
     def replace(self, **changes) -> "Route":
@@ -239,6 +255,11 @@ class RoutingTable:
             (mt if route.direction == MT else mo)[route.prefix].append(route)
         #: prefix -> groups in preference order
         self._mt: dict[str, list[_Group]] = {}
+        #: prefix -> mt routes in preference order (for mt_route)
+        self._mt_routes: dict[str, list[Route]] = mt
+        #: whether any mt route sets registered_delivery
+        self.has_registered_delivery = any(
+            r.registered_delivery is not None for rs in mt.values() for r in rs)
         for prefix, rs in mt.items():
             rs.sort(key=lambda r: (-len(r.source_prefix), r.source_prefix, r.priority, _sort_id(r)))
             groups = []
@@ -316,6 +337,26 @@ class RoutingTable:
             if used and not fallback:
                 break
         return list(out)
+
+    def mt_route(self, destination: str, source: str = "", smsc: str = "") -> Route | None:
+        """
+        The MT route that puts C{smsc} in L{mt_candidates} for this
+        message: the first route naming C{smsc} in the order of the module
+        docstring (longest destination prefix, then longest matching source
+        prefix, then lowest priority, then lowest id).  Does not rotate.
+
+        @param destination: the normalised destination number.
+        @param source: the normalised source address.
+        @param smsc: a connection name from L{mt_candidates}.
+        @return: that L{Route}, or None when no route for it matches.
+        """
+        destination = normalise_prefix(destination)
+        source = normalise_prefix(source)
+        for routes in self._matching(self._mt_routes, self._mt_lengths, destination):
+            for route in routes:
+                if route.smsc == smsc and source.startswith(route.source_prefix):
+                    return route
+        return None
 
     def mo_candidates(self, destination: str, source: str = "", smsc: str = "") -> list[str]:
         """

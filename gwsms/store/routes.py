@@ -13,8 +13,9 @@ from twisted.logger import Logger
 
 from gwsms.core.routing import DIRECTIONS, Route, RoutingTable
 
-#: table columns in Route field order
-COLUMNS = ("id", "direction", "prefix", "source_prefix", "smsc", "sip_uri", "priority", "created")
+#: table columns (C{registered_delivery}: -1 in the table for None)
+COLUMNS = ("id", "direction", "prefix", "source_prefix", "smsc", "sip_uri", "priority", "created",
+           "registered_delivery")
 _DATA_COLUMNS = COLUMNS[1:]
 
 _SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM routes"
@@ -60,7 +61,20 @@ def row_to_route(row: tuple) -> Route:
             values[key] = ""
     values["priority"] = int(values["priority"])
     values["created"] = float(values["created"]) if values["created"] is not None else None
+    rd = values["registered_delivery"]
+    values["registered_delivery"] = None if rd is None or int(rd) < 0 else int(rd)
     return Route(**values)
+
+
+def route_to_params(route: Route) -> tuple:
+    """The values of C{route} in C{_DATA_COLUMNS} order, as SQL parameters."""
+    out = []
+    for column in _DATA_COLUMNS:
+        value = getattr(route, column)
+        if column == "registered_delivery" and value is None:
+            value = -1
+        out.append(value)
+    return tuple(out)
 
 
 class RouteStore:
@@ -160,7 +174,7 @@ class RouteStore:
             sql = "INSERT INTO routes ({}) VALUES ({})".format(
                 ", ".join(_DATA_COLUMNS), ", ".join("?" for _ in _DATA_COLUMNS)
             )
-            params = tuple(getattr(route, c) for c in _DATA_COLUMNS)
+            params = route_to_params(route)
             try:
                 txn.execute(sql, params)
             except Exception as e:
