@@ -37,11 +37,21 @@ class GatewayService(service.MultiService):
     #: What the control socket may call (see L{gwsms.control}).
     control_commands = ("smsc_reload", "smsc_state", "routes_reload")
 
-    def __init__(self, config: Config, reactor, *, install_signals: bool = True):
+    def __init__(self, config: Config, reactor, *, install_signals: bool = True,
+                 worker: int = 0):
+        """
+        @param worker: this process's index with C{[gateway] workers > 1}
+            (0: the twistd process, which also starts the others; see
+            L{gwsms.workers}).
+        """
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.install_signals = install_signals
+        self.worker = worker
+        self.multi = config.gateway.workers > 1
+        self.supervisor = None
+        self.fanout = None
         self.db = None
         self.smpp = None
         self.sip = None
@@ -67,6 +77,7 @@ class GatewayService(service.MultiService):
         from gwsms.store.migrate import upgrade
         from gwsms.store.sip import RegistrationStore, SipUserStore
         from gwsms.store.smsc import SmscStore
+        from gwsms import workers
 
         config = self.config
         self.db = open_database(self.reactor, config.database.url)
@@ -82,23 +93,36 @@ class GatewayService(service.MultiService):
         # before either listens.
         gw = config.gateway
         writer = BatchWriter(self.db, self.reactor, gw.commit_interval, gw.batch_size)
-        self.messages = MessageStore(self.db, writer)
+        self.messages = MessageStore(self.db, writer,
+                                     owner=self.worker if self.multi else None)
         self.gateway = Gateway(self.reactor, gw, config.sip, self.messages,
                                links=links, routes=routes)
-        self.smpp = SmppService(self.reactor, config.smpp, self.gateway, links)
+        self.smpp = SmppService(self.reactor,
+                                workers.smpp_config_for_worker(config.smpp, self.worker),
+                                self.gateway, workers.links_for_worker(links, self.worker))
         stores = SipStores(
             users=SipUserStore(self.db), registrations=RegistrationStore(self.db)
         )
         self.sip = SipService(self.reactor, config.sip, self.gateway, stores,
-                              digest_algorithms=config.sip.digest_algorithms)
+                              digest_algorithms=config.sip.digest_algorithms,
+                              reuse_port=self.multi)
         self.gateway.attach(smpp=self.smpp, uac=self.sip.uac, registrar=self.sip.registrar)
         self._add_and_start(self.gateway)
         await self.gateway.ready
         self._add_and_start(self.smpp)
         self._add_and_start(self.sip)
 
-        self.control = control_service(self.reactor, config.control.socket, self)
+        self.control = control_service(
+            self.reactor, workers.control_path(config.control.socket, self.worker), self)
         self._add_and_start(self.control)
+        if self.multi and self.worker == 0:
+            self.fanout = workers.FanOut(self.reactor, config.control.socket,
+                                         config.gateway.workers)
+            self.supervisor = workers.WorkerSupervisor(
+                self.reactor, self.reactor.spawnProcess, config.gateway.workers,
+                lambda k: workers.worker_command(config.path, k), env=workers.worker_env(),
+                stop_timeout=config.smpp.shutdown_timeout + 5.0)
+            self._add_and_start(self.supervisor)
 
         if self.install_signals:
             self._previous_sighup = signal.signal(signal.SIGHUP, self._on_sighup)
@@ -137,23 +161,53 @@ class GatewayService(service.MultiService):
         self.reactor.callFromThread(self._reload_from_signal)
 
     def _reload_from_signal(self) -> None:
-        d = defer.ensureDeferred(self.smsc_reload())
-        d.addCallback(lambda _: defer.ensureDeferred(self.routes_reload()))
+        if self.supervisor is not None:
+            self.supervisor.signal_all("HUP")  # each worker reloads itself
+        d = defer.ensureDeferred(self._smsc_reload())
+        d.addCallback(lambda _: defer.ensureDeferred(self._routes_reload()))
         d.addErrback(lambda f: self._log.failure("SIGHUP reload failed", f))
 
     async def smsc_reload(self) -> dict:
-        """Re-read the C{smpp} table and apply the difference."""
+        """
+        Re-read the C{smpp} table and apply the difference (in every
+        worker; C{failed_workers} lists those that did not answer).
+        """
+        return await self._fan_out("smsc_reload", await self._smsc_reload())
+
+    async def _smsc_reload(self) -> dict:
+        from gwsms.workers import links_for_worker
+
         links = await self.smsc_store.list()
         self.gateway.set_links(links)
-        return self.smpp.reload(links)  # logs the difference itself
+        # logs the difference itself
+        return self.smpp.reload(links_for_worker(links, self.worker) if self.multi else links)
 
     async def routes_reload(self) -> dict:
-        """Re-read the C{routes} table into the gateway's routing table."""
+        """Re-read the C{routes} table into the gateway's routing table (every worker)."""
+        return await self._fan_out("routes_reload", await self._routes_reload())
+
+    async def _routes_reload(self) -> dict:
         routes = await self.route_store.list()
         self.gateway.set_routes(routes)
         self._log.info("routes reloaded: {n} routes", n=len(routes))
         return {"routes": len(routes)}
 
+    async def _fan_out(self, command: str, result: dict) -> dict:
+        if self.fanout is None:
+            return result
+        answers = await self.fanout.ask(command)
+        failed = [k for k, v in answers.items() if v is None]
+        return dict(result, failed_workers=failed) if failed else result
+
     async def smsc_state(self) -> list:
-        """Live state of every SMSC connection."""
-        return self.smpp.state()
+        """
+        Live state of every SMSC connection (with several workers: one
+        entry per connection, C{state} naming each worker's, see
+        L{gwsms.workers.merge_states}).
+        """
+        if self.fanout is None:
+            return self.smpp.state()
+        from gwsms.workers import merge_states
+
+        answers = await self.fanout.ask("smsc_state")
+        return merge_states({0: self.smpp.state(), **answers})
