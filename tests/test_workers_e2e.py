@@ -1,0 +1,225 @@
+"""
+End-to-end: C{twistd -n gwsms} with C{[gateway] workers = 2} on 127.0.0.1
+against the Perl SMSC (tests/peers/smsc.pl).  MESSAGEs come from 32
+different UDP source ports (the kernel spreads them over the two workers'
+SO_REUSEPORT sockets), each sent again from another port after its 202
+(a retransmission that may land on the other worker).  Checked: every
+message is submitted exactly once, both workers stored some (the
+C{owner} column), worker 1 bound as a transmitter, and stopping twistd
+stops the worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import uuid
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.task import deferLater
+
+from gwsms.store.database import open_database_sync
+from tests.test_e2e_gateway import E2eBase, _events, _Lines, free_port
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+SENDERS = 32
+PER_SENDER = 2
+
+
+def _message(port: int, call_id: str, dest: str, text: str) -> bytes:
+    body = text.encode("utf-8")
+    return (
+        f"MESSAGE sip:{dest}@gw.test SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:4930555000@gw.test>;tag={call_id[:8]}\r\n"
+        f"To: <sip:{dest}@gw.test>\r\n"
+        f"Call-ID: {call_id}@test\r\n"
+        "CSeq: 1 MESSAGE\r\n"
+        "Content-Type: text/plain;charset=UTF-8\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class _Sender(protocol.DatagramProtocol):
+    """Sends MESSAGEs one by one, retransmitting until a final answer."""
+
+    def __init__(self, target):
+        self.target = target
+        self.answers: dict[str, int] = {}
+        self._waiting: dict[str, tuple] = {}
+
+    def send(self, call_id: str, data: bytes) -> defer.Deferred:
+        d = defer.Deferred()
+        self._waiting[call_id] = (d, data, None)
+        self._transmit(call_id, 0)
+        return d
+
+    def _transmit(self, call_id, count):
+        d, data, _ = self._waiting[call_id]
+        if count >= 12:
+            del self._waiting[call_id]
+            d.errback(AssertionError(f"no final answer to {call_id}"))
+            return
+        self.transport.write(data, self.target)
+        timer = reactor.callLater(0.5, self._transmit, call_id, count + 1)
+        self._waiting[call_id] = (d, data, timer)
+
+    def datagramReceived(self, data, addr):
+        match = re.match(rb"SIP/2\.0 (\d{3}) ", data)
+        call = re.search(rb"\r\nCall-ID: *([^@\r]+)@", data, re.I)
+        if not match or not call:
+            return
+        status, call_id = int(match.group(1)), call.group(1).decode()
+        if status < 200 or call_id not in self._waiting:
+            return
+        d, _data, timer = self._waiting.pop(call_id)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self.answers[call_id] = status
+        d.callback(status)
+
+
+class WorkersE2eTests(E2eBase):
+    timeout = 60
+
+    def write_config(self):
+        self.db_path = os.path.join(self.workdir, "gwsms.sqlite3")
+        self.sip_port = free_port()
+        path = os.path.join(self.workdir, "gwsms.toml")
+        with open(path, "w") as f:
+            f.write(
+                f'[database]\nurl = "sqlite:{self.db_path}"\n'
+                f'[smpp]\nreconnect_initial = 0.2\nreconnect_max = 1.0\n'
+                f'shutdown_timeout = 2.0\n'
+                f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}"]\ndomain = "gw.test"\n'
+                f'[control]\nsocket = "{os.path.join(self._short_dir(), "gwsms.sock")}"\n'
+                f'[gateway]\nworkers = 2\nqueue_interval = 0.2\n'
+            )
+        return path
+
+    @defer.inlineCallbacks
+    def prepare_store(self):
+        from gwsms.core.routing import Route
+        from gwsms.smpp.link import SmscLink
+        from gwsms.store import migrate
+        from gwsms.store.routes import RouteStore
+        from gwsms.store.smsc import SmscStore
+
+        db = open_database_sync("sqlite:" + self.db_path)
+        try:
+            yield migrate.upgrade(db)
+            yield SmscStore(db).add(SmscLink(
+                name="perl", ip="127.0.0.1", port=self.smsc_port, system_id="gw",
+                password="pw", response_timeout=5.0))
+            yield RouteStore(db).add(Route(direction="mt", prefix="", smsc="perl"))
+        finally:
+            db.close()
+
+    def start_twistd(self, config):
+        proto = _Lines()
+        self.log_path = os.path.join(self.workdir, "gwsms.log")
+        argv = [TWISTD, "--nodaemon", "--pidfile=", f"--logfile={self.log_path}", "gwsms",
+                "--config", config]
+        process = reactor.spawnProcess(proto, TWISTD, argv, env=dict(os.environ),
+                                       path=self.workdir)
+        self.addCleanup(self._stop_process, process, proto)
+        return process, proto
+
+    def worker_pids(self) -> list[int]:
+        with open(self.log_path, errors="replace") as f:
+            return [int(p) for p in re.findall(r"worker 1 started \(pid (\d+)\)", f.read())]
+
+    @defer.inlineCallbacks
+    def test_two_workers_submit_each_message_once(self):
+        if not os.access(TWISTD, os.X_OK):
+            raise self.skipTest(f"no twistd next to {sys.executable}")
+        config = self.write_config()
+        yield self.prepare_store()
+        process, proto = self.start_twistd(config)
+        binds = yield self.smsc.wait_for(
+            lambda ls: len(_events(ls, "BIND")) >= 2, "both workers to bind", 30)
+        kinds = sorted(b[1] for b in _events(binds, "BIND"))
+        self.assertEqual(kinds, ["transceiver", "transmitter"])
+        # worker 1 is bound: its SIP socket is in the group too
+        senders = []
+        for _ in range(SENDERS):
+            sender = _Sender(("127.0.0.1", self.sip_port))
+            port = reactor.listenUDP(0, sender, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            senders.append((sender, port.getHost().port))
+        sent = {}
+
+        def run(index, sender, port):
+            @defer.inlineCallbacks
+            def go():
+                for n in range(PER_SENDER):
+                    call_id = uuid.uuid4().hex
+                    dest = f"+4915200{index:03d}{n:02d}"
+                    text = f"worker test {index}/{n} \u00e9"
+                    data = _message(port, call_id, dest, text)
+                    sent[dest] = (call_id, data, text)
+                    status = yield sender.send(call_id, data)
+                    self.assertEqual(status, 202, dest)
+            return go()
+
+        yield defer.gatherResults([run(i, s, p) for i, (s, p) in enumerate(senders)],
+                                  consumeErrors=True)
+        # the same MESSAGEs again, each from the next sender's port: a
+        # retransmission that may reach the other worker (dedup in the store)
+        again = []
+        for i, (dest, (call_id, data, _text)) in enumerate(sorted(sent.items())):
+            sender, port = senders[(i + 1) % SENDERS]
+            again.append(sender.send(call_id, data.replace(
+                b"127.0.0.1:%d;" % senders[i // PER_SENDER % SENDERS][1],
+                b"127.0.0.1:%d;" % port, 1)))
+        statuses = yield defer.gatherResults(again, consumeErrors=True)
+        self.assertEqual(set(statuses), {202})
+        total = SENDERS * PER_SENDER
+        yield self.smsc.wait_for(lambda ls: len(_events(ls, "SUBMIT")) >= total,
+                                 f"{total} submit_sm", 30)
+        yield deferLater(reactor, 1.5)  # a second submit would show up now
+        submits = _events(self.smsc.lines, "SUBMIT")
+        by_dest: dict[str, list[str]] = {}
+        for _kind, _mid, _source, dest, *hexdata in submits:
+            by_dest.setdefault(dest, []).append(bytes.fromhex(hexdata[0]).decode("latin-1"))
+        self.assertEqual(len(submits), total)
+        self.assertEqual(sorted(by_dest), sorted(d.lstrip("+") for d in sent))
+        for dest, (_call_id, _data, text) in sent.items():
+            self.assertEqual(len(by_dest[dest.lstrip("+")]), 1, dest)
+
+        db = open_database_sync("sqlite:" + self.db_path)
+        try:
+            owners = dict(db._conn.execute(
+                "SELECT owner, COUNT(*) FROM messages WHERE direction = 'mt'"
+                " GROUP BY owner").fetchall())
+        finally:
+            db.close()
+        self.assertEqual(sum(owners.values()), total)
+        self.assertEqual(sorted(owners), [0, 1], f"one worker took everything: {owners}")
+
+        # stopping twistd stops the worker
+        pids = self.worker_pids()
+        self.assertEqual(len(pids), 1)
+        process.signalProcess("TERM")
+        yield proto.ended
+        for _ in range(50):
+            if not _alive(pids[0]):
+                break
+            yield deferLater(reactor, 0.1)
+        self.assertFalse(_alive(pids[0]), "worker 1 outlived twistd")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover
+        return True
+    try:  # a zombie is gone for our purpose
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
