@@ -96,6 +96,7 @@ class GatewayConfig:
     queue_interval: float = 1.0
     max_pending: int = 20000
     workers: int = 1
+    retention: float = 2592000.0  # 30 days; 0 = keep forever
 
 
 GATEWAY_CHOICES = {
@@ -239,6 +240,8 @@ def _check(path: str, config: Config) -> None:
             raise bad(f"gateway.{key}", "must be > 0")
     if gateway.retry_max < gateway.retry_initial:
         raise bad("gateway.retry_max", "must be >= gateway.retry_initial")
+    if gateway.retention < 0:
+        raise bad("gateway.retention", "must be >= 0 (0 keeps messages forever)")
     if gateway.dedup_window < 0:
         raise bad("gateway.dedup_window", "must be >= 0")
     if not 1 <= gateway.max_parts <= 255:

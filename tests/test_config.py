@@ -102,6 +102,15 @@ class GatewayConfigTests(SynchronousTestCase):
         self.assertTrue(gateway.queue_when_down)
         self.assertEqual(gateway.concat, "udh8")
         self.assertEqual(gateway.receipts, "none")
+        self.assertEqual(gateway.retention, 30 * 86400.0)
+
+    def test_gateway_retention(self):
+        for text, value in (("0", 0.0), ("3600", 3600.0), ("1.5", 1.5)):
+            gateway = config.load(self.write(f"[gateway]\nretention = {text}\n")).gateway
+            self.assertEqual(gateway.retention, value)
+            self.assertIsInstance(gateway.retention, float)
+        self.assertConfigError("[gateway]\nretention = -1\n", "gateway.retention")
+        self.assertConfigError('[gateway]\nretention = "30d"\n', "gateway.retention")
 
     def test_gateway_values(self):
         gateway = config.load(self.write(

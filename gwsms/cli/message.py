@@ -4,8 +4,13 @@ C{gwsms message ...}: look into the message store.
 
   gwsms message list [--state S] [--direction mt|mo] [--limit N]
   gwsms message show ID
+  gwsms message purge [--older-than SECONDS]
 
-Read-only; works whether or not the service runs (it reads the database).
+C{list} and C{show} only read; C{purge} deletes messages in a final state
+(delivered, undeliverable, failed, expired, rejected) received more than
+C{--older-than} seconds ago (default: C{[gateway] retention}) with their
+parts and history, as the running gateway does every hour.  All work
+whether or not the service runs (they use the database).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 
 from gwsms.cli.common import CliError, command, format_table, load_config, open_db, usage_error, wait
 from gwsms.store.messages import MessageStore
+from gwsms.store.purge import purge
 
 STATES = ("queued", "submitted", "delivered", "undeliverable", "failed", "expired", "rejected")
 
@@ -27,6 +33,18 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
     if not 1 <= value <= 100000:
         raise argparse.ArgumentTypeError(f"must be between 1 and 100000, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be >= 0, not {text!r}")
     return value
 
 
@@ -46,6 +64,11 @@ def register(subparsers) -> None:
     p = sub.add_parser("show", help="every field of one message, its parts and history")
     p.add_argument("id", help="message id")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("purge", help="delete finished messages older than the retention")
+    p.add_argument("--older-than", type=_seconds, metavar="SECONDS", default=None,
+                   help="received more than SECONDS ago (default: [gateway] retention)")
+    p.set_defaults(func=cmd_purge)
 
 
 def _when(seconds: float) -> str:
@@ -110,4 +133,28 @@ def cmd_show(args) -> int:
     print()
     print(format_table(("AT", "EVENT", "DETAIL"),
                        [(_when(e["at"]), e["event"], e["detail"]) for e in events]))
+    return 0
+
+
+@command
+def cmd_purge(args) -> int:
+    config = load_config(args)
+    older = args.older_than
+    if older is None:
+        older = config.gateway.retention
+        if older <= 0:
+            raise usage_error("message purge: [gateway] retention is 0 (keep forever): "
+                              "give --older-than SECONDS")
+    before = time.time() - older
+    db = open_db(config)
+    try:
+        count = wait(purge(db, before))
+    except CliError:
+        raise
+    except Exception as e:
+        raise CliError(f"message store: {e}") from None
+    finally:
+        db.close()
+    print(f"purged {count} message{'' if count == 1 else 's'} finished and older than "
+          f"{older:g} s")
     return 0

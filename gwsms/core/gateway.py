@@ -29,6 +29,7 @@ from gwsms.sip.interfaces import IMessageHandler
 from gwsms.smpp.constants import CommandStatus
 from gwsms.smpp.interfaces import IDeliverySink
 from gwsms.store.messages import MO, MT
+from gwsms.store.purge import RetentionPurger
 
 #: seconds a finished message id is remembered so that a stale queue read
 #: cannot start it again
@@ -133,6 +134,9 @@ class Gateway(service.Service):
         self._loop = None
         self._running_queue = None
         self._last_purge = 0.0
+        #: deletes final-state messages older than C{[gateway] retention}
+        self.retention = RetentionPurger(getattr(store, "db", None), clock,
+                                         getattr(config, "retention", 0.0))
         #: fires once started (reassembly state loaded, queue running)
         self.ready: defer.Deferred = defer.Deferred()
 
@@ -188,6 +192,7 @@ class Gateway(service.Service):
             done.addErrback(lambda f: self._log.failure("queue runner stopped", f))
 
         d.addCallback(loop)
+        d.addCallback(lambda _: self.retention.start())
         d.addCallbacks(self.ready.callback, self.ready.errback)
         return d
 
@@ -202,6 +207,7 @@ class Gateway(service.Service):
             running.addBoth(lambda _: d.callback(None))
         else:
             d.callback(None)
+        d.addCallback(lambda _: self.retention.stop())
         d.addCallback(lambda _: self.ctx.store.writer.drain())
         d.addErrback(lambda f: self._log.failure("committing on stop failed", f))
         return d
