@@ -81,6 +81,32 @@ class _Sender(protocol.DatagramProtocol):
         d.callback(status)
 
 
+class _Uas(protocol.DatagramProtocol):
+    """Answers every MESSAGE 200 OK; counts what it got per Call-ID."""
+
+    def __init__(self):
+        self.received: dict[str, int] = {}
+        self.bodies: list[bytes] = []
+
+    def datagramReceived(self, data, addr):
+        if not data.startswith(b"MESSAGE "):
+            return
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        call_id = next(l.split(b":", 1)[1].strip() for l in lines
+                       if l.lower().startswith(b"call-id:")).decode()
+        if call_id not in self.received:
+            self.bodies.append(body)
+        self.received[call_id] = self.received.get(call_id, 0) + 1
+        keep = [l for l in lines[1:] if l.split(b":", 1)[0].strip().lower()
+                in (b"via", b"from", b"to", b"call-id", b"cseq")]
+        answer = b"\r\n".join([b"SIP/2.0 200 OK"] + keep + [b"Content-Length: 0", b"", b""])
+        # answer to the top Via (the sending worker's private port)
+        via = next(l for l in keep if l.lower().startswith(b"via:"))
+        match = re.search(rb"UDP ([0-9.]+):(\d+)", via)
+        self.transport.write(answer, (match.group(1).decode(), int(match.group(2))))
+
+
 class WorkersE2eTests(E2eBase):
     timeout = 60
 
@@ -94,6 +120,7 @@ class WorkersE2eTests(E2eBase):
                 f'[smpp]\nreconnect_initial = 0.2\nreconnect_max = 1.0\n'
                 f'shutdown_timeout = 2.0\n'
                 f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}"]\ndomain = "gw.test"\n'
+                f'outbound_uri = "sip:127.0.0.1:{self.uas_port}"\n'
                 f'[control]\nsocket = "{os.path.join(self._short_dir(), "gwsms.sock")}"\n'
                 f'[gateway]\nworkers = 2\nqueue_interval = 0.2\n'
             )
@@ -124,8 +151,16 @@ class WorkersE2eTests(E2eBase):
                 "--config", config]
         process = reactor.spawnProcess(proto, TWISTD, argv, env=dict(os.environ),
                                        path=self.workdir)
-        self.addCleanup(self._stop_process, process, proto)
+        self.addCleanup(self._stop_twistd, process, proto)
         return process, proto
+
+    def _stop_twistd(self, process, proto):
+        """SIGTERM (the workers stop with it), SIGKILL after 15 s."""
+        if proto.ended.called:
+            return None
+        process.signalProcess("TERM")
+        killer = reactor.callLater(15, lambda: proto.ended.called or process.signalProcess("KILL"))
+        return proto.ended.addBoth(lambda _: killer.active() and killer.cancel())
 
     def worker_pids(self) -> list[int]:
         with open(self.log_path, errors="replace") as f:
@@ -209,6 +244,46 @@ class WorkersE2eTests(E2eBase):
                 break
             yield deferLater(reactor, 0.1)
         self.assertFalse(_alive(pids[0]), "worker 1 outlived twistd")
+
+
+    @defer.inlineCallbacks
+    def test_mo_answers_reach_the_sending_worker(self):
+        """
+        MO messages arrive at worker 0 (the only receiver); its MESSAGEs
+        leave from its private port, so every 200 OK comes back to it:
+        each MESSAGE reaches the UAS once (no retransmission) and is
+        recorded as delivered.
+        """
+        if not os.access(TWISTD, os.X_OK):
+            raise self.skipTest(f"no twistd next to {sys.executable}")
+        uas = _Uas()
+        port = reactor.listenUDP(self.uas_port, uas, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        config = self.write_config()
+        yield self.prepare_store()
+        self.start_twistd(config)
+        yield self.smsc.wait_for(
+            lambda ls: len(_events(ls, "BIND")) >= 2, "both workers to bind", 30)
+        count = 10
+        for i in range(count):
+            self.smsc.send(f"deliver 4915100000{i:02d} 4930555000 "
+                           + f"mo text {i}".encode().hex())
+        for _ in range(100):
+            if len(uas.received) >= count:
+                break
+            yield deferLater(reactor, 0.1)
+        yield deferLater(reactor, 1.5)  # retransmissions (T1 = 0.5 s) would show now
+        self.assertEqual(len(uas.received), count)
+        self.assertEqual(set(uas.received.values()), {1}, uas.received)
+        self.assertEqual(sorted(uas.bodies), sorted(f"mo text {i}".encode()
+                                                    for i in range(count)))
+        db = open_database_sync("sqlite:" + self.db_path)
+        try:
+            rows = db._conn.execute(
+                "SELECT state, owner FROM messages WHERE direction = 'mo'").fetchall()
+        finally:
+            db.close()
+        self.assertEqual(rows, [("delivered", 0)] * count)
 
 
 def _alive(pid: int) -> bool:
