@@ -2,9 +2,9 @@
 End-to-end tests of the whole gateway (L{gwsms.service.GatewayService}) on
 127.0.0.1 with peers gwsms did not write:
 
-  - the SMSC is tests/peers/smsc.pl (Perl Net::SMPP), started through a
-    small launcher that lets the test give a deliver_sm an esm_class and a
-    data_coding (C{deliver SRC~ESM~DC DST HEX}: UDH parts, receipts);
+  - the SMSC is tests/peers/smsc.pl (Perl Net::SMPP); its C{deliver SRC
+    DST HEX esm_class=E data_coding=D source_addr_ton=1 ...} command gives
+    a deliver_sm the fields UDH parts and receipts need;
   - SIP senders and receivers are sipp (UAC and UAS scenarios
     tests/sipp/e2e_*.xml).
 
@@ -48,25 +48,14 @@ SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 PERL = shutil.which("perl") or "/usr/bin/perl"
 WAIT = 60.0
 
-# Runs smsc.pl unchanged; only Net::SMPP::deliver_sm is wrapped so that a
-# source address "ADDR~ESM~DC" sets esm_class and data_coding (and TON 1).
-LAUNCHER = r"""
-use strict; use warnings; use Net::SMPP;
-{
-    no warnings 'redefine';
-    my $orig = \&Net::SMPP::deliver_sm;
-    *Net::SMPP::deliver_sm = sub {
-        my ($me, %a) = @_;
-        if (defined $a{source_addr} && $a{source_addr} =~ /^([^~]*)~(\d+)~(\d+)$/) {
-            @a{qw(source_addr esm_class data_coding source_addr_ton source_addr_npi)} =
-                ($1, $2, $3, 1, 1);
-        }
-        return $orig->($me, %a);
-    };
-}
-my $script = shift @ARGV;
-do $script or die($@ || $!);
-"""
+
+def deliver(source: str, dest: str, data: bytes, esm_class: int = 0, data_coding: int = 0) -> str:
+    """
+    @return: the smsc.pl command sending a deliver_sm from the international
+        number C{source} (TON 1, NPI 1) to C{dest}.
+    """
+    return (f"deliver {source} {dest} {data.hex() or '-'} esm_class={esm_class}"
+            f" data_coding={data_coding} source_addr_ton=1 source_addr_npi=1")
 
 
 def _have_net_smpp() -> bool:
@@ -156,11 +145,8 @@ class E2eBase(TestCase):
     # -- peers ------------------------------------------------------------
     @defer.inlineCallbacks
     def start_smsc(self, port=0):
-        launcher = os.path.join(self.workdir, "launch_smsc.pl")
-        with open(launcher, "w") as f:
-            f.write(LAUNCHER)
         self.smsc = _Lines()
-        argv = [PERL, launcher, SMSC_PL, "--port", str(port)]
+        argv = [PERL, SMSC_PL, "--port", str(port)]
         process = reactor.spawnProcess(self.smsc, PERL, argv, env=dict(os.environ),
                                        path=self.workdir)
         self.addCleanup(self._stop_process, process, self.smsc)
@@ -199,15 +185,21 @@ class E2eBase(TestCase):
 
     # -- the gateway ------------------------------------------------------
     @defer.inlineCallbacks
-    def start_gateway(self, sip=None, **gateway):
+    def start_gateway(self, sip=None, link=None, route=None, **gateway):
+        """
+        @param link: extra L{SmscLink} fields of the SMSC row.
+        @param route: extra L{Route} fields of the default MT route.
+        """
         url = "sqlite:" + os.path.join(self.workdir, "gwsms.sqlite3")
         db = open_database_sync(url)
         try:
             yield migrate.upgrade(db)
             yield SmscStore(db).add(SmscLink(
                 name="perl", ip="127.0.0.1", port=self.smsc_port, system_id="gw",
-                password="pw", enquire_link_interval=30.0, response_timeout=5.0))
-            yield RouteStore(db).add(Route(direction="mt", prefix="", smsc="perl"))
+                password="pw", enquire_link_interval=30.0, response_timeout=5.0,
+                **(link or {})))
+            yield RouteStore(db).add(Route(direction="mt", prefix="", smsc="perl",
+                                           **(route or {})))
         finally:
             db.close()
         settings = {"retry_initial": 0.2, "retry_max": 1.0, "queue_interval": 0.2,
@@ -315,13 +307,12 @@ class E2eBase(TestCase):
                 expected[f"+{source}"] = first + second
                 for seq, piece in ((2, second), (1, first)):  # out of order
                     udh = bytes((5, 0, 3, i % 256, 2, seq))
-                    commands.append(
-                        f"deliver {source}~64~0 {dest} {(udh + gsm.encode(piece)).hex()}")
+                    commands.append(deliver(source, dest, udh + gsm.encode(piece), esm_class=64))
             else:
                 text = f"MO {i} hello @ you"
                 source, dest = f"4915200{i:05d}", f"4930{i:06d}"
                 expected[f"+{source}"] = text
-                commands.append(f"deliver {source}~0~0 {dest} {gsm.encode(text).hex()}")
+                commands.append(deliver(source, dest, gsm.encode(text)))
         return commands, expected
 
     def received_messages(self, log):
@@ -372,6 +363,36 @@ class EndToEndTests(E2eBase):
         self.assertEqual({r["state"] for r in rows}, {"submitted"})
 
     @defer.inlineCallbacks
+    def test_mt_connection_text_options(self):
+        """A connection set to coding ucs2 and concat udh16, a route asking receipts."""
+        yield self.start_gateway(link={"coding": "ucs2", "concat": "udh16", "max_parts": 3},
+                                 route={"registered_delivery": 1})
+        texts = [(f"+49152000{i:05d}", f"Plain ASCII {i} " + "x" * 80) for i in range(5)]
+        result = yield self.sipp(
+            f"127.0.0.1:{self.sip_port}", "-sf", os.path.join(SCENARIOS, "e2e_uac.xml"),
+            "-inf", self.write_csv(texts), "-t", "u1", "-i", "127.0.0.1",
+            "-p", str(free_port()), "-m", str(len(texts)), "-r", "100", "-l", "10")
+        self.assertSippOk(result)
+        lines = yield self.smsc.wait_for(lambda ls: len(_events(ls, "SUBMIT")) >= 10,
+                                         "10 submit_sm")
+        by_dest: dict[str, list[bytes]] = {}
+        for _kind, _mid, _source, dest, hexdata in _events(lines, "SUBMIT"):
+            by_dest.setdefault(dest, []).append(bytes.fromhex(hexdata))
+        for dest, text in texts:
+            parts = sorted(by_dest[dest.lstrip("+")], key=lambda p: p[6])
+            self.assertEqual(len(parts), 2, dest)
+            refs = set()
+            for seq, part in enumerate(parts, 1):
+                self.assertEqual(part[:3], b"\x06\x08\x04")  # 16-bit reference UDH
+                self.assertEqual(part[5:7], bytes((2, seq)))
+                refs.add(part[3:5])
+            self.assertEqual(len(refs), 1)
+            self.assertEqual(b"".join(p[7:] for p in parts).decode("utf-16-be"), text)
+        rows = yield self.settled("mt", len(texts), {"submitted"})
+        self.assertEqual({(r["data_coding"], r["parts_total"], r["registered_delivery"])
+                          for r in rows}, {(8, 2, 1)})
+
+    @defer.inlineCallbacks
     def test_mo_100_messages_exactly_once(self):
         yield self.start_gateway()
         log = os.path.join(self.workdir, "uas_messages.log")
@@ -402,7 +423,7 @@ class EndToEndTests(E2eBase):
         uas = self.sipp("-sf", os.path.join(SCENARIOS, "e2e_uas.xml"), "-t", "u1",
                         "-i", "127.0.0.1", "-p", str(phone), "-m", "1",
                         "-trace_msg", "-message_file", log)
-        self.smsc.send(f"deliver 4915200000001~0~0 4930777 {gsm.encode('to the phone').hex()}")
+        self.smsc.send(deliver("4915200000001", "4930777", gsm.encode("to the phone")))
         self.assertSippOk((yield uas))
         self.assertEqual(self.received_messages(log), {"+4915200000001": "to the phone"})
         with open(log, errors="replace") as f:
@@ -424,7 +445,7 @@ class EndToEndTests(E2eBase):
         self.assertEqual(bytes.fromhex(hexdata), gsm.encode("please confirm"))
         receipt = (f"id:{mid} sub:001 dlvrd:001 submit date:2601011200 "
                    "done date:2601011201 stat:DELIVRD err:000 text:please confirm")
-        self.smsc.send(f"deliver {dest}~4~0 {source} {receipt.encode().hex()}")
+        self.smsc.send(deliver(dest, source, receipt.encode(), esm_class=4))
         self.assertSippOk((yield uas))
         [row] = yield self.settled("mt", 1, {"delivered"})
         self.assertEqual((yield self.rows("mo")), [])  # never forwarded as an SMS

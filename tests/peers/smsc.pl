@@ -13,7 +13,12 @@
 #   OUTBIND_SENT <host> <port>  UNBIND <system_id>  CLOSED <system_id>
 #   ENQUIRE_LINK                UNBIND_RESP
 # Commands on stdin, one per line:
-#   deliver <source_addr> <destination_addr> <hex text>  (to every rx/trx bind)
+#   deliver <source_addr> <destination_addr> <hex short_message> [NAME=VALUE ...]
+#                                (to every rx/trx bind; hex "-" = empty)
+#       NAME: esm_class, data_coding, protocol_id, registered_delivery,
+#       source_addr_ton, source_addr_npi, dest_addr_ton, dest_addr_npi
+#       (integers, decimal or 0x..), payload (hex: a message_payload TLV),
+#       e.g.  deliver 4915 4930 050003010201... esm_class=0x40 source_addr_ton=1
 #   outbind <host> <port> <system_id> <password>
 #   unbind                       (SMSC-initiated unbind of every bind)
 #   drop                         (close every ESME connection abruptly)
@@ -57,6 +62,10 @@ my $stdin_buf = '';
 
 my %bind_name = (0x00000001 => 'receiver', 0x00000002 => 'transmitter',
                  0x00000009 => 'transceiver');
+
+# integer deliver_sm fields the "deliver" command may set
+my %deliver_int = map { $_ => 1 } qw(esm_class data_coding protocol_id
+    registered_delivery source_addr_ton source_addr_npi dest_addr_ton dest_addr_npi);
 
 sub hex_of { return unpack('H*', defined $_[0] ? $_[0] : '') }
 
@@ -133,12 +142,26 @@ sub command {
     my @w = split ' ', $line;
     return unless @w;
     if ($w[0] eq 'deliver') {
-        my ($src, $dst, $hex) = @w[1 .. 3];
+        my ($src, $dst, $hex, @opts) = @w[1 .. $#w];
+        $hex = '' if !defined $hex || $hex eq '-';
+        my %extra;
+        for my $opt (@opts) {
+            my ($name, $value) = split /=/, $opt, 2;
+            if (defined $value && $name eq 'payload' && $value =~ /^(?:[0-9a-fA-F]{2})*$/) {
+                $extra{message_payload} = pack('H*', $value);
+            } elsif (defined $value && $deliver_int{$name}
+                     && $value =~ /^(?:\d+|0x[0-9a-fA-F]+)$/) {
+                $extra{$name} = $value =~ /^0x/ ? hex($value) : $value + 0;
+            } else {
+                print "ERROR deliver: bad option $opt\n";
+                return;
+            }
+        }
         for my $c (values %conn) {
             next unless $c->{bound} && $c->{bound} ne 'transmitter';
             my $seq = $c->{sock}->deliver_sm(
                 async => 1, source_addr => $src, destination_addr => $dst,
-                short_message => pack('H*', $hex // ''));
+                short_message => pack('H*', $hex), %extra);
             print "DELIVER_SENT $seq\n";
         }
     } elsif ($w[0] eq 'outbind') {
