@@ -214,6 +214,15 @@ class GatewayRetentionTests(unittest.SynchronousTestCase):
         h.stop()
         self.assertIsNone(h.gateway.retention._loop)
 
+    def test_only_worker_zero_purges(self):
+        from gwsms.core.gateway import Gateway
+        from gwsms.config import GatewayConfig, SipConfig
+
+        for owner, runs in ((None, True), (0, True), (1, False), (3, False)):
+            store = MessageStore(object(), None, owner=owner)
+            gateway = Gateway(task.Clock(), GatewayConfig(), SipConfig(), store)
+            self.assertEqual(gateway.retention._db is not None, runs, owner)
+
 
 class MessagePurgeCliTests(unittest.SynchronousTestCase):
     def setUp(self):

@@ -135,8 +135,10 @@ class Gateway(service.Service):
         self._running_queue = None
         self._last_purge = 0.0
         #: deletes final-state messages older than C{[gateway] retention}
-        self.retention = RetentionPurger(getattr(store, "db", None), clock,
-                                         getattr(config, "retention", 0.0))
+        #: (with several worker processes, only worker 0's gateway does)
+        purge_db = getattr(store, "db", None) if getattr(store, "owner", None) in (None, 0) \
+            else None
+        self.retention = RetentionPurger(purge_db, clock, getattr(config, "retention", 0.0))
         #: fires once started (reassembly state loaded, queue running)
         self.ready: defer.Deferred = defer.Deferred()
 
