@@ -172,6 +172,12 @@ class CliRouteTests(unittest.SynchronousTestCase):
         code, out, err = self.cli("route", "test", "+4930123")
         self.assertEqual(code, 0, err)
         self.assertIn("+4930123: try de, de-backup, default", out)
+        self.assertIn("registered_delivery: the [gateway] setting", out)
+        self.assertEqual(self.cli("route", "add", "--prefix", "4930", "--smsc", "de",
+                                  "--registered-delivery", "2")[0], 0)
+        code, out, err = self.cli("route", "test", "+4930123")
+        self.assertEqual(out.splitlines()[1], "registered_delivery 2 (route id 5)")
+        self.assertEqual(self.cli("route", "rm", "5")[0], 0)
         code, out, err = self.cli("route", "test", "4930123", "--direction", "mo", "--smsc", "de")
         self.assertEqual((code, out.strip()), (0, "4930123: sip:de-pbx"))
         code, out, err = self.cli("route", "test", "4930123", "--direction", "mo", "--smsc", "fr")

@@ -259,6 +259,11 @@ def cmd_test(args) -> int:
             print(f"no route for {args.number} (the gateway answers 404)")
             return 1
         print(f"{args.number}: try {', '.join(names)} (in this order; equal priorities rotate)")
+        route = table.mt_route(args.number, args.source, names[0])
+        if route is not None and route.registered_delivery is not None:
+            print(f"registered_delivery {route.registered_delivery} (route id {route.id})")
+        else:
+            print("registered_delivery: the [gateway] setting")
         return 0
     uri = table.mo_target(args.number, args.source, args.smsc)
     if uri is None:
