@@ -249,3 +249,36 @@ class RouteRegisteredDeliveryTests(SynchronousTestCase):
         [row] = h.rows()
         parts = h.row(row["id"])["parts"]
         self.assertEqual(parts[0]["state"], "submitted")
+
+
+class SplitChangedTests(SynchronousTestCase):
+    def test_options_changed_after_parts_were_sent(self):
+        """Part 1 went out as GSM udh8; the link is now UCS-2: the rest cannot follow."""
+        h = harness(self, sip_reply="accepted")
+        h.smpp.auto = False
+        self.successResultOf(h.send(sip_message("y" * 200)))
+        h.smpp.answer(0)
+        h.smpp.answer(1, status=0x58)  # throttled: part 2 waits for the queue
+        h.flush()
+        h.gateway.set_links([make_link("smsc1", coding="ucs2"), make_link("smsc2")])
+        h.smpp.auto = True
+        h.flush(30)
+        self.assertEqual(len(h.smpp.calls), 2)  # nothing more sent
+        [row] = h.rows()
+        self.assertEqual((row["state"], row["sip_status"]), ("failed", 500))
+        self.assertIn("1 of 2 parts were sent before the connection's text options changed",
+                      row["last_error"])
+
+    def test_same_split_after_reload_goes_on(self):
+        h = harness(self, sip_reply="accepted")
+        h.smpp.auto = False
+        self.successResultOf(h.send(sip_message("y" * 200)))
+        h.smpp.answer(0)
+        h.smpp.answer(1, status=0x58)
+        h.flush()
+        # a change that does not alter this message's split
+        h.gateway.set_links([make_link("smsc1", max_parts=5), make_link("smsc2")])
+        h.smpp.auto = True
+        h.flush(30)
+        self.assertEqual(len(h.smpp.calls), 3)
+        self.assertEqual(h.rows()[0]["state"], "submitted")

@@ -108,6 +108,10 @@ def split_for(body: str, link, config, ref: int, max_parts: int | None = None) -
     )
 
 
+class SplitChanged(text.TextError):
+    """The rest of a partly sent message would be split differently."""
+
+
 class MtJob:
     """
     One MT message being submitted (at most one job per message): submits
@@ -179,11 +183,21 @@ class MtJob:
                          max_parts=text.MAX_PARTS if self.submitted else None)
 
     def _resplit(self, segments) -> None:
-        """Record a new part count / coding (split for another link, nothing sent)."""
+        """
+        Record a new part count / coding (split for another link, nothing
+        sent).
+
+        @raise SplitChanged: parts were sent already and the link's options
+            changed since (the rest would not fit the parts sent).
+        """
         row = self.row
-        if self.submitted or (len(segments) == row["parts_total"]
-                              and segments[0].data_coding == row["data_coding"]):
+        if len(segments) == row["parts_total"] and segments[0].data_coding == row["data_coding"]:
             return
+        if self.submitted:
+            raise SplitChanged(
+                f"{len(self.submitted)} of {row['parts_total']} parts were sent before the "
+                f"connection's text options changed; the message now splits into "
+                f"{len(segments)} parts with data_coding {segments[0].data_coding}")
         row["parts_total"] = len(segments)
         row["data_coding"] = segments[0].data_coding
         self.last_write = now = self.ctx.clock.seconds()
@@ -214,6 +228,9 @@ class MtJob:
             except text.TooLong as e:
                 too_long = e  # this link allows fewer parts: try the next
                 continue
+            except SplitChanged as e:
+                self._permanent(SipAnswer(500, "Server Internal Error (split changed)"), str(e))
+                return
             except (numbers.AddressError, text.TextError, ValueError) as e:
                 self._permanent(SipAnswer(400, f"Bad Request ({e})"), str(e))
                 return
