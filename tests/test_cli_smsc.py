@@ -301,3 +301,18 @@ class CliMysqlTests(unittest.SynchronousTestCase):
         for text in outputs:
             self.assertNotIn(PASSWORD, text)
             self.assertNotIn(password, text)
+
+    def test_message_options(self):
+        from tests.mysql_helpers import fresh_mysql_url
+
+        url = fresh_mysql_url(self)
+        _, config, _, _ = write_config(self, db_url=url)
+        self.assertEqual(run_cli(config, *ADD, "--coding", "ucs2", "--concat", "udh16",
+                                 "--max-parts", "3")[0], 0)
+        self.assertEqual(run_cli(config, "smsc", "set", "s1", "--concat", "payload")[0], 0)
+        code, out, err = run_cli(config, "smsc", "show", "s1")
+        self.assertEqual(code, 0, err)
+        shown = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()
+                 if len(line.split()) > 1}
+        self.assertEqual((shown["coding"], shown["concat"], shown["max_parts"]),
+                         ("ucs2", "payload", "3"))
