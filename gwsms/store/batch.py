@@ -53,6 +53,9 @@ class BatchWriter:
         @param batch_size: most writes in one transaction.
         """
         self._db = db
+        # Database.run_batch runs the statements in the reactor thread
+        # (test doubles may only have run_interaction)
+        self._run = getattr(db, "run_batch", None) or db.run_interaction
         self._clock = clock
         self.interval = interval
         self.batch_size = max(1, batch_size)
@@ -107,7 +110,7 @@ class BatchWriter:
         del self._pending[: self.batch_size]
         self._committing = True
         self.batches += 1
-        d = self._db.run_interaction("write batch", _run_batch, ops)
+        d = self._run("write batch", _run_batch, ops)
         d.addCallbacks(self._committed, self._batch_failed, (ops,), None, (ops,))
         d.addErrback(lambda f: self._log.failure("batch writer bookkeeping failed", f))
 

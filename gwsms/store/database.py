@@ -17,6 +17,7 @@ every dialect.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable
 
@@ -83,6 +84,43 @@ def _interact(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
         cursor.close()
 
 
+#: seconds the pool thread waits for the reactor thread to run the
+#: statements of a L{Database.run_batch} before giving up (rollback)
+BATCH_HANDOFF_TIMEOUT = 60.0
+
+
+def _split_interaction(conn, engine: BaseEngine, reactor, fn: Callable, args):
+    """
+    Pool-thread half of L{Database.run_batch}: take the connection (so no
+    other interaction can use it), let the reactor thread run C{fn} on it,
+    wait, and return (the pool commits) or raise (the pool rolls back).
+    """
+    cursor = conn.cursor()
+    box: dict = {}
+    done = threading.Event()
+
+    def statements():
+        try:
+            box["result"] = fn(Transaction(cursor, engine), *args)
+        except BaseException as e:
+            box["error"] = e
+        finally:
+            done.set()
+
+    try:
+        engine.begin(cursor)
+        reactor.callFromThread(statements)
+        if not done.wait(BATCH_HANDOFF_TIMEOUT):
+            # the reactor thread may still run it later: make that fail
+            # (closed cursor) rather than write outside the transaction
+            raise RuntimeError("reactor thread did not run the batch statements")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+    finally:
+        cursor.close()
+
+
 class Database:
     """
     A connection pool plus the engine that knows its dialect.
@@ -92,9 +130,14 @@ class Database:
 
     _log = Logger()
 
-    def __init__(self, engine: BaseEngine, pool: adbapi.ConnectionPool | None):
+    def __init__(self, engine: BaseEngine, pool: adbapi.ConnectionPool | None, reactor=None):
+        """
+        @param reactor: the pool's reactor; with an SQLite engine it lets
+            L{run_batch} run statements in the reactor thread.
+        """
         self.engine = engine
         self._pool = pool
+        self._reactor = reactor
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.engine.display_url}>"
@@ -121,6 +164,27 @@ class Database:
 
         d = self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
         return d.addBoth(check_time)
+
+    def run_batch(self, desc: str, fn: Callable, *args: Any) -> defer.Deferred:
+        """
+        Like L{run_interaction}, for the group-commit writer's batches.
+
+        With SQLite the statements of C{fn} run in the reactor thread (the
+        pool thread holds the connection meanwhile, so nothing interleaves)
+        and only C{BEGIN} and the C{COMMIT} (the fsync) run in the pool
+        thread.  SQLite's module releases the GIL around every statement
+        step; run in the pool thread while the reactor thread is busy, each
+        of those steps waits a GIL switch interval for the lock back, which
+        made a batch of a few hundred statements take seconds.  Other
+        engines (network round trips) run it like L{run_interaction}.
+
+        @return: Deferred firing with C{fn}'s result after the commit, or
+            failing with its exception (after rollback).
+        """
+        if self._reactor is None or self.engine.dialect != "sqlite":
+            return self.run_interaction(desc, fn, *args)
+        return self._pool.runWithConnection(
+            _split_interaction, self.engine, self._reactor, fn, args)
 
     def run_query(self, sql: str, params: tuple | list = (), desc: str = "query") -> defer.Deferred:
         """
@@ -207,7 +271,7 @@ def open_database(reactor, url: str) -> Database:
         cp_noisy=False,
         **kw,
     )
-    return Database(engine, pool)
+    return Database(engine, pool, reactor)
 
 
 def open_database_sync(url: str) -> SyncDatabase:

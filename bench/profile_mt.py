@@ -1,0 +1,201 @@
+# -*- test-case-name: tests.test_perf_store -*-
+"""
+Profile the gateway's SIP -> SMPP hot path in this process.
+
+The real gateway service (UDP SIP listener, UAS, gateway core, SQLite file
+store with durability on, ESME) runs in this process; the shipped SMSC
+simulator (L{bench.smsc_driver}) and a sipp UAC run as their own processes,
+so this process's CPU time is the gateway's.  Prints CPU microseconds per
+message (process CPU, all threads, from C{resource.getrusage}), the achieved
+rate, the time spent in garbage collection and the tracked object count,
+optionally a cProfile of the run.
+
+  .venv/bin/python bench/profile_mt.py --rate 2000 --count 20000 [--cprofile N]
+
+Only 127.0.0.1; everything it starts is stopped at the end.  Not part of
+C{make bench}: a tool for the profile-driven pass of issue 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+from run import BIN, UAC_XML, free_port, gateway_config  # noqa: E402
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class GcTimer:
+    """Sums the time spent in garbage collection, per generation."""
+
+    def __init__(self):
+        self.total = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self.longest = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            spent = time.perf_counter() - self._start
+            g = info["generation"]
+            self.total[g] += spent
+            self.count[g] += 1
+            self.longest = max(self.longest, spent)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--window", type=int, default=100)
+    parser.add_argument("--cprofile", type=int, default=0, metavar="N",
+                        help="run under cProfile and print the top N functions")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [gateway] setting (TOML value)")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() once the gateway runs (experiment)")
+    parser.add_argument("--gc-threshold", default="", metavar="N0,N1,N2",
+                        help="gc.set_threshold() before the run (experiment)")
+    parser.add_argument("--no-split", action="store_true",
+                        help="run write batches wholly in the pool thread (as before"
+                        " Database.run_batch), for comparison")
+    args = parser.parse_args(argv)
+
+    tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
+    procs = []
+    try:
+        sim = subprocess.Popen([sys.executable, os.path.join(HERE, "smsc_driver.py"),
+                                "--window", "100"], cwd=tmp, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        procs.append(sim)
+        smsc_port = json.loads(sim.stdout.readline())["listening"]
+        sip_port = free_port()
+        config_path = os.path.join(tmp, "gwsms.toml")
+        options = [tuple(o.split("=", 1)) for o in args.option]
+        with open(config_path, "w") as f:
+            f.write(gateway_config(tmp, sip_port, "submitted", options))
+
+        def gwsms(*argv):
+            subprocess.run([os.path.join(BIN, "gwsms"), "--config", config_path] + list(argv),
+                           cwd=tmp, check=True, capture_output=True)
+
+        gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),
+              "--system-id", "bench", "--password", "bench", "--window", str(args.window))
+        gwsms("route", "add", "--prefix", "", "--smsc", "bench")
+        return run(args, tmp, config_path, sip_port, procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, tmp, config_path, sip_port, procs) -> int:
+    from twisted.internet import reactor, task
+    from twisted.python import log as tlog
+
+    from gwsms.config import load
+    from gwsms.service import GatewayService
+
+    if args.no_split:
+        from gwsms.store.database import Database
+        Database.run_batch = Database.run_interaction
+    tlog.startLogging(open(os.path.join(tmp, "gateway.log"), "w"), setStdout=False)
+    config = load(config_path)
+    svc = GatewayService(config, reactor, install_signals=False)
+    result = {}
+    gct = GcTimer()
+
+    def bound():
+        state = svc.smpp.state() if svc.smpp is not None else []
+        return any(s.get("state", "").startswith("bound") for s in state)
+
+    async def drive():
+        await svc.started
+        for _ in range(200):
+            if bound():
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        else:
+            raise RuntimeError("no SMPP bind")
+        sipp = subprocess.Popen(
+            ["sipp", "-sf", UAC_XML, "127.0.0.1:%d" % sip_port, "-i", "127.0.0.1",
+             "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
+             "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
+             "-buff_size", "8388608"],
+            cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        procs.append(sipp)
+        gc.collect()
+        if args.gc_freeze:
+            gc.freeze()
+        if args.gc_threshold:
+            gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
+        gc.callbacks.append(gct)
+        t0, c0 = time.monotonic(), cpu()
+        while sipp.poll() is None:
+            await task.deferLater(reactor, 0.05, lambda: None)
+        t1, c1 = time.monotonic(), cpu()
+        gc.callbacks.remove(gct)
+        result.update(wall=t1 - t0, cpu=c1 - c0, sipp_rc=sipp.returncode,
+                      stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None)
+        result["objects"] = len(gc.get_objects())
+
+    def done(_):
+        reactor.stop()
+
+    def failed(f):
+        result["error"] = f.getErrorMessage()
+        reactor.stop()
+
+    svc.startService()
+    from twisted.internet import defer
+    reactor.callWhenRunning(lambda: defer.ensureDeferred(drive()).addCallbacks(done, failed))
+    if args.cprofile:
+        import cProfile
+        import pstats
+        # CPU time of the reactor thread: a busy machine does not inflate it
+        prof = cProfile.Profile(time.thread_time)
+        prof.runcall(reactor.run)
+    else:
+        reactor.run()
+    if "error" in result:
+        print("error:", result["error"])
+        return 1
+    n = args.count
+    print("rate %d count %d: %.0f msg/s, %.1f us CPU/msg (sipp rc %s)"
+          % (args.rate, n, n / result["wall"], result["cpu"] / n * 1e6, result["sipp_rc"]))
+    print("gc: %.1f us/msg (gen0 %d %.2fs, gen1 %d %.2fs, gen2 %d %.2fs, longest %.1f ms),"
+          " tracked objects at end %d"
+          % (sum(gct.total) / n * 1e6, gct.count[0], gct.total[0], gct.count[1], gct.total[1],
+             gct.count[2], gct.total[2], gct.longest * 1000, result["objects"]))
+    if result.get("stats"):
+        print("gateway stats:", result["stats"])
+    if args.cprofile:
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(args.cprofile)
+        stats.sort_stats("cumulative").print_stats("gwsms", args.cprofile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
