@@ -98,6 +98,40 @@ def parse_stat_csv(text: str) -> dict:
     }
 
 
+def merge_stats(stats: list[dict]) -> dict:
+    """
+    Combine the L{parse_stat_csv} results of several sipp processes that
+    ran side by side (one step with several UACs): counters add up, the
+    elapsed time is the longest.
+
+    @return: a dict of the same shape (C{raw} omitted).
+    """
+    if not stats:
+        raise ParseError("no sipp statistics to merge")
+    merged = {"failures": Counter(), "elapsed": 0.0}
+    for st in stats:
+        for key, value in st.items():
+            if key == "failures":
+                merged["failures"].update(value)
+            elif key == "elapsed":
+                merged["elapsed"] = max(merged["elapsed"], value)
+            elif key != "raw":
+                merged[key] = merged.get(key, 0) + value
+    merged["failures"] = dict(merged["failures"])
+    return merged
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """
+    @return: C{parts} integers, differing by at most one, adding up to
+        C{total} (the rate or call count of each of several sipp UACs).
+    """
+    if parts < 1:
+        raise ValueError("parts must be >= 1")
+    base, extra = divmod(int(total), parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
 def parse_rtt_csv(text: str, rtd: int = 1) -> list[float]:
     """
     Read a sipp C{-trace_rtt} file (C{Date_ms;response_time_ms;rtd_no}).

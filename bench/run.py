@@ -280,7 +280,9 @@ class Bench:
         if "listening" not in hello:
             raise BenchError("SMSC simulator did not start: %s" % (hello,))
         self.smsc_port = hello["listening"]
-        self.sip_port, self.uas_port, self.uac_port = free_port(), free_port(), free_port()
+        self.sip_port, self.uas_port = free_port(), free_port()
+        self.uac_ports = [free_port() for _ in range(max(1, self.args.uacs))]
+        self.uac_port = self.uac_ports[0]
         self.config = os.path.join(self.tmp, "gwsms.toml")
         with open(self.config, "w") as f:
             f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply, self.args.gateway_options))
@@ -387,59 +389,78 @@ class Bench:
             step.reason += "; gateway exited (%s): %s" % (self.gateway.returncode, _tail(self.gw_log, 2))
         return step
 
+    def _start_uac(self, stepdir: str, port: int, rate: int, count: int, bound: int) -> subprocess.Popen:
+        os.mkdir(stepdir)
+        return self.procs.start(
+            [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
+             "-p", str(port), "-r", str(rate), "-rp", "1000", "-m", str(count),
+             "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"), "-fd", "1",
+             # sipp writes the rtt file every rtt_freq calls and drops the rest at
+             # exit: a divisor of the count keeps every call.
+             "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err",
+             "-error_file", os.path.join(stepdir, "errors.log"),
+             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608"],
+            cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
+
     def mt_step(self, rate: int) -> ladder.Step:
-        """SIP -> SMPP: sipp UAC at C{rate}; delivered = simulator submits."""
+        """
+        SIP -> SMPP: sipp UAC(s) at C{rate} in total (C{--uacs} processes,
+        each from its own port); delivered = simulator submits.
+        """
         count = max(1, int(rate * self.args.duration))
         step = ladder.Step("sip->smpp", rate)
         stepdir = os.path.join(self.tmp, "mt-%d" % rate)
         os.mkdir(stepdir)
-        stat, errors = os.path.join(stepdir, "stat.csv"), os.path.join(stepdir, "errors.log")
+        n = max(1, min(self.args.uacs, count))
+        plan = [(os.path.join(stepdir, "uac%d" % i), port, r, c) for i, (port, r, c) in enumerate(
+            zip(self.uac_ports[:n], ladder.split_evenly(rate, n), ladder.split_evenly(count, n)))]
         s0 = self.sim_stats()
         gw0, sim0, sched0 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         bound = int(self.args.duration * 3 + 30)
-        sipp = self.procs.start(
-            [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
-             "-p", str(self.uac_port), "-r", str(rate), "-rp", "1000", "-m", str(count),
-             "-l", str(max(500, rate)), "-trace_stat", "-stf", stat, "-fd", "1",
-             # sipp writes the rtt file every rtt_freq calls and drops the rest at
-             # exit: a divisor of the count keeps every call.
-             "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err", "-error_file", errors,
-             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608"],
-            cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
-        sipp0 = sipp_last = _sample(sipp.pid)
+        uacs = [self._start_uac(d, port, max(1, r), c, bound) for d, port, r, c in plan if c > 0]
+        first = {p.pid: _sample(p.pid) for p in uacs}
+        last = dict(first)
         finish = time.monotonic() + bound + 10
-        while sipp.poll() is None and time.monotonic() < finish:
+        while any(p.poll() is None for p in uacs) and time.monotonic() < finish:
             time.sleep(0.25)
-            sipp_last = _sample(sipp.pid) or sipp_last  # its CPU, up to its last moments
-        if sipp.poll() is None:
+            for p in uacs:
+                last[p.pid] = _sample(p.pid) or last[p.pid]  # its CPU, up to its last moments
+        if any(p.poll() is None for p in uacs):
             step.reason = "sipp did not finish"
-        self.procs.stop(sipp)
-        if sipp0 and sipp_last:
-            step.sipp_cpu_percent = round(procstat.cpu_percent(sipp0, sipp_last), 1)
+        for p in uacs:
+            self.procs.stop(p)
+        cpu = [procstat.cpu_percent(first[p.pid], last[p.pid]) for p in uacs if first[p.pid] and last[p.pid]]
+        step.sipp_cpu_percent = round(sum(cpu), 1) if cpu else None
         gw_mid, sim_mid, sched1 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         # "accepted" mode answers before the submit: let the submits settle.
-        s1, last, settle = self.sim_stats(), -1, time.monotonic() + 10
-        while s1["submits"] != last and time.monotonic() < settle and s1["submits"] - s0["submits"] < count:
-            last = s1["submits"]
+        s1, previous, settle = self.sim_stats(), -1, time.monotonic() + 10
+        while s1["submits"] != previous and time.monotonic() < settle and s1["submits"] - s0["submits"] < count:
+            previous = s1["submits"]
             time.sleep(0.5)
             s1 = self.sim_stats()
         gw_end = _sample(self.gateway.pid)
-        try:
-            with open(stat) as f:
-                st = ladder.parse_stat_csv(f.read())
-        except (OSError, ladder.ParseError) as e:
-            raise BenchError("no sipp statistics for %d/s: %s (%s)" % (
-                rate, e, _tail(os.path.join(stepdir, "sipp.err"), 2)))
-        rtts = []
-        for path in glob.glob(os.path.join(stepdir, "*_rtt.csv")):
-            with open(path) as f:
-                rtts += ladder.parse_rtt_csv(f.read())
-        try:
-            with open(errors, "rb") as f:
-                step.errors = {str(k): v for k, v in ladder.status_counts(f.read()).items()}
-        except OSError:
-            pass
+        stats, rtts, errors = [], [], {}
+        for d, _port, _r, c in plan:
+            if c <= 0:
+                continue
+            try:
+                with open(os.path.join(d, "stat.csv")) as f:
+                    stats.append(ladder.parse_stat_csv(f.read()))
+            except (OSError, ladder.ParseError) as e:
+                raise BenchError("no sipp statistics for %d/s: %s (%s)" % (
+                    rate, e, _tail(os.path.join(d, "sipp.err"), 2)))
+            for path in glob.glob(os.path.join(d, "*_rtt.csv")):
+                with open(path) as f:
+                    rtts += ladder.parse_rtt_csv(f.read())
+            try:
+                with open(os.path.join(d, "errors.log"), "rb") as f:
+                    for code, number in ladder.status_counts(f.read()).items():
+                        errors[str(code)] = errors.get(str(code), 0) + number
+            except OSError:
+                pass
+        st = ladder.merge_stats(stats)
+        step.errors = errors
         step.sent = st["created"]
         step.answered = st["successful"]
         step.delivered = s1["submits"] - s0["submits"]
@@ -607,6 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="flat-memory check instead of the ladder: --rate for --minutes, RSS every 10 s")
     parser.add_argument("--rate", type=int, default=6000, help="--memory: messages/s (default 6000)")
     parser.add_argument("--minutes", type=float, default=10.0, help="--memory: duration (default 10)")
+    parser.add_argument("--uacs", type=int, default=1,
+                        help="sip->smpp: sipp UAC processes sharing the rate, each from its own port (default 1)")
     parser.add_argument("--window", type=int, default=100, help="SMPP window of the gateway's bind (default 100)")
     parser.add_argument("--mo-window", type=int, default=100,
                         help="outstanding deliver_sm of the simulator (default 100)")
@@ -644,8 +667,8 @@ def main(argv=None) -> int:
             return 2
     if args.duration is None:
         args.duration = QUICK_DURATION if args.quick else ladder.DEFAULT_DURATION
-    if args.duration <= 0 or args.rate <= 0 or args.minutes <= 0:
-        sys.stderr.write("bench: --duration, --rate and --minutes must be > 0\n")
+    if args.duration <= 0 or args.rate <= 0 or args.minutes <= 0 or not 1 <= args.uacs <= 16:
+        sys.stderr.write("bench: --duration, --rate and --minutes must be > 0, --uacs 1..16\n")
         return 2
     directions = ["mt", "mo"] if args.direction == "both" else [args.direction]
     e2e = not args.no_ladder
@@ -670,7 +693,7 @@ def main(argv=None) -> int:
                   "steps": list(steps), "duration": args.duration, "directions": directions,
                   "sip_reply": args.sip_reply, "gateway_options": dict(args.gateway_options),
                   "gc_threshold": args.gc_threshold,
-                  "window": args.window, "mo_window": args.mo_window,
+                  "window": args.window, "uacs": args.uacs, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
     out.write("gwsms bench: %d CPUs, load %s, commit %s\n" % (
         report["host"]["cpus"], " ".join("%.2f" % x for x in report["host"]["loadavg"]), report["host"]["commit"]))

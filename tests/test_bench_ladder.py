@@ -236,3 +236,27 @@ class DrainTests(SynchronousTestCase):
         long_step = clean_step(direction="smpp->sip", elapsed=100.0, sent=100000, delivered=100000,
                                answered=100000, drain_s=9.0)
         self.assertTrue(ladder.judge(long_step).passed)
+
+
+class MergeTests(SynchronousTestCase):
+    def test_merge_two_uacs(self):
+        a = ladder.parse_stat_csv(stat_file(stat_row(start=100.0, now=110.0, created=5000, successful=4990,
+                                                     failed=10, max_udp=4, unexpected=6, retrans=7)))
+        b = ladder.parse_stat_csv(stat_file(stat_row(start=100.0, now=112.5, created=5000, successful=5000,
+                                                     failed=0, max_udp=0, unexpected=0, retrans=1, dead=0)))
+        merged = ladder.merge_stats([a, b])
+        self.assertEqual(
+            (merged["created"], merged["successful"], merged["failed"], merged["retransmissions"],
+             merged["timeouts"], merged["dead_call_msgs"], merged["elapsed"]),
+            (10000, 9990, 10, 8, 4, 2, 12.5))
+        self.assertEqual(merged["failures"], {"MaxUDPRetrans": 4, "UnexpectedMessage": 6})
+        self.assertNotIn("raw", merged)
+
+    def test_merge_nothing(self):
+        self.assertRaises(ladder.ParseError, ladder.merge_stats, [])
+
+    def test_split_evenly(self):
+        self.assertEqual(ladder.split_evenly(1000, 3), [334, 333, 333])
+        self.assertEqual(ladder.split_evenly(2, 4), [1, 1, 0, 0])
+        self.assertEqual(sum(ladder.split_evenly(14001, 4)), 14001)
+        self.assertRaises(ValueError, ladder.split_evenly, 10, 0)
