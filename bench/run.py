@@ -686,6 +686,8 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGALRM, expired)
     signal.signal(signal.SIGTERM, terminated)
+    # Also when started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.alarm(int(timeout) + 1)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     report = {"started": stamp, "command": ["bench/run.py"] + list(argv if argv is not None else sys.argv[1:]),
