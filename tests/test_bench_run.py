@@ -1,14 +1,14 @@
 """
-Tests for the pure parts of L{bench.run} (C{make bench}): the generated
-gateway configuration, the time bound, the memory verdict and the
-command line.  No process is started.
+Tests for the pure parts of L{bench.run} and L{bench.harness} (C{make
+bench}): the generated gateway configuration, the time bound, the memory
+verdict, the GC log summary and the command line.  No process is started.
 """
 
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench import run
+from bench import harness, run
 from gwsms import config
 
 
@@ -23,7 +23,7 @@ class GatewayConfigTests(SynchronousTestCase):
         os.mkdir(tmp)
         path = os.path.join(tmp, "gwsms.toml")
         with open(path, "w") as f:
-            f.write(run.gateway_config(os.path.abspath(tmp), 45060, "accepted",
+            f.write(harness.gateway_config(os.path.abspath(tmp), 45060, "accepted",
                                        [("commit_interval", "0.002"), ("concat", '"sar"')]))
         loaded = config.load(path)
         self.assertEqual(loaded.database.url, "sqlite:" + os.path.join(os.path.abspath(tmp), "gwsms.sqlite3"))
@@ -61,19 +61,19 @@ class TimeoutTests(SynchronousTestCase):
 class MemoryVerdictTests(SynchronousTestCase):
     def test_flat(self):
         samples = [(10.0, 60.0), (60.0, 80.0), (70.0, 81.0), (600.0, 84.0)]
-        verdict = run.memory_verdict(samples)
+        verdict = harness.memory_verdict(samples)
         self.assertEqual(verdict, {"first_minute_mb": 80.0, "final_mb": 84.0, "ratio": 1.05, "flat": True})
 
     def test_growing(self):
-        verdict = run.memory_verdict([(60.0, 80.0), (600.0, 100.0)])
+        verdict = harness.memory_verdict([(60.0, 80.0), (600.0, 100.0)])
         self.assertEqual((verdict["ratio"], verdict["flat"]), (1.25, False))
 
     def test_shorter_than_a_minute(self):
-        verdict = run.memory_verdict([(10.0, 50.0), (20.0, 55.0)])
+        verdict = harness.memory_verdict([(10.0, 50.0), (20.0, 55.0)])
         self.assertEqual((verdict["first_minute_mb"], verdict["final_mb"]), (50.0, 55.0))
 
     def test_no_samples(self):
-        self.assertIsNone(run.memory_verdict([])["ratio"])
+        self.assertIsNone(harness.memory_verdict([])["ratio"])
 
 
 class ParserTests(SynchronousTestCase):
@@ -100,11 +100,11 @@ class GcPauseTests(SynchronousTestCase):
             "103.0 2 60.0",
             "200.0 2 900.0",     # after the step
         ])
-        self.assertEqual(run.gc_pauses(log, 100.0, 110.0),
+        self.assertEqual(harness.gc_pauses(log, 100.0, 110.0),
                          {"gen2": 2, "max_ms": 180.2, "total_ms": 258.8, "over_50ms": 2})
 
     def test_logger_source_compiles(self):
-        compile(run.GC_LOGGER, "sitecustomize.py", "exec")
+        compile(harness.GC_LOGGER, "sitecustomize.py", "exec")
 
     def test_bad_gc_threshold_exit_2(self):
         self.assertEqual(run.main(["--gc-threshold", "1,x", "--no-micro"]), 2)
