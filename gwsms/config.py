@@ -257,6 +257,9 @@ def _check(path: str, config: Config) -> None:
     if not 1 <= gateway.workers <= 64:
         raise bad("gateway.workers", "must be between 1 and 64")
     if gateway.workers > 1:
+        if db == "sqlite::memory:":
+            raise bad("database.url", "gateway.workers > 1 needs a database file or MySQL"
+                      " (each process would have its own sqlite::memory:)")
         for spec in sip.listen:
             if int(spec.rsplit(":", 1)[1]) == 0:
                 raise bad("sip.listen", f"{spec!r}: gateway.workers > 1 needs a fixed port"

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 
 from twisted.application import service
@@ -421,6 +422,9 @@ def main(argv=None) -> int:
 
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", gateway.stopService)
+    # Ctrl-C in a terminal reaches the whole process group: the supervisor
+    # stops us (SIGTERM) rather than seeing us die and restarting us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     reactor.run()
     return 1 if failed else 0
 
