@@ -108,6 +108,8 @@ class GatewayService(service.MultiService):
                               reuse_port=self.multi)
         self.gateway.attach(smpp=self.smpp, uac=self.sip.uac, registrar=self.sip.registrar)
         self._add_and_start(self.gateway)
+        if self.multi:
+            self._add_and_start(workers.LeaseKeeper(self.reactor, self.messages))
         await self.gateway.ready
         self._add_and_start(self.smpp)
         self._add_and_start(self.sip)

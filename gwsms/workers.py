@@ -41,7 +41,7 @@ import signal
 import sys
 
 from twisted.application import service
-from twisted.internet import defer, protocol, threads
+from twisted.internet import defer, protocol, task, threads
 from twisted.logger import Logger
 
 from gwsms.smpp.link import SessionType
@@ -167,6 +167,45 @@ class FanOut:
             return out
 
         return defer.DeferredList(ds, consumeErrors=True).addCallback(collect)
+
+
+class LeaseKeeper(service.Service):
+    """
+    Renews this worker's lease on its queued messages every quarter lease
+    (L{gwsms.store.messages.MessageStore.renew_leases}), apart from the
+    queue runner, so that a busy worker keeps what it works on.
+    """
+
+    _log = Logger()
+
+    def __init__(self, clock, store) -> None:
+        """
+        @param clock: C{IReactorTime}.
+        @param store: a L{gwsms.store.messages.MessageStore} with an owner.
+        """
+        self._clock = clock
+        self._store = store
+        self._loop = None
+        self.interval = store.lease / 4
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        self._loop = task.LoopingCall(self.renew)
+        self._loop.clock = self._clock
+        self._loop.start(self.interval, now=True).addErrback(
+            lambda f: self._log.failure("lease renewal stopped", f))
+
+    def renew(self) -> defer.Deferred:
+        """One renewal (never fails: a failure is logged; the next one retries)."""
+        d = self._store.renew_leases(self._clock.seconds())
+        d.addErrback(lambda f: self._log.failure("renewing message leases failed", f))
+        return d
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
 
 
 class _WorkerProtocol(protocol.ProcessProtocol):
@@ -394,7 +433,7 @@ def main(argv=None) -> int:
               f" ([gateway] workers = {config.gateway.workers})", file=sys.stderr)
         return 2
 
-    from twisted.internet import reactor, task
+    from twisted.internet import reactor
     from twisted.logger import FileLogObserver, eventAsText, globalLogBeginner
 
     from gwsms.service import GatewayService

@@ -93,23 +93,22 @@ class OwnerLeaseTests(unittest.TestCase):
         self.assertEqual(self.w0.due(1031.0), [])  # no longer worker 0's
         self.assertEqual([r["id"] for r in self.w1.due(1032.0)], [message_id])
 
-    def test_renewed_on_every_pass(self):
-        """The owner's queue pass renews its leases: nobody takes them over."""
+    def test_renewed_leases_are_kept(self):
+        """A worker that renews its leases keeps its messages."""
         self.w0.add(1000.0, next_attempt_at=5000.0)  # a retry far away
         for now in (1016.0, 1032.0, 1048.0, 1064.0):
-            self.assertEqual(self.w0.due(now), [])  # not due, but renewed
+            self.assertEqual(_result(self.w0.store.renew_leases(now)), 1)
             self.assertEqual(self.w1.due(now), [])
         rows = _result(self.w1.store.list())
         self.assertEqual(rows[0]["owner"], 0)
-        self.assertGreater(rows[0]["lease_until"], 1064.0)
+        self.assertEqual(rows[0]["lease_until"], 1094.0)
 
-    def test_renewal_is_per_direction_and_owner(self):
-        self.w0.add(1000.0, direction=MO, next_attempt_at=5000.0)
-        self.w0.due(1020.0, direction=MT)  # renews MT only
-        rows = self.w1.due(1031.0, direction=MO)
-        self.assertEqual(rows, [])  # not due yet (next_attempt_at)
-        row = _result(self.w1.store.list())[0]
-        self.assertEqual(row["lease_until"], 1030.0)
+    def test_renewal_only_when_half_the_lease_is_gone(self):
+        self.w0.add(1000.0)
+        self.assertEqual(_result(self.w0.store.renew_leases(1010.0)), 0)
+        self.assertEqual(_result(self.w1.store.renew_leases(1020.0)), 0)  # not its own
+        self.assertEqual(_result(self.w0.store.renew_leases(1020.0)), 1)
+        self.assertEqual(_result(self.w1.store.list())[0]["lease_until"], 1050.0)
 
     def test_final_messages_are_not_claimed(self):
         message_id, _ = self.w0.add(1000.0)

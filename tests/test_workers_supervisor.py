@@ -242,6 +242,44 @@ class FanOutTests(unittest.SynchronousTestCase):
         self.flushLoggedErrors()
 
 
+class _LeaseStore:
+    lease = 30.0
+
+    def __init__(self, fail=False):
+        self.calls = []
+        self.fail = fail
+
+    def renew_leases(self, now):
+        self.calls.append(now)
+        if self.fail:
+            return defer.fail(RuntimeError("database is locked"))
+        return defer.succeed(1)
+
+
+class LeaseKeeperTests(unittest.SynchronousTestCase):
+    def test_renews_every_quarter_lease(self):
+        clock = task.Clock()
+        store = _LeaseStore()
+        keeper = workers.LeaseKeeper(clock, store)
+        keeper.startService()
+        clock.advance(7.5)
+        clock.advance(7.5)
+        self.assertEqual(store.calls, [0.0, 7.5, 15.0])
+        keeper.stopService()
+        clock.advance(100)
+        self.assertEqual(len(store.calls), 3)
+
+    def test_failure_logged_and_retried(self):
+        clock = task.Clock()
+        store = _LeaseStore(fail=True)
+        keeper = workers.LeaseKeeper(clock, store)
+        keeper.startService()
+        clock.advance(7.5)
+        self.assertEqual(len(store.calls), 2)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        keeper.stopService()
+
+
 class MainTests(unittest.SynchronousTestCase):
     def test_bad_worker_index(self):
         import os
@@ -254,5 +292,3 @@ class MainTests(unittest.SynchronousTestCase):
         self.assertEqual(workers.main(["--config", path, "--worker", "2"]), 2)
         self.assertEqual(workers.main(["--config", path + ".missing", "--worker", "1"]), 2)
 
-
-del defer

@@ -282,13 +282,8 @@ def _claim_due(txn, direction: str, now: float, limit: int, after_id: int, owner
                lease: float):
     """
     Due rows of C{owner} plus those it could take over (lease passed),
-    claimed atomically; the first page also renews C{owner}'s leases.
+    claimed atomically.
     """
-    if after_id == 0:
-        txn.execute(
-            "UPDATE messages SET lease_until = ? WHERE state = 'queued' AND direction = ?"
-            " AND owner = ? AND lease_until < ?",
-            (now + lease, direction, owner, now + lease / 2))
     rows = txn.execute(
         _SELECT + " WHERE state = 'queued' AND direction = ? AND next_attempt_at <= ?"
         " AND id > ? AND (owner = ? OR lease_until < ?) ORDER BY id LIMIT ?",
@@ -324,7 +319,7 @@ class MessageStore:
             those it claimed from a worker whose lease passed.  C{None}
             (one process): every due message, no claims.
         @param lease: seconds a worker holds its queued messages without
-            renewing (it renews on every queue pass).
+            renewing (L{renew_leases}).
         """
         self.db = db
         self.writer = writer
@@ -422,7 +417,7 @@ class MessageStore:
         """
         Messages the queue runner should work on: C{queued}, next attempt due
         (with an C{owner}: its own, or claimed from a worker whose lease
-        passed; the first page, C{after_id = 0}, renews its leases).
+        passed).
 
         @return: Deferred firing with a list of row dicts, by id.
         """
@@ -437,6 +432,18 @@ class MessageStore:
                 (direction, now, after_id, limit)).fetchall()]
 
         return self.db.run_interaction("due messages", query)
+
+    def renew_leases(self, now: float):
+        """
+        Extend this worker's lease on its queued messages (those with less
+        than half a lease left); see L{gwsms.workers.LeaseKeeper}.
+
+        @return: Deferred firing with the number of messages renewed.
+        """
+        return self.db.run_operation(
+            "UPDATE messages SET lease_until = ? WHERE state = 'queued' AND owner = ?"
+            " AND lease_until < ?", (now + self.lease, self.owner, now + self.lease / 2),
+            desc="renew leases")
 
     def parts(self, message_id: int):
         """@return: Deferred firing with C{[(seq, state, smsc_message_id)]}."""
