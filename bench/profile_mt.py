@@ -33,7 +33,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-from run import BIN, UAC_XML, free_port, gateway_config  # noqa: E402
+import socket  # noqa: E402
+
+BIN = os.path.join(os.path.dirname(HERE), ".venv", "bin")
+UAC_XML = os.path.join(HERE, "sipp", "uac_message.xml")
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def gateway_config(tmp: str, sip_port: int, options=()) -> str:
+    """@return: the TOML configuration: SQLite file (durable), SIP UDP on 127.0.0.1."""
+    return "\n".join([
+        "[database]", 'url = "sqlite:%s"' % os.path.join(tmp, "gwsms.sqlite3"), "",
+        "[sip]", 'listen = ["udp:127.0.0.1:%d"]' % sip_port, 'domain = "127.0.0.1"', "",
+        "[control]", 'socket = "%s"' % os.path.join(tmp, "gwsms.sock"), "",
+        "[gateway]", 'sip_reply = "submitted"',
+    ] + ["%s = %s" % item for item in options] + [""])
 
 
 def cpu() -> float:
@@ -52,9 +73,9 @@ class GcTimer:
 
     def __call__(self, phase, info):
         if phase == "start":
-            self._start = time.perf_counter()
+            self._start = time.thread_time()
         else:
-            spent = time.perf_counter() - self._start
+            spent = time.thread_time() - self._start
             g = info["generation"]
             self.total[g] += spent
             self.count[g] += 1
@@ -70,10 +91,11 @@ def main(argv=None) -> int:
                         help="run under cProfile and print the top N functions")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value)")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() once the gateway runs (experiment)")
+    parser.add_argument("--gc-default", action="store_true",
+                        help="keep Python's collector settings (twistd applies"
+                        " gwsms.gctune.tune() once started)")
     parser.add_argument("--gc-threshold", default="", metavar="N0,N1,N2",
-                        help="gc.set_threshold() before the run (experiment)")
+                        help="gc.set_threshold() after gctune (experiment)")
     parser.add_argument("--no-split", action="store_true",
                         help="run write batches wholly in the pool thread (as before"
                         " Database.run_batch), for comparison")
@@ -91,7 +113,7 @@ def main(argv=None) -> int:
         config_path = os.path.join(tmp, "gwsms.toml")
         options = [tuple(o.split("=", 1)) for o in args.option]
         with open(config_path, "w") as f:
-            f.write(gateway_config(tmp, sip_port, "submitted", options))
+            f.write(gateway_config(tmp, sip_port, options))
 
         def gwsms(*argv):
             subprocess.run([os.path.join(BIN, "gwsms"), "--config", config_path] + list(argv),
@@ -146,8 +168,9 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
             stderr=subprocess.DEVNULL)
         procs.append(sipp)
         gc.collect()
-        if args.gc_freeze:
-            gc.freeze()
+        if not args.gc_default:
+            from gwsms import gctune
+            gctune.tune()
         if args.gc_threshold:
             gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
         gc.callbacks.append(gct)

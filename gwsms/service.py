@@ -134,6 +134,11 @@ class GatewayService(service.MultiService):
 
     def _started(self, _) -> None:
         self._log.info("gwsms started")
+        if self.install_signals:
+            # this service owns the process (twistd, a worker): fewer,
+            # smaller garbage collections from now on (gwsms.gctune)
+            from gwsms import gctune
+            gctune.tune()
         self.started.callback(self)
 
     def _start_failed(self, failure) -> None:
