@@ -110,6 +110,7 @@ class GatewayService(service.MultiService):
         self._add_and_start(self.gateway)
         if self.multi:
             self._add_and_start(workers.LeaseKeeper(self.reactor, self.messages))
+            self.gateway.dlr.unknown_retry = workers.UNKNOWN_RECEIPT_RETRY
         await self.gateway.ready
         self._add_and_start(self.smpp)
         self._add_and_start(self.sip)

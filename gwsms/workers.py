@@ -53,6 +53,10 @@ RESTART_MAX = 30.0
 RESTART_STABLE = 60.0
 #: seconds a worker answers a fanned-out control command in
 FANOUT_TIMEOUT = 10.0
+#: seconds before an unknown receipt is looked up again (the part it is
+#: for may have been submitted by another worker that has not committed
+#: its id yet)
+UNKNOWN_RECEIPT_RETRY = 2.0
 
 _log = Logger(namespace="gwsms.workers")
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from gwsms.core import cpim, imdn, receipts
@@ -56,6 +56,11 @@ class DlrFlow:
         """@param ctx: the L{gwsms.core.gateway.GatewayContext}."""
         self.ctx = ctx
         self.stats = dict.fromkeys(("matched", "unknown", "unreadable", "notified", "failed"), 0)
+        #: seconds to wait before looking an unknown receipt up once more
+        #: (0: acknowledge at once).  With worker processes the part's id
+        #: may be committed by another worker a moment after its receipt
+        #: arrives here.
+        self.unknown_retry = 0.0
 
     def receipt_received(self, link_name: str, pdu) -> defer.Deferred:
         """
@@ -68,11 +73,15 @@ class DlrFlow:
             self._log.debug("smsc {link}: unreadable receipt acknowledged: {error}",
                             link=link_name, error=e)
             return defer.succeed(ROK)
-        now = self.ctx.clock.seconds()
-        d = self.ctx.store.receipt(link_name, receipt.message_id, receipt.state,
-                                   receipt.final, receipt.error, now)
 
-        def applied(result):
+        def look_up(_=None):
+            return self.ctx.store.receipt(link_name, receipt.message_id, receipt.state,
+                                          receipt.final, receipt.error, self.ctx.clock.seconds())
+
+        def applied(result, again=False):
+            if result is None and again:
+                d = task.deferLater(self.ctx.clock, self.unknown_retry, look_up)
+                return d.addCallback(applied)
             if result is None:
                 self.stats["unknown"] += 1
                 self._log.debug("smsc {link}: receipt for unknown id {id} acknowledged",
@@ -83,7 +92,7 @@ class DlrFlow:
                 self.notify(result["message"], result["done"])
             return ROK
 
-        return d.addCallback(applied)
+        return look_up().addCallback(applied, self.unknown_retry > 0)
 
     def notify_expired(self, row: dict) -> None:
         """An MT message expired unsent: a negative notification if asked."""
