@@ -438,6 +438,7 @@ def main(argv=None) -> int:
         return 2
 
     from twisted.internet import reactor
+    from twisted.internet.error import ReactorNotRunning
     from twisted.logger import FileLogObserver, eventAsText, globalLogBeginner
 
     from gwsms.service import GatewayService
@@ -449,11 +450,22 @@ def main(argv=None) -> int:
     failed = []
     gateway.started.addErrback(failed.append)
     parent = os.getppid()
+    stopping = []
+
+    def stop_once():
+        # SIGTERM may come twice (from the supervisor and to the whole
+        # process group): stop once
+        if not stopping and reactor.running:
+            stopping.append(True)
+            try:
+                reactor.stop()
+            except ReactorNotRunning:  # the service stopped it (start-up failure)
+                pass
 
     def orphaned():
         if os.getppid() != parent:
             _log.warn("supervisor went away: stopping")
-            reactor.stop()
+            stop_once()
 
     watch = task.LoopingCall(orphaned)
     watch.clock = reactor
@@ -468,7 +480,8 @@ def main(argv=None) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the supervisor
     # stops us (SIGTERM) rather than seeing us die and restarting us
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    reactor.run()
+    signal.signal(signal.SIGTERM, lambda signum, frame: reactor.callFromThread(stop_once))
+    reactor.run(installSignalHandlers=False)
     return 1 if failed else 0
 
 
