@@ -4,7 +4,9 @@ bench}): the generated gateway configuration, the time bound, the memory
 verdict, the GC log summary and the command line.  No process is started.
 """
 
+import io
 import os
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -44,9 +46,6 @@ class GatewayOptionTests(SynchronousTestCase):
             self.assertIn("KEY=VALUE", str(e))
         self.assertRaises(ValueError, run.parse_gateway_option, "sip_reply=\"accepted\"")
 
-    def test_bad_option_exit_2(self):
-        self.assertEqual(run.main(["--gateway-option", "nonsense", "--no-micro"]), 2)
-
 
 class TimeoutTests(SynchronousTestCase):
     def test_grows_with_steps_and_directions(self):
@@ -82,11 +81,35 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual((args.direction, args.sip_reply, args.window, args.memory, args.quick),
                          ("both", "submitted", 100, False, False))
 
+    def main_error(self, argv):
+        """@return: C{run.main(argv)}'s exit status and what it wrote to stderr."""
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        return run.main(argv), err.getvalue()
+
     def test_bad_steps_exit_2(self):
-        self.assertEqual(run.main(["--steps", "fast", "--no-micro"]), 2)
+        self.assertEqual(self.main_error(["--steps", "fast", "--no-micro"]),
+                         (2, "bench: bad rate 'fast' in --steps\n"))
 
     def test_bad_duration_exit_2(self):
-        self.assertEqual(run.main(["--duration", "0", "--no-micro"]), 2)
+        status, text = self.main_error(["--duration", "0", "--no-micro"])
+        self.assertEqual(status, 2)
+        self.assertIn("--duration", text)
+
+    def test_bad_option_exit_2(self):
+        self.assertEqual(self.main_error(["--gateway-option", "nonsense", "--no-micro"]),
+                         (2, "bench: --gateway-option 'nonsense' is not KEY=VALUE\n"))
+
+    def test_bad_gc_threshold_exit_2(self):
+        for value in ("1,x", "1,2,3,4"):
+            status, text = self.main_error(["--gc-threshold", value, "--no-micro"])
+            self.assertEqual(status, 2)
+            self.assertIn("--gc-threshold", text)
+
+    def test_bad_uacs_exit_2(self):
+        status, text = self.main_error(["--uacs", "0", "--no-micro"])
+        self.assertEqual(status, 2)
+        self.assertIn("--uacs 1..16", text)
 
 
 class GcPauseTests(SynchronousTestCase):
@@ -105,7 +128,3 @@ class GcPauseTests(SynchronousTestCase):
 
     def test_logger_source_compiles(self):
         compile(harness.GC_LOGGER, "sitecustomize.py", "exec")
-
-    def test_bad_gc_threshold_exit_2(self):
-        self.assertEqual(run.main(["--gc-threshold", "1,x", "--no-micro"]), 2)
-        self.assertEqual(run.main(["--gc-threshold", "1,2,3,4", "--no-micro"]), 2)
