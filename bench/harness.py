@@ -27,6 +27,7 @@ sys.path.insert(0, HERE)
 
 import ladder  # noqa: E402
 import procstat  # noqa: E402
+import pyspy  # noqa: E402
 
 BIN = os.path.join(ROOT, ".venv", "bin")
 UAC_XML = os.path.join(HERE, "sipp", "uac_message.xml")
@@ -306,6 +307,34 @@ class Bench:
 
     # -- steps ----------------------------------------------------------------------
 
+    def _start_profile(self, name: str, seconds: float):
+        """Start py-spy on the gateway for the step (with --profile)."""
+        if not self.args.profile:
+            return None
+        os.makedirs(self.args.profile, exist_ok=True)
+        output = os.path.join(self.args.profile, name + ".txt")
+        proc = self.procs.start(pyspy.command(self.args.pyspy, self.gateway.pid, seconds, output),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(output + ".err", "wb"))
+        return proc, output
+
+    def _finish_profile(self, step, profile) -> None:
+        if profile is None:
+            return
+        proc, output = profile
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        self.procs.stop(proc)
+        try:
+            with open(output) as f:
+                step.profile = pyspy.summarise(f.read())
+        except OSError:
+            step.profile = {"error": "py-spy wrote nothing: " + _tail(output + ".err", 2)}
+            return
+        self.say(pyspy.format_summary(step.profile))
+
     def _finish(self, step, gw0, gw_mid, gw_end, sim0, sim_mid, handled, sched0=None, sched1=None) -> ladder.Step:
         if sched0 and sched1:
             try:
@@ -362,6 +391,7 @@ class Bench:
         gw0, sim0, sched0 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         bound = int(self.args.duration * 3 + 30)
         uacs = [self._start_uac(d, port, max(1, r), c, bound) for d, port, r, c in plan if c > 0]
+        profile = self._start_profile("mt-%d" % rate, self.args.duration * 0.8)
         first = {p.pid: _sample(p.pid) for p in uacs}
         last = dict(first)
         finish = time.monotonic() + bound + 10
@@ -414,6 +444,7 @@ class Bench:
             step.errors = {k: v for k, v in st["failures"].items() if k not in ("MaxUDPRetrans", "TimeoutOnRecv")}
         step.p50_ms, step.p99_ms = ladder.percentile(rtts, 50) if rtts else None, \
             ladder.percentile(rtts, 99) if rtts else None
+        self._finish_profile(step, profile)
         return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, step.delivered, sched0, sched1)
 
     def mo_step(self, rate: int) -> ladder.Step:
@@ -425,6 +456,7 @@ class Bench:
         uas0, sched0 = _sample(self.uas.pid), _sched(self.gateway.pid)
         t0 = time.monotonic()
         self.sim_command("mo %d %d" % (rate, count))
+        profile = self._start_profile("mo-%d" % rate, self.args.duration * 0.8)
         deadline = t0 + self.args.duration * 3 + 30
         s1 = s0
         while time.monotonic() < deadline:
@@ -471,6 +503,7 @@ class Bench:
         step.timeouts = statuses.pop("ResponseTimeout", 0)
         step.errors = statuses
         step.p50_ms, step.p99_ms = s1.get("mo_p50_ms"), s1.get("mo_p99_ms")
+        self._finish_profile(step, profile)
         return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, max(acked, step.delivered),
                             sched0, sched1)
 

@@ -237,6 +237,7 @@ class Step:
     cpu_sys_share: float | None = None
     wait_percent: float | None = None
     gc: dict | None = None
+    profile: dict | None = None
     passed: bool = False
     reason: str = ""
 

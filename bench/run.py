@@ -47,6 +47,7 @@ sys.path.insert(0, HERE)
 
 import ladder  # noqa: E402
 import micro  # noqa: E402
+import pyspy  # noqa: E402
 from harness import Bench, BenchError, BenchTimeout  # noqa: E402
 
 QUICK_STEPS = (500, 1000)
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
     parser.add_argument("--gc-threshold", metavar="N0,N1,N2",
                         help="experiment: gc.set_threshold() in the gateway process (default: Python's)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record each step's gateway with py-spy (.venv/bin/pip install py-spy) into DIR "
+                             "and print its top functions")
     parser.add_argument("--sipp", default=shutil.which("sipp") or "sipp", help="sipp binary")
     parser.add_argument("--timeout", type=float, help="global bound in seconds (default: from the steps)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, sipp files)")
@@ -154,6 +158,10 @@ def main(argv=None) -> int:
         if not 1 <= len(parts) <= 3 or not all(p.strip().isdigit() for p in parts):
             sys.stderr.write("bench: --gc-threshold must be 1 to 3 comma-separated integers\n")
             return 2
+    args.pyspy = pyspy.find()
+    if args.profile and not args.pyspy:
+        sys.stderr.write("bench: --profile needs py-spy (.venv/bin/pip install py-spy)\n")
+        return 2
     if args.duration is None:
         args.duration = QUICK_DURATION if args.quick else ladder.DEFAULT_DURATION
     if args.duration <= 0 or args.rate <= 0 or args.minutes <= 0 or not 1 <= args.uacs <= 16:
