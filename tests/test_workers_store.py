@@ -18,6 +18,7 @@ from gwsms.store.batch import BatchWriter
 from gwsms.store.database import open_database_sync
 from gwsms.store.messages import MO, MT, MessageStore, dedup_key
 from gwsms.store.migrate import upgrade
+from tests.mysql_helpers import SKIP_MYSQL, fresh_mysql_url
 
 
 def _result(d):
@@ -32,8 +33,8 @@ def _result(d):
 class _Worker:
     """One worker's store: its own connection, writer and clock."""
 
-    def __init__(self, path: str, owner: int | None, lease: float = 30.0):
-        self.db = open_database_sync(f"sqlite:{path}")
+    def __init__(self, url: str, owner: int | None, lease: float = 30.0):
+        self.db = open_database_sync(url)
         self.clock = task.Clock()
         self.writer = BatchWriter(self.db, self.clock)
         self.store = MessageStore(self.db, self.writer, owner=owner, lease=lease)
@@ -53,11 +54,17 @@ class _Worker:
 
 
 class OwnerLeaseTests(unittest.TestCase):
-    def setUp(self):
+    """On SQLite (a file); L{MysqlOwnerLeaseTests} runs them on MySQL."""
+
+    def database_url(self) -> str:
         fd, self.path = tempfile.mkstemp(suffix=".sqlite3")
         os.close(fd)
         self.addCleanup(self._remove)
-        setup = open_database_sync(f"sqlite:{self.path}")
+        return f"sqlite:{self.path}"
+
+    def setUp(self):
+        self.url = self.database_url()
+        setup = open_database_sync(self.url)
         _result(upgrade(setup))
         setup.close()
         self.w0 = self._worker(0)
@@ -69,7 +76,7 @@ class OwnerLeaseTests(unittest.TestCase):
                 os.remove(self.path + suffix)
 
     def _worker(self, owner, lease=30.0):
-        w = _Worker(self.path, owner, lease)
+        w = _Worker(self.url, owner, lease)
         self.addCleanup(w.close)
         return w
 
@@ -141,7 +148,7 @@ class OwnerLeaseTests(unittest.TestCase):
         """
         dead = self._worker(7)
         ids = {dead.add(1000.0)[0] for _ in range(200)}
-        claimers = [_Worker(self.path, owner) for owner in (1, 2)]
+        claimers = [_Worker(self.url, owner) for owner in (1, 2)]
         got: dict[int, list] = {1: [], 2: []}
         errors = []
 
@@ -177,3 +184,42 @@ class OwnerLeaseTests(unittest.TestCase):
         self.assertEqual(set(got[1]) & set(got[2]), set())
         self.assertEqual(set(got[1]) | set(got[2]), ids)
         self.assertEqual(len(got[1]) + len(got[2]), 200)
+
+    def test_racing_duplicates_are_one_message(self):
+        """
+        Two workers storing the same 50 keys at the same time (threads, one
+        connection each) end with 50 messages, each worker told the same id.
+        """
+        keys = [dedup_key(MT, f"call-{i}", "1 MESSAGE", "t", "sip:a@x") for i in range(50)]
+        workers = [_Worker(self.url, owner) for owner in (0, 1)]
+        got: dict[int, list] = {0: [], 1: []}
+        errors = []
+
+        def run(worker):
+            try:
+                for key in keys:
+                    got[worker.store.owner].append(worker.add(1000.0, key=key)[0])
+            except Exception as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for w in workers:
+            w.close()
+        self.assertFalse(any(t.is_alive() for t in threads), "threads hung")
+        self.assertEqual(errors, [])
+        self.assertEqual(got[0], got[1])
+        self.assertEqual(len(set(got[0])), 50)
+        self.assertEqual(len(_result(self.w0.store.list(limit=1000))), 50)
+
+
+class MysqlOwnerLeaseTests(OwnerLeaseTests):
+    """The same on MySQL / MariaDB (C{GWSMS_TEST_MYSQL_URL})."""
+
+    skip = SKIP_MYSQL or None
+
+    def database_url(self) -> str:
+        return fresh_mysql_url(self)
