@@ -203,6 +203,8 @@ def main(argv=None) -> int:
         if not args.no_micro and not args.memory:
             report["micro"] = micro.run_all(args.quick, python=sys.executable, out=out)
             out.write(micro.format_micro(report["micro"]) + "\n\n")
+            if any("error" in r for r in report["micro"].values()):
+                status = 1  # reported above; the ladder still runs
         if e2e:
             bench = Bench(args, out)
             atexit.register(bench.procs.stop_all)
