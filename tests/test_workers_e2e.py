@@ -16,9 +16,10 @@ import re
 import sys
 import uuid
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.task import deferLater
 
+from gwsms import control
 from gwsms.store.database import open_database_sync
 from tests.test_e2e_gateway import E2eBase, _events, _Lines, free_port
 
@@ -112,6 +113,7 @@ class WorkersE2eTests(E2eBase):
 
     def write_config(self):
         self.db_path = os.path.join(self.workdir, "gwsms.sqlite3")
+        self.control_socket = os.path.join(self._short_dir(), "gwsms.sock")
         self.sip_port = free_port()
         path = os.path.join(self.workdir, "gwsms.toml")
         with open(path, "w") as f:
@@ -121,7 +123,7 @@ class WorkersE2eTests(E2eBase):
                 f'shutdown_timeout = 2.0\n'
                 f'[sip]\nlisten = ["udp:127.0.0.1:{self.sip_port}"]\ndomain = "gw.test"\n'
                 f'outbound_uri = "sip:127.0.0.1:{self.uas_port}"\n'
-                f'[control]\nsocket = "{os.path.join(self._short_dir(), "gwsms.sock")}"\n'
+                f'[control]\nsocket = "{self.control_socket}"\n'
                 f'[gateway]\nworkers = 2\nqueue_interval = 0.2\n'
             )
         return path
@@ -177,6 +179,15 @@ class WorkersE2eTests(E2eBase):
             lambda ls: len(_events(ls, "BIND")) >= 2, "both workers to bind", 30)
         kinds = sorted(b[1] for b in _events(binds, "BIND"))
         self.assertEqual(kinds, ["transceiver", "transmitter"])
+        # the control socket (worker 0's) shows both workers' binds
+        for _ in range(50):
+            states = yield threads.deferToThread(control.call, self.control_socket,
+                                                 "smsc_state")
+            if states and states[0]["state"] == "w0 bound_trx, w1 bound_tx":
+                break
+            yield deferLater(reactor, 0.1)
+        self.assertEqual([(s["name"], s["state"]) for s in states],
+                         [("perl", "w0 bound_trx, w1 bound_tx")])
         # worker 1 is bound: its SIP socket is in the group too
         senders = []
         for _ in range(SENDERS):
