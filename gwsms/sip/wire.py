@@ -8,9 +8,12 @@ them together; import the public names from L{gwsms.sip.transport}.
 
 from __future__ import annotations
 
+import errno
+import functools
 import ipaddress
 import re
 import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -100,20 +103,30 @@ def parse_listen_spec(spec: str) -> tuple[str, str, int]:
     return transport, host, port
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip(host: str):
+    """@return: the C{ipaddress} object of an IP literal (brackets allowed),
+    else L{None}; cached: the same few peers come back for every message."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 def is_ip(host: str) -> bool:
     """C{True} if C{host} is an IPv4 or IPv6 literal."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+    return _ip(host) is not None
 
 
 def _same_host(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
-    except ValueError:
-        return a.strip("[]").lower() == b.strip("[]").lower()
+    if a == b:
+        return True
+    ip_a, ip_b = _ip(a), _ip(b)
+    if ip_a is not None and ip_b is not None:
+        return ip_a == ip_b
+    if (ip_a is None) != (ip_b is None):
+        return False
+    return a.strip("[]").lower() == b.strip("[]").lower()
 
 
 def _hostport(host: str, port: int | None) -> str:
@@ -245,6 +258,8 @@ class SipDatagramProtocol(DatagramProtocol):
         """
         self.layer = layer
         self.sent_by: tuple[str, int] | None = None
+        #: datagrams not sent because the socket buffer was full (EAGAIN)
+        self.send_dropped = 0
 
     def datagramReceived(self, data, addr):
         source = Peer("udp", addr[0], addr[1], connection=self)
@@ -277,14 +292,34 @@ class SipDatagramProtocol(DatagramProtocol):
         @raise TransportError: the host is not an IP address or the socket
             refused the datagram.
         """
-        if self.transport is None:
+        transport = self.transport
+        if transport is None:
             raise TransportError("UDP socket is closed")
-        if not is_ip(host):
+        ip = _ip(host)
+        if ip is None:
             raise TransportError(f"UDP target {host!r} is not an IP address")
+        sock = getattr(transport, "socket", None)
+        if sock is None or (sock.family == socket.AF_INET6) != (ip.version == 6):
+            # not a plain UDP port (or the wrong family): its own checks
+            try:
+                transport.write(data, (host.strip("[]"), port))
+            except (OSError, ierror.MessageLengthError, ierror.CannotListenError,
+                    ierror.InvalidAddressError) as e:
+                raise TransportError(f"UDP send to {_hostport(host, port)} failed: {e}") from e
+            return
+        # the hot path: the address is known to be an IP literal of the
+        # socket's family, so skip the port's per-call re-validation
         try:
-            self.transport.write(data, (host.strip("[]"), port))
-        except (OSError, ierror.MessageLengthError, ierror.CannotListenError,
-                ierror.InvalidAddressError) as e:
+            sock.sendto(data, (host.strip("[]") if ip.version == 6 else host, port))
+        except BlockingIOError:
+            # socket buffer full: lost like any datagram (the sender
+            # retransmits); never a reason to end the transaction
+            self.send_dropped += 1
+        except InterruptedError:
+            self.send_bytes(data, host, port)
+        except OSError as e:
+            if e.errno == errno.ECONNREFUSED:
+                return  # an earlier datagram's ICMP error, as twisted ignores it
             raise TransportError(f"UDP send to {_hostport(host, port)} failed: {e}") from e
 
 
