@@ -195,6 +195,14 @@ def _sample(pid: int):
         return None
 
 
+def _sample_tree(pid: int):
+    """The gateway with its worker processes (C{[gateway] workers})."""
+    try:
+        return procstat.read_tree(pid, time.monotonic())
+    except OSError:
+        return None
+
+
 def _sched(pid: int):
     return (time.monotonic(), procstat.read_schedstat(pid))
 
@@ -265,6 +273,14 @@ class Bench:
             raise BenchError("gwsms %s failed (%d): %s" % (" ".join(argv[:2]), proc.returncode,
                                                            proc.stderr.strip() or proc.stdout.strip()))
 
+    @property
+    def expected_binds(self) -> int:
+        """One SMPP bind per gateway worker process (C{--gateway-option workers=N})."""
+        try:
+            return max(1, int(dict(self.args.gateway_options).get("workers", "1")))
+        except ValueError:
+            return 1
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -272,7 +288,8 @@ class Bench:
                 raise BenchError("gateway exited with %s: %s" % (self.gateway.returncode, _tail(self.gw_log)))
             if self.uas is not None and self.uas.poll() is not None:
                 raise BenchError("sipp UAS exited: %s" % (_tail(os.path.join(self.tmp, "uas.err")),))
-            if os.path.exists(os.path.join(self.tmp, "gwsms.sock")) and self.sim_stats().get("bound"):
+            if os.path.exists(os.path.join(self.tmp, "gwsms.sock")) and (
+                    self.sim_stats().get("bound", 0) >= self.expected_binds):
                 return
             time.sleep(0.2)
         raise BenchError("gateway not ready (socket + SMPP bind) within %d s: %s" % (timeout, _tail(self.gw_log)))
@@ -388,7 +405,7 @@ class Bench:
         plan = [(os.path.join(stepdir, "uac%d" % i), port, r, c) for i, (port, r, c) in enumerate(
             zip(self.uac_ports[:n], ladder.split_evenly(rate, n), ladder.split_evenly(count, n)))]
         s0 = self.sim_stats()
-        gw0, sim0, sched0 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
+        gw0, sim0, sched0 = _sample_tree(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         bound = int(self.args.duration * 3 + 30)
         uacs = [self._start_uac(d, port, max(1, r), c, bound) for d, port, r, c in plan if c > 0]
         profile = self._start_profile("mt-%d" % rate, self.args.duration * 0.8)
@@ -405,14 +422,14 @@ class Bench:
             self.procs.stop(p)
         cpu = [procstat.cpu_percent(first[p.pid], last[p.pid]) for p in uacs if first[p.pid] and last[p.pid]]
         step.sipp_cpu_percent = round(sum(cpu), 1) if cpu else None
-        gw_mid, sim_mid, sched1 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
+        gw_mid, sim_mid, sched1 = _sample_tree(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         # "accepted" mode answers before the submit: let the submits settle.
         s1, previous, settle = self.sim_stats(), -1, time.monotonic() + 10
         while s1["submits"] != previous and time.monotonic() < settle and s1["submits"] - s0["submits"] < count:
             previous = s1["submits"]
             time.sleep(0.5)
             s1 = self.sim_stats()
-        gw_end = _sample(self.gateway.pid)
+        gw_end = _sample_tree(self.gateway.pid)
         stats, rtts, errors = [], [], {}
         for d, _port, _r, c in plan:
             if c <= 0:
@@ -452,7 +469,7 @@ class Bench:
         count = max(1, int(rate * self.args.duration))
         step = ladder.Step("smpp->sip", rate)
         s0, u0 = self.sim_stats(), self.uas_stats()
-        gw0, sim0 = _sample(self.gateway.pid), _sample(self.sim.pid)
+        gw0, sim0 = _sample_tree(self.gateway.pid), _sample(self.sim.pid)
         uas0, sched0 = _sample(self.uas.pid), _sched(self.gateway.pid)
         t0 = time.monotonic()
         self.sim_command("mo %d %d" % (rate, count))
@@ -467,7 +484,7 @@ class Bench:
         else:
             step.reason = "simulator did not get every deliver_sm_resp in time"
         acked_at = time.monotonic()
-        gw_mid, sim_mid, sched1 = _sample(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
+        gw_mid, sim_mid, sched1 = _sample_tree(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         acked = s1["mo_acked"] - s0["mo_acked"]
         # Drain: the MESSAGEs still on their way to the UAS (stat file every second).
         u1, progress_at, sip_done = self.uas_stats(), time.monotonic(), None
@@ -485,7 +502,7 @@ class Bench:
             u1 = u2
         time.sleep(1.1)  # one more stat dump: late retransmissions
         u1 = self.uas_stats()
-        gw_end, uas1 = _sample(self.gateway.pid), _sample(self.uas.pid)
+        gw_end, uas1 = _sample_tree(self.gateway.pid), _sample(self.uas.pid)
         if uas0 and uas1:
             step.sipp_cpu_percent = round(procstat.cpu_percent(uas0, uas1), 1)
         step.sent = s1["mo_sent"] - s0["mo_sent"]
@@ -528,7 +545,7 @@ class Bench:
         samples = []
         while time.monotonic() - t0 < seconds:
             time.sleep(min(10.0, max(0.0, seconds - (time.monotonic() - t0))))
-            s = _sample(self.gateway.pid)
+            s = _sample_tree(self.gateway.pid)
             if s is None:
                 break
             samples.append((round(time.monotonic() - t0, 1), round(s.rss_bytes() / 1e6, 1)))

@@ -96,6 +96,69 @@ def read(pid: int, wall: float) -> Sample:
         return parse_stat(f.read(), wall)
 
 
+def parse_ppid(line: str) -> int:
+    """
+    @return: the parent pid (field 4) of a C{/proc/<pid>/stat} line.
+    @raise ProcStatError: not a stat line.
+    """
+    end = line.rfind(")")
+    rest = line[end + 1:].split() if end >= 0 else []
+    if len(rest) < 2 or not rest[1].isdigit():
+        raise ProcStatError("no parent pid in %r" % (line[:60],))
+    return int(rest[1])
+
+
+def descendants(root: int, parents: dict[int, int]) -> list[int]:
+    """
+    @param parents: pid -> parent pid of every process.
+    @return: C{root} and every process below it (children, grandchildren...),
+        root first.
+    """
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out.append(pid)
+        todo.extend(sorted(children.get(pid, ())))
+    return out
+
+
+def total(samples: list[Sample], wall: float) -> Sample:
+    """@return: one L{Sample} adding up CPU ticks, resident pages and threads."""
+    return Sample(wall=wall, utime=sum(s.utime for s in samples), stime=sum(s.stime for s in samples),
+                  rss_pages=sum(s.rss_pages for s in samples), threads=sum(s.threads for s in samples))
+
+
+def read_tree(pid: int, wall: float) -> Sample:
+    """
+    Read a process and all its descendants (e.g. the gateway's worker
+    processes) as one L{Sample}.  Processes that ended since their parent
+    was seen are skipped; note that the CPU of a child that B{ended} during
+    a step is not counted.
+
+    @raise OSError: C{pid} itself is gone.
+    """
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % (name,), "r", encoding="ascii", errors="replace") as f:
+                    parents[int(name)] = parse_ppid(f.read())
+            except (OSError, ProcStatError):
+                continue
+    samples = [read(pid, wall)]
+    for child in descendants(pid, parents)[1:]:
+        try:
+            samples.append(read(child, wall))
+        except (OSError, ProcStatError):
+            continue
+    return total(samples, wall)
+
+
 def cpu_percent(before: Sample, after: Sample, clk_tck: int = CLK_TCK) -> float:
     """
     CPU use between two samples, in percent of one core (a process using

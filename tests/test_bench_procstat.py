@@ -97,3 +97,29 @@ class SchedstatTests(SynchronousTestCase):
         # 0.5 s of run-queue wait in 2 s of wall time.
         self.assertAlmostEqual(procstat.wait_percent((0, 1000000000), (7, 1500000000), 2.0), 25.0)
         self.assertIsNone(procstat.wait_percent((0, 0), (0, 0), 0.0))
+
+
+class TreeTests(SynchronousTestCase):
+    def test_parse_ppid(self):
+        self.assertEqual(procstat.parse_ppid(LINE), 1)
+        self.assertRaises(procstat.ProcStatError, procstat.parse_ppid, "12 (x)")
+
+    def test_descendants(self):
+        parents = {1: 0, 10: 1, 11: 10, 12: 10, 13: 11, 20: 1, 21: 20}
+        self.assertEqual(procstat.descendants(10, parents), [10, 12, 11, 13])
+        self.assertEqual(procstat.descendants(99, parents), [99])
+
+    def test_total(self):
+        a = procstat.Sample(wall=1.0, utime=10, stime=5, rss_pages=100, threads=3)
+        b = procstat.Sample(wall=1.1, utime=1, stime=2, rss_pages=50, threads=1)
+        self.assertEqual(procstat.total([a, b], 2.0),
+                         procstat.Sample(wall=2.0, utime=11, stime=7, rss_pages=150, threads=4))
+
+    def test_read_tree_of_this_process(self):
+        """This process (trial) as a tree: at least its own figures."""
+        if not os.path.exists("/proc/self/stat"):
+            raise self.skipTest("no /proc")
+        own = procstat.read(os.getpid(), 1.0)
+        tree = procstat.read_tree(os.getpid(), 1.0)
+        self.assertGreaterEqual(tree.rss_pages, own.rss_pages)
+        self.assertGreaterEqual(tree.threads, own.threads)
