@@ -372,7 +372,11 @@ class Bench:
             step.cpu_sys_share = round(share, 2) if share is not None else None
         if sim0 and sim_mid:
             step.other_cpu_percent = round(procstat.cpu_percent(sim0, sim_mid), 1)
+        incomplete = step.reason  # set by the step when something did not finish in time
         ladder.judge(step)
+        if incomplete:
+            step.passed = False
+            step.reason = incomplete + ("" if step.reason == "ok" else "; " + step.reason)
         if self.gateway.poll() is not None:
             step.passed = False
             step.reason += "; gateway exited (%s): %s" % (self.gateway.returncode, _tail(self.gw_log, 2))
