@@ -76,6 +76,22 @@ def server_key(request, method: str | None = None) -> tuple:
             cseq_number, method, via.transport, via.host.lower(), via.port)
 
 
+class _Answered:
+    """
+    What a completed non-INVITE server transaction keeps of its request
+    while Timer J runs (32 s over UDP): the names its log lines use.  The
+    parsed request itself (headers, URIs, caches) is let go, so thousands
+    of completed transactions do not keep tens of objects each alive for
+    the garbage collector to walk.
+    """
+
+    __slots__ = ("method", "call_id")
+
+    def __init__(self, request) -> None:
+        self.method = request.method
+        self.call_id = request.call_id
+
+
 def _cancel_later(call) -> None:
     if call is not None and call.active():
         call.cancel()
@@ -85,7 +101,8 @@ class ServerTransaction:
     """
     One server transaction.
 
-    @ivar request: the request that created it.
+    @ivar request: the request that created it (once a non-INVITE is
+        completed over UDP, only its C{method} and C{call_id}).
     @ivar source: the L{Peer} it came from.
     @ivar state: C{"trying"}, C{"proceeding"}, C{"completed"},
         C{"confirmed"} (INVITE) or C{"terminated"}.
@@ -185,8 +202,13 @@ class ServerTransaction:
         elif not reliable:
             self._timer = clock.callLater(64 * layer.t1, self.terminate)
         self._send(response)
-        if not self.is_invite and reliable and self.state == COMPLETED:
-            self.terminate()  # Timer J = 0
+        if not self.is_invite and self.state == COMPLETED:
+            if reliable:
+                self.terminate()  # Timer J = 0
+            else:
+                # only retransmissions of the response from here on
+                self.request = _Answered(self.request)
+                response._cache.clear()
 
     def _send(self, response) -> None:
         d = self.layer.transport.send(response, self.source)
