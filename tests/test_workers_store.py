@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 from gwsms.store.batch import BatchWriter
 from gwsms.store.database import open_database_sync
-from gwsms.store.messages import MO, MT, MessageStore, dedup_key
+from gwsms.store.messages import MT, MessageStore, dedup_key
 from gwsms.store.migrate import upgrade
 from tests.mysql_helpers import SKIP_MYSQL, fresh_mysql_url
 
