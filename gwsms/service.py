@@ -13,6 +13,7 @@ never runs half-started.
 
 from __future__ import annotations
 
+import os
 import signal
 
 from twisted.application import service
@@ -107,10 +108,14 @@ class GatewayService(service.MultiService):
                               digest_algorithms=config.sip.digest_algorithms,
                               reuse_port=self.multi)
         self.gateway.attach(smpp=self.smpp, uac=self.sip.uac, registrar=self.sip.registrar)
-        self._add_and_start(self.gateway)
         if self.multi:
-            self._add_and_start(workers.LeaseKeeper(self.reactor, self.messages))
+            # alive before the queue runner reads: nobody claims our messages
+            # while we resume them
+            keeper = workers.LeaseKeeper(self.reactor, self.messages, os.getpid())
+            await keeper.beat()
+            self._add_and_start(keeper)
             self.gateway.dlr.unknown_retry = workers.UNKNOWN_RECEIPT_RETRY
+        self._add_and_start(self.gateway)
         await self.gateway.ready
         self._add_and_start(self.smpp)
         self._add_and_start(self.sip)

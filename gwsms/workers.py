@@ -24,9 +24,10 @@ L{smpp_config_for_worker}, L{control_path}):
     messages are reassembled in one process).  The SMSC must accept N
     binds of one system_id;
   - store: one database for all; a duplicate MESSAGE or deliver_sm is
-    recognised by its key in the store, whichever worker stores it, and
-    queued messages are claimed row by row (L{gwsms.store.messages}, owner
-    and lease);
+    recognised by its key in the store, whichever worker stores it; a
+    queued message belongs to the worker that stored it (C{owner}) while
+    that worker's heartbeat (L{LeaseKeeper}) lasts, and is claimed row by
+    row by another one after (L{gwsms.store.messages});
   - control: worker 0 listens on C{[control] socket}, worker K on
     C{<socket>.K}; worker 0 passes C{smsc_reload} / C{routes_reload} on
     and merges C{smsc_state} (L{FanOut}, L{merge_states}).
@@ -175,34 +176,46 @@ class FanOut:
 
 class LeaseKeeper(service.Service):
     """
-    Renews this worker's lease on its queued messages every quarter lease
-    (L{gwsms.store.messages.MessageStore.renew_leases}), apart from the
-    queue runner, so that a busy worker keeps what it works on.
+    This worker's heartbeat: every quarter lease it tells the store it is
+    alive (L{gwsms.store.messages.MessageStore.heartbeat}), so that its
+    queued messages stay its own; the others take them over only when the
+    heartbeats stop for a whole lease.
     """
 
     _log = Logger()
 
-    def __init__(self, clock, store) -> None:
+    def __init__(self, clock, store, pid: int = 0) -> None:
         """
         @param clock: C{IReactorTime}.
         @param store: a L{gwsms.store.messages.MessageStore} with an owner.
+        @param pid: this process's id (recorded for the operator).
         """
         self._clock = clock
         self._store = store
+        self._pid = pid
         self._loop = None
         self.interval = store.lease / 4
 
-    def startService(self) -> None:
-        service.Service.startService(self)
-        self._loop = task.LoopingCall(self.renew)
-        self._loop.clock = self._clock
-        self._loop.start(self.interval, now=True).addErrback(
-            lambda f: self._log.failure("lease renewal stopped", f))
+    def beat(self) -> defer.Deferred:
+        """
+        One heartbeat.
 
-    def renew(self) -> defer.Deferred:
-        """One renewal (never fails: a failure is logged; the next one retries)."""
-        d = self._store.renew_leases(self._clock.seconds())
-        d.addErrback(lambda f: self._log.failure("renewing message leases failed", f))
+        @return: Deferred firing after the commit (or failing).
+        """
+        return self._store.heartbeat(self._clock.seconds(), self._pid)
+
+    def startService(self) -> None:
+        """Beat every quarter lease (the first one is the caller's L{beat})."""
+        service.Service.startService(self)
+        self._loop = task.LoopingCall(self._beat_logged)
+        self._loop.clock = self._clock
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: self._log.failure("worker heartbeat stopped", f))
+
+    def _beat_logged(self) -> defer.Deferred:
+        # never fails: a failure is logged and the next beat tries again
+        d = self.beat()
+        d.addErrback(lambda f: self._log.failure("worker heartbeat failed", f))
         return d
 
     def stopService(self) -> None:

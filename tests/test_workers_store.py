@@ -80,44 +80,59 @@ class OwnerLeaseTests(unittest.TestCase):
         self.addCleanup(w.close)
         return w
 
+    def beat(self, worker, now):
+        _result(worker.store.heartbeat(now, 4242))
+
     def test_new_message_is_its_workers(self):
         """A stored message belongs to the worker that stored it."""
+        self.beat(self.w0, 1000.0)
         message_id, existing = self.w0.add(1000.0)
         self.assertIsNone(existing)
         self.assertEqual([r["id"] for r in self.w0.due(1001.0)], [message_id])
         self.assertEqual(self.w0.due(1001.0)[0]["owner"], 0)
-        # the other worker leaves it alone while the lease holds
+        # the other worker leaves it alone while the heartbeat lasts
         self.assertEqual(self.w1.due(1001.0), [])
-        self.assertEqual(self.w1.due(1029.0), [])
+        self.assertEqual(self.w1.due(1030.0), [])
 
-    def test_taken_over_after_the_lease(self):
-        """A worker that stopped renewing loses its messages, once, to one other."""
+    def test_taken_over_when_the_heartbeat_stops(self):
+        """A worker that stopped beating loses its messages, once, to one other."""
+        self.beat(self.w0, 1000.0)
         message_id, _ = self.w0.add(1000.0)
         w2 = self._worker(2)
+        self.beat(self.w1, 1031.0)
+        self.beat(w2, 1031.0)
         rows = self.w1.due(1031.0)
         self.assertEqual([(r["id"], r["owner"]) for r in rows], [(message_id, 1)])
         self.assertEqual(w2.due(1031.0), [])  # claimed already
         self.assertEqual(self.w0.due(1031.0), [])  # no longer worker 0's
         self.assertEqual([r["id"] for r in self.w1.due(1032.0)], [message_id])
 
-    def test_renewed_leases_are_kept(self):
-        """A worker that renews its leases keeps its messages."""
-        self.w0.add(1000.0, next_attempt_at=5000.0)  # a retry far away
+    def test_owner_without_heartbeat_is_taken_over(self):
+        """Messages of a worker that never beat (e.g. from before) are free."""
+        message_id, _ = self.w0.add(1000.0)
+        self.assertEqual([r["id"] for r in self.w1.due(1000.0)], [message_id])
+
+    def test_heartbeats_keep_messages(self):
+        """A worker that keeps beating keeps its messages."""
+        self.beat(self.w0, 1000.0)
+        self.w0.add(1000.0)
         for now in (1016.0, 1032.0, 1048.0, 1064.0):
-            self.assertEqual(_result(self.w0.store.renew_leases(now)), 1)
+            self.beat(self.w0, now)
             self.assertEqual(self.w1.due(now), [])
         rows = _result(self.w1.store.list())
         self.assertEqual(rows[0]["owner"], 0)
-        self.assertEqual(rows[0]["lease_until"], 1094.0)
+        beats = _result(self.w1.db.run_query("SELECT worker, alive_until, pid FROM worker_leases"))
+        self.assertEqual([tuple(b) for b in beats], [(0, 1094.0, 4242)])
 
-    def test_renewal_only_when_half_the_lease_is_gone(self):
-        self.w0.add(1000.0)
-        self.assertEqual(_result(self.w0.store.renew_leases(1010.0)), 0)
-        self.assertEqual(_result(self.w1.store.renew_leases(1020.0)), 0)  # not its own
-        self.assertEqual(_result(self.w0.store.renew_leases(1020.0)), 1)
-        self.assertEqual(_result(self.w1.store.list())[0]["lease_until"], 1050.0)
+    def test_revived_worker_keeps_what_was_not_claimed(self):
+        self.beat(self.w0, 1000.0)
+        message_id, _ = self.w0.add(1000.0)
+        self.beat(self.w0, 1100.0)  # restarted late: nobody claimed it meanwhile
+        self.assertEqual(self.w1.due(1100.0), [])
+        self.assertEqual([r["id"] for r in self.w0.due(1100.0)], [message_id])
 
     def test_final_messages_are_not_claimed(self):
+        self.beat(self.w0, 1000.0)
         message_id, _ = self.w0.add(1000.0)
         d = self.w0.store.update(message_id, 1001.0, state="submitted")
         self.w0.clock.advance(0)
@@ -147,8 +162,11 @@ class OwnerLeaseTests(unittest.TestCase):
         (threads, one connection each) never both get one.
         """
         dead = self._worker(7)
+        self.beat(dead, 1000.0)
         ids = {dead.add(1000.0)[0] for _ in range(200)}
         claimers = [_Worker(self.url, owner) for owner in (1, 2)]
+        for w in claimers:
+            self.beat(w, 1031.0)
         got: dict[int, list] = {1: [], 2: []}
         errors = []
 

@@ -242,38 +242,40 @@ class FanOutTests(unittest.SynchronousTestCase):
         self.flushLoggedErrors()
 
 
-class _LeaseStore:
+class _BeatStore:
     lease = 30.0
 
     def __init__(self, fail=False):
         self.calls = []
         self.fail = fail
 
-    def renew_leases(self, now):
-        self.calls.append(now)
+    def heartbeat(self, now, pid):
+        self.calls.append((now, pid))
         if self.fail:
             return defer.fail(RuntimeError("database is locked"))
-        return defer.succeed(1)
+        return defer.succeed(None)
 
 
 class LeaseKeeperTests(unittest.SynchronousTestCase):
-    def test_renews_every_quarter_lease(self):
+    def test_beats_every_quarter_lease(self):
         clock = task.Clock()
-        store = _LeaseStore()
-        keeper = workers.LeaseKeeper(clock, store)
+        store = _BeatStore()
+        keeper = workers.LeaseKeeper(clock, store, pid=99)
+        self.successResultOf(keeper.beat())
         keeper.startService()
         clock.advance(7.5)
         clock.advance(7.5)
-        self.assertEqual(store.calls, [0.0, 7.5, 15.0])
+        self.assertEqual(store.calls, [(0.0, 99), (7.5, 99), (15.0, 99)])
         keeper.stopService()
         clock.advance(100)
         self.assertEqual(len(store.calls), 3)
 
     def test_failure_logged_and_retried(self):
         clock = task.Clock()
-        store = _LeaseStore(fail=True)
+        store = _BeatStore(fail=True)
         keeper = workers.LeaseKeeper(clock, store)
         keeper.startService()
+        clock.advance(7.5)
         clock.advance(7.5)
         self.assertEqual(len(store.calls), 2)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)

@@ -35,8 +35,8 @@ MO = "mo"
 FINAL_STATES = frozenset({"delivered", "undeliverable", "failed", "expired", "rejected"})
 #: states the queue runner works on
 ACTIVE_STATES = ("queued",)
-#: seconds a worker process holds its queued messages (C{[gateway] workers
-#: > 1}) without renewing the lease; then another worker may take them over
+#: seconds a worker process's heartbeat keeps its queued messages its own
+#: (C{[gateway] workers > 1}); then another worker may take them over
 LEASE = 30.0
 
 MESSAGE_COLUMNS = (
@@ -45,7 +45,7 @@ MESSAGE_COLUMNS = (
     "call_id", "body", "content_type", "data_coding", "concat_ref", "parts_total",
     "parts_done", "partial", "registered_delivery", "imdn_id", "imdn_want",
     "imdn_datetime", "imdn_to", "attempts", "next_attempt_at", "expires_at",
-    "sip_status", "last_error", "owner", "lease_until",
+    "sip_status", "last_error", "owner",
 )
 _SELECT = "SELECT " + ", ".join(MESSAGE_COLUMNS) + " FROM messages"
 _INSERTABLE = MESSAGE_COLUMNS[1:]
@@ -62,7 +62,7 @@ _DEFAULTS = {
     "data_coding": 0, "concat_ref": 0, "parts_total": 1, "parts_done": 0, "partial": 0,
     "registered_delivery": 0, "imdn_id": "", "imdn_want": "", "imdn_datetime": "",
     "imdn_to": "", "attempts": 0, "next_attempt_at": 0.0, "expires_at": 0.0,
-    "sip_status": 0, "last_error": "", "owner": 0, "lease_until": 0.0,
+    "sip_status": 0, "last_error": "", "owner": 0,
 }
 
 
@@ -278,28 +278,49 @@ def _nothing(txn):
     return None
 
 
-def _claim_due(txn, direction: str, now: float, limit: int, after_id: int, owner: int,
-               lease: float):
+def _claim_due(txn, direction: str, now: float, limit: int, after_id: int, owner: int):
     """
-    Due rows of C{owner} plus those it could take over (lease passed),
-    claimed atomically.
+    Due rows of C{owner} plus those of workers whose heartbeat stopped
+    (or that never had one), claimed atomically.
     """
-    rows = txn.execute(
-        _SELECT + " WHERE state = 'queued' AND direction = ? AND next_attempt_at <= ?"
-        " AND id > ? AND (owner = ? OR lease_until < ?) ORDER BY id LIMIT ?",
-        (direction, now, after_id, owner, now, limit)).fetchall()
-    out = []
+    alive = [w for (w,) in txn.execute(
+        "SELECT worker FROM worker_leases WHERE alive_until >= ? AND worker <> ?",
+        (now, owner)).fetchall()]
+    sql = (_SELECT + " WHERE state = 'queued' AND direction = ? AND next_attempt_at <= ?"
+           " AND id > ?")
+    params: list = [direction, now, after_id]
+    if alive:
+        sql += f" AND owner NOT IN ({', '.join('?' for _ in alive)})"
+        params += alive
+    rows = txn.execute(sql + " ORDER BY id LIMIT ?", params + [limit]).fetchall()
+    out, dead = [], {}
     for row in map(_row, rows):
-        if row["owner"] != owner:
+        other = row["owner"]
+        if other != owner:
+            if other not in dead:
+                # MySQL: a locking read, so that a worker renewing its
+                # heartbeat right now waits for this claim (or wins before
+                # it); SQLite transactions are serialised (BEGIN IMMEDIATE)
+                lock = " FOR UPDATE" if txn.engine.dialect == "mysql" else ""
+                found = txn.execute(
+                    "SELECT alive_until FROM worker_leases WHERE worker = ?" + lock,
+                    (other,)).fetchone()
+                dead[other] = found is None or found[0] < now
+            if not dead[other]:
+                continue
             taken = txn.execute(
-                "UPDATE messages SET owner = ?, lease_until = ? WHERE id = ?"
-                " AND state = 'queued' AND owner = ? AND lease_until < ?",
-                (owner, now + lease, row["id"], row["owner"], now)).rowcount
+                "UPDATE messages SET owner = ? WHERE id = ? AND state = 'queued' AND owner = ?",
+                (owner, row["id"], other)).rowcount
             if taken != 1:
                 continue  # another worker was quicker
-            row["owner"], row["lease_until"] = owner, now + lease
+            row["owner"] = owner
         out.append(row)
     return out
+
+
+def _heartbeat(txn, owner: int, alive_until: float, pid: int) -> None:
+    txn.execute(txn.engine.upsert_sql("worker_leases", ("worker",), ("alive_until", "pid")),
+                (owner, alive_until, pid))
 
 
 class MessageStore:
@@ -316,10 +337,10 @@ class MessageStore:
         @param owner: this worker's index when several worker processes
             share the store (C{[gateway] workers > 1}): new messages are
             stored as its own, and L{due} returns only its own messages and
-            those it claimed from a worker whose lease passed.  C{None}
+            those it claimed from a worker whose heartbeat stopped.  C{None}
             (one process): every due message, no claims.
-        @param lease: seconds a worker holds its queued messages without
-            renewing (L{renew_leases}).
+        @param lease: seconds a L{heartbeat} keeps this worker's messages
+            its own.
         """
         self.db = db
         self.writer = writer
@@ -350,7 +371,7 @@ class MessageStore:
             row as a dict).
         """
         if self.owner is not None:
-            record = dict(record, owner=self.owner, lease_until=now + self.lease)
+            record = dict(record, owner=self.owner)
         return self.writer.write(_insert, record, now, key, window, fragments_key, event,
                                  with_parts)
 
@@ -416,14 +437,14 @@ class MessageStore:
     def due(self, direction: str, now: float, limit: int = 500, after_id: int = 0):
         """
         Messages the queue runner should work on: C{queued}, next attempt due
-        (with an C{owner}: its own, or claimed from a worker whose lease
-        passed).
+        (with an C{owner}: its own, or claimed from a worker whose
+        heartbeat stopped).
 
         @return: Deferred firing with a list of row dicts, by id.
         """
         if self.owner is not None:
             return self.db.run_interaction("claim due messages", _claim_due, direction, now,
-                                           limit, after_id, self.owner, self.lease)
+                                           limit, after_id, self.owner)
 
         def query(txn):
             return [_row(r) for r in txn.execute(
@@ -433,17 +454,16 @@ class MessageStore:
 
         return self.db.run_interaction("due messages", query)
 
-    def renew_leases(self, now: float):
+    def heartbeat(self, now: float, pid: int = 0):
         """
-        Extend this worker's lease on its queued messages (those with less
-        than half a lease left); see L{gwsms.workers.LeaseKeeper}.
+        This worker is alive: its messages stay its own for C{lease}
+        seconds (C{worker_leases}; see L{gwsms.workers.LeaseKeeper}).
 
-        @return: Deferred firing with the number of messages renewed.
+        @param pid: the worker's process id, for the operator.
+        @return: Deferred firing after the commit.
         """
-        return self.db.run_operation(
-            "UPDATE messages SET lease_until = ? WHERE state = 'queued' AND owner = ?"
-            " AND lease_until < ?", (now + self.lease, self.owner, now + self.lease / 2),
-            desc="renew leases")
+        return self.db.run_interaction("worker heartbeat", _heartbeat, self.owner,
+                                       now + self.lease, pid)
 
     def parts(self, message_id: int):
         """@return: Deferred firing with C{[(seq, state, smsc_message_id)]}."""
