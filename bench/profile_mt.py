@@ -99,6 +99,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-split", action="store_true",
                         help="run write batches wholly in the pool thread (as before"
                         " Database.run_batch), for comparison")
+    parser.add_argument("--switch-interval", type=float, default=None, metavar="S",
+                        help="sys.setswitchinterval() after gctune (experiment)")
+    parser.add_argument("--udp-burst", type=int, default=None, metavar="BYTES",
+                        help="twisted udp.Port.maxThroughput (bytes read per reactor"
+                        " turn; twisted's is 256 KiB), experiment")
     args = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
@@ -141,6 +146,23 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
     if args.no_split:
         from gwsms.store.database import Database
         Database.run_batch = Database.run_interaction
+    if args.udp_burst is not None:
+        from twisted.internet import udp
+        udp.Port.maxThroughput = args.udp_burst
+    from gwsms.store.database import Database
+    batch_times = []
+    run_batch = Database.run_batch
+
+    def timed_batch(self, desc, fn, *a):
+        started = time.monotonic()
+
+        def took(result):
+            batch_times.append(time.monotonic() - started)
+            return result
+
+        return run_batch(self, desc, fn, *a).addBoth(took)
+
+    Database.run_batch = timed_batch
     tlog.startLogging(open(os.path.join(tmp, "gateway.log"), "w"), setStdout=False)
     config = load(config_path)
     svc = GatewayService(config, reactor, install_signals=False)
@@ -173,6 +195,9 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
             gctune.tune()
         if args.gc_threshold:
             gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
+        if args.switch_interval is not None:
+            sys.setswitchinterval(args.switch_interval)
+        del batch_times[:]
         gc.callbacks.append(gct)
         t0, c0 = time.monotonic(), cpu()
         while sipp.poll() is None:
@@ -211,6 +236,11 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
           " tracked objects at end %d"
           % (sum(gct.total) / n * 1e6, gct.count[0], gct.total[0], gct.count[1], gct.total[1],
              gct.count[2], gct.total[2], gct.longest * 1000, result["objects"]))
+    if batch_times:
+        batch_times.sort()
+        print("write batches: %d, latency p50 %.1f ms, p99 %.1f ms (switch interval %g s)"
+              % (len(batch_times), batch_times[len(batch_times) // 2] * 1000,
+                 batch_times[int(len(batch_times) * 0.99)] * 1000, sys.getswitchinterval()))
     if result.get("stats"):
         print("gateway stats:", result["stats"])
     if args.cprofile:
