@@ -38,12 +38,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import signal
 import sys
 
 from twisted.application import service
 from twisted.internet import defer, protocol, task, threads
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from gwsms.smpp.link import SessionType
 
@@ -60,6 +61,8 @@ FANOUT_TIMEOUT = 10.0
 UNKNOWN_RECEIPT_RETRY = 2.0
 
 _log = Logger(namespace="gwsms.workers")
+#: the level in a worker's log line ("[namespace#level] text")
+_LEVEL_RE = re.compile(r"^\[[^\]]*#(debug|info|warn|error|critical)\] ")
 
 
 def links_for_worker(links, worker: int) -> list:
@@ -242,7 +245,9 @@ class _WorkerProtocol(protocol.ProcessProtocol):
         for line in lines:
             text = line.decode("utf-8", "replace").rstrip()
             if text:
-                self._log.info("worker {worker}: {line}", worker=self.worker, line=text)
+                match = _LEVEL_RE.match(text)
+                level = LogLevel.levelWithName(match.group(1)) if match else LogLevel.info
+                self._log.emit(level, "worker {worker}: {line}", worker=self.worker, line=text)
 
     def processEnded(self, reason):
         self.supervisor.worker_ended(self.worker, reason.value)

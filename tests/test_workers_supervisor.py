@@ -155,8 +155,11 @@ class SupervisorTests(unittest.SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, logged.append)
         proto.childDataReceived(1, b"hello\nwor")
         proto.childDataReceived(1, b"ld\n")
-        lines = [e["line"] for e in logged if e.get("log_format", "").startswith("worker")]
-        self.assertEqual(lines, ["hello", "world"])
+        proto.childDataReceived(2, b"[gwsms.x#critical] cannot start\n")
+        got = [(e["line"], e["log_level"].name) for e in logged
+               if e.get("log_format", "").startswith("worker")]
+        self.assertEqual(got, [("hello", "info"), ("world", "info"),
+                               ("[gwsms.x#critical] cannot start", "critical")])
         self.assertTrue(sup.running)
 
 
