@@ -354,6 +354,10 @@ class WorkersE2eTests(E2eBase):
                 break
             yield deferLater(reactor, 0.1)
         self.assertEqual(states, {"submitted": total})
+        for _ in range(100):  # restarted after 1 s (it may have had nothing to resume)
+            if len(self.worker_pids()) == 2:
+                break
+            yield deferLater(reactor, 0.1)
         self.assertEqual(len(self.worker_pids()), 2, "worker 1 was not started again")
         yield deferLater(reactor, 1.0)
         counts: dict[str, int] = {}
