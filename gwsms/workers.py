@@ -53,8 +53,10 @@ from gwsms.smpp.link import SessionType
 RESTART_INITIAL = 1.0
 RESTART_MAX = 30.0
 RESTART_STABLE = 60.0
-#: seconds a worker answers a fanned-out control command in
-FANOUT_TIMEOUT = 10.0
+#: seconds a worker answers a fanned-out control command in (below the
+#: C{gwsms} command's own 5 s wait, so that a stuck worker is reported as
+#: such rather than making the whole command time out)
+FANOUT_TIMEOUT = 4.0
 #: seconds before an unknown receipt is looked up again (the part it is
 #: for may have been submitted by another worker that has not committed
 #: its id yet)
