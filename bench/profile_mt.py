@@ -121,7 +121,10 @@ def main(argv=None) -> int:
             f.write(gateway_config(tmp, sip_port, options))
 
         def gwsms(*argv):
-            subprocess.run([os.path.join(BIN, "gwsms"), "--config", config_path] + list(argv),
+            # the CLI of this tree (its schema version), not the installed one
+            code = ("import sys; sys.path.insert(0, %r); from gwsms.cli.main import main;"
+                    " sys.exit(main())" % os.path.dirname(HERE))
+            subprocess.run([sys.executable, "-c", code, "--config", config_path] + list(argv),
                            cwd=tmp, check=True, capture_output=True)
 
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),
@@ -151,7 +154,8 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         udp.Port.maxThroughput = args.udp_burst
     from gwsms.store.database import Database
     batch_times = []
-    run_batch = Database.run_batch
+    # (older trees ran batches through run_interaction)
+    run_batch = getattr(Database, "run_batch", Database.run_interaction)
 
     def timed_batch(self, desc, fn, *a):
         started = time.monotonic()
