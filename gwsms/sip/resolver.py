@@ -17,6 +17,7 @@ L{system_resolver} builds the usual one (/etc/hosts, then the name servers of
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections import OrderedDict
@@ -57,9 +58,11 @@ class Target:
     port: int
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip(host: str) -> bool:
     """
-    @return: whether C{host} is an IPv4/IPv6 literal (brackets allowed).
+    @return: whether C{host} is an IPv4/IPv6 literal (brackets allowed);
+        cached: every MO message resolves the same few targets.
     """
     try:
         ipaddress.ip_address(host.strip("[]"))
