@@ -82,6 +82,21 @@ class GcTimer:
             self.longest = max(self.longest, spent)
 
 
+def sipp_totals(path: str) -> dict:
+    """@return: sipp's cumulative counters from the last line of its stat file."""
+    try:
+        with open(path) as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    except OSError:
+        return {}
+    if len(lines) < 2:
+        return {}
+    names, values = lines[0].split(";"), lines[-1].split(";")
+    wanted = ("SuccessfulCall(C)", "FailedCall(C)", "Retransmissions(C)",
+              "FailedUnexpectedMessage(C)", "FailedMaxUDPRetrans(C)")
+    return {n: v for n, v in zip(names, values) if n in wanted}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--rate", type=int, default=2000)
@@ -104,6 +119,9 @@ def main(argv=None) -> int:
     parser.add_argument("--udp-burst", type=int, default=None, metavar="BYTES",
                         help="twisted udp.Port.maxThroughput (bytes read per reactor"
                         " turn; twisted's is 256 KiB), experiment")
+    parser.add_argument("--sipp-nd", action="store_true",
+                        help="sipp -nd: a call answered 503 just ends (by default sipp"
+                        " sends a BYE, which the gateway answers 405: double load)")
     args = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
@@ -189,7 +207,8 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
             ["sipp", "-sf", UAC_XML, "127.0.0.1:%d" % sip_port, "-i", "127.0.0.1",
              "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
              "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
-             "-buff_size", "8388608"],
+             "-buff_size", "8388608", "-trace_stat", "-stf", os.path.join(tmp, "stat.csv"),
+             "-fd", "1"] + (["-nd"] if args.sipp_nd else []),
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         procs.append(sipp)
@@ -209,7 +228,9 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         t1, c1 = time.monotonic(), cpu()
         gc.callbacks.remove(gct)
         result.update(wall=t1 - t0, cpu=c1 - c0, sipp_rc=sipp.returncode,
-                      stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None)
+                      stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None,
+                      shed=getattr(getattr(svc.gateway, "mt", None), "shed", None),
+                      sipp=sipp_totals(os.path.join(tmp, "stat.csv")))
         result["objects"] = len(gc.get_objects())
 
     def done(_):
@@ -245,6 +266,10 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         print("write batches: %d, latency p50 %.1f ms, p99 %.1f ms (switch interval %g s)"
               % (len(batch_times), batch_times[len(batch_times) // 2] * 1000,
                  batch_times[int(len(batch_times) * 0.99)] * 1000, sys.getswitchinterval()))
+    if result.get("shed") is not None:
+        print("shed (503 + Retry-After): %d" % result["shed"])
+    if result.get("sipp"):
+        print("sipp: %s" % ", ".join("%s %s" % kv for kv in result["sipp"].items()))
     if result.get("stats"):
         print("gateway stats:", result["stats"])
     if args.cprofile:
