@@ -142,6 +142,8 @@ class ControlFactory(Factory):
         lower-case method of the controller.
     """
 
+    noisy = False  # no log line per connection / start
+
     protocol = ControlProtocol
 
     def __init__(self, controller, commands=None):

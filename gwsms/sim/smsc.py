@@ -422,6 +422,8 @@ class _OutbindFactory(protocol.ClientFactory):
     Builds the outbind sessions of one L{SimulatedSMSC}.
     """
 
+    noisy = False  # no log line per connection / start
+
     def __init__(self, smsc, system_id, password):
         self._smsc = smsc
         self._credentials = (system_id, password)

@@ -250,6 +250,8 @@ class SipDatagramProtocol(DatagramProtocol):
         this socket (set by L{TransportLayer.listen}).
     """
 
+    noisy = False  # no log line per connection / start
+
     _log = Logger()
 
     def __init__(self, layer: TransportLayer):
@@ -464,6 +466,8 @@ class SipStreamProtocol(Protocol):
 
 class SipStreamFactory(Factory):
     """Builds L{SipStreamProtocol}s for one transport (C{"tcp"} or C{"tls"})."""
+
+    noisy = False  # no log line per connection / start
 
     def __init__(self, layer: TransportLayer, transport_name: str, outbound: bool = False):
         self.layer = layer
