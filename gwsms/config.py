@@ -28,6 +28,12 @@ class DatabaseConfig:
     #: or C{mysql://user:password@host:port/database}.
     url: str = "sqlite:var/gwsms.sqlite3"
 
+    def __repr__(self) -> str:
+        # The URL may carry the MySQL password: never show it.
+        from gwsms.store.engines import mask_url
+
+        return f"DatabaseConfig(url={mask_url(self.url)!r})"
+
 
 @dataclass(frozen=True)
 class SmppConfig:

@@ -91,6 +91,11 @@ class LoadTests(SynchronousTestCase):
         loaded = config.parse({"sip": {"outbound_password": "s3cret"}})
         self.assertNotIn("s3cret", repr(loaded))
 
+    def test_database_password_not_in_repr(self):
+        loaded = config.parse({"database": {"url": "mysql://gw:s3cret@db:3306/gw"}})
+        self.assertNotIn("s3cret", repr(loaded))
+        self.assertIn("gw:***@db:3306/gw", repr(loaded))
+
 
 class GatewayConfigTests(SynchronousTestCase):
     write = LoadTests.write
