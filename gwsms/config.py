@@ -101,6 +101,7 @@ class GatewayConfig:
     batch_size: int = 500
     queue_interval: float = 1.0
     max_pending: int = 20000
+    max_lag: float = 0.1  # seconds of event-loop lag before shedding; 0 = off
     workers: int = 1
     retention: float = 2592000.0  # 30 days; 0 = keep forever
 
@@ -258,6 +259,8 @@ def _check(path: str, config: Config) -> None:
         raise bad("gateway.batch_size", "must be between 1 and 100000")
     if gateway.max_pending < 1:
         raise bad("gateway.max_pending", "must be >= 1")
+    if not 0 <= gateway.max_lag <= 60:
+        raise bad("gateway.max_lag", "must be between 0 and 60 seconds (0 disables lag shedding)")
     if not 0 <= gateway.retry_after <= 86400:
         raise bad("gateway.retry_after", "must be between 0 and 86400")
     if not 1 <= gateway.workers <= 64:

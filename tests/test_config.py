@@ -144,6 +144,16 @@ class GatewayConfigTests(SynchronousTestCase):
                                "gateway.registered_delivery")
         self.assertConfigError("[gateway]\nnope = 1\n", "gateway.nope")
         self.assertConfigError("[gateway]\nmax_pending = 0\n", "gateway.max_pending")
+        self.assertConfigError("[gateway]\nmax_lag = -0.1\n", "gateway.max_lag")
+        self.assertConfigError("[gateway]\nmax_lag = 61\n", "gateway.max_lag")
+        self.assertConfigError('[gateway]\nmax_lag = "fast"\n', "gateway.max_lag")
+
+    def test_gateway_max_lag(self):
+        self.assertEqual(config.parse({}).gateway.max_lag, 0.1)
+        gateway = config.parse({"gateway": {"max_lag": 0}}).gateway
+        self.assertEqual(gateway.max_lag, 0.0)
+        self.assertIsInstance(gateway.max_lag, float)
+        self.assertEqual(config.parse({"gateway": {"max_lag": 0.25}}).gateway.max_lag, 0.25)
 
 
 class DigestAlgorithmsTests(SynchronousTestCase):

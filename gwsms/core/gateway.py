@@ -24,6 +24,7 @@ from gwsms.core import receipts
 from gwsms.core.dlr import DlrFlow
 from gwsms.core.mo import MoFlow
 from gwsms.core.mt import MtFlow
+from gwsms.core.overload import LagMonitor
 from gwsms.core.routing import RoutingTable
 from gwsms.sip.interfaces import IMessageHandler
 from gwsms.smpp.constants import CommandStatus
@@ -56,6 +57,8 @@ class GatewayContext:
         self.smpp = smpp
         self.uac = uac
         self.registrar = registrar
+        #: event-loop lag: MESSAGEs are shed while it says overloaded
+        self.lag = LagMonitor(clock, max_lag=getattr(config, "max_lag", 0.0))
         self.links: dict = {}
         self.routing = RoutingTable(())
         #: C{callable(row, outcome)}: tell an MT sender how its message ended
@@ -185,6 +188,7 @@ class Gateway(service.Service):
     # -- service ----------------------------------------------------------
     def startService(self) -> defer.Deferred:
         service.Service.startService(self)
+        self.ctx.lag.start()
         d = self.mo.load()
 
         def loop(_):
@@ -200,6 +204,7 @@ class Gateway(service.Service):
 
     def stopService(self) -> defer.Deferred:
         service.Service.stopService(self)
+        self.ctx.lag.stop()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None

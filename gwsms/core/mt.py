@@ -27,7 +27,7 @@ SIP answers (the mapping table, also in the README):
   ESME_RINVMSGLEN                                       413 Request Entity Too Large
   ESME_RINVDCS (0x104, v5.0) / ESME_RINVESMCLASS       488 Not Acceptable Here
   other permanent SMSC errors                           502 Bad Gateway
-  overload (C{max_pending}) or the store fails           503 with Retry-After
+  overload (C{max_pending}, C{max_lag}) or store fails   503 with Retry-After
   binds down, throttled, temporary SMSC errors,         202 (kept queued) or, with
   no submit_sm_resp within C{down_wait}                 queue_when_down = false and
                                                         nothing sent yet, 503 with
@@ -112,7 +112,7 @@ class MtFlow:
         @return: Deferred firing with the L{SipAnswer}.
         """
         config = self.ctx.config
-        if self.pending + len(self.active) >= config.max_pending:
+        if self.pending + len(self.active) >= config.max_pending or self.ctx.lag.overloaded():
             self.shed += 1
             return defer.succeed(SipAnswer(503, "Service Unavailable (overloaded)",
                                            (("Retry-After", str(config.retry_after)),)))
