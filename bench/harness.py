@@ -392,7 +392,10 @@ class Bench:
              # exit: a divisor of the count keeps every call.
              "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err",
              "-error_file", os.path.join(stepdir, "errors.log"),
-             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608"],
+             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608",
+             # no default behaviours: a MESSAGE answered 503 (shed) just ends,
+             # failed and logged, instead of sipp sending a BYE (double load)
+             "-nd"],
             cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
 
@@ -542,7 +545,8 @@ class Bench:
                 [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
                  "-p", str(self.uac_port), "-r", str(rate), "-rp", "1000", "-m", str(count),
                  "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"),
-                 "-fd", "10", "-nostdin", "-timeout", "%ds" % int(seconds + 60), "-buff_size", "8388608"],
+                 "-fd", "10", "-nostdin", "-timeout", "%ds" % int(seconds + 60), "-buff_size", "8388608",
+                 "-nd"],
                 cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             self.sim_command("mo %d %d" % (rate, count))
