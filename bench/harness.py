@@ -393,9 +393,10 @@ class Bench:
              "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err",
              "-error_file", os.path.join(stepdir, "errors.log"),
              "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608",
-             # no default behaviours: a MESSAGE answered 503 (shed) just ends,
-             # failed and logged, instead of sipp sending a BYE (double load)
-             "-nd"],
+             # a MESSAGE answered 503 (shed) is an unexpected message: the call
+             # is aborted (failed, logged) but without the BYE that would
+             # double the load (-nd would keep retransmitting the MESSAGE)
+             "-default_behaviors", "all,-bye"],
             cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
 
@@ -546,7 +547,7 @@ class Bench:
                  "-p", str(self.uac_port), "-r", str(rate), "-rp", "1000", "-m", str(count),
                  "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"),
                  "-fd", "10", "-nostdin", "-timeout", "%ds" % int(seconds + 60), "-buff_size", "8388608",
-                 "-nd"],
+                 "-default_behaviors", "all,-bye"],
                 cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         else:
             self.sim_command("mo %d %d" % (rate, count))
