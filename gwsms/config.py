@@ -101,7 +101,7 @@ class GatewayConfig:
     batch_size: int = 500
     queue_interval: float = 1.0
     max_pending: int = 20000
-    max_lag: float = 0.1  # seconds of event-loop lag before shedding; 0 = off
+    max_lag: float = 0.0  # seconds of event-loop lag before shedding; 0 = off
     workers: int = 1
     retention: float = 2592000.0  # 30 days; 0 = keep forever
 

@@ -149,9 +149,9 @@ class GatewayConfigTests(SynchronousTestCase):
         self.assertConfigError('[gateway]\nmax_lag = "fast"\n', "gateway.max_lag")
 
     def test_gateway_max_lag(self):
-        self.assertEqual(config.parse({}).gateway.max_lag, 0.1)
-        gateway = config.parse({"gateway": {"max_lag": 0}}).gateway
-        self.assertEqual(gateway.max_lag, 0.0)
+        self.assertEqual(config.parse({}).gateway.max_lag, 0.0)  # off by default
+        gateway = config.parse({"gateway": {"max_lag": 1}}).gateway
+        self.assertEqual(gateway.max_lag, 1.0)
         self.assertIsInstance(gateway.max_lag, float)
         self.assertEqual(config.parse({"gateway": {"max_lag": 0.25}}).gateway.max_lag, 0.25)
 

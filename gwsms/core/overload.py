@@ -12,6 +12,12 @@ of the tick still due, so a long stall is seen before the tick can run)
 exceeds C{max_lag}, off again only once the smoothed lag is below
 C{max_lag / 2} (hysteresis, so shedding does not flap).
 
+Off by default (C{[gateway] max_lag = 0}): measured with C{make bench},
+past the knee the backlog waits in the kernel's UDP receive buffer while
+each reactor turn stays short, so the lag signal fires late and in bursts.
+The receive queue depth (C{SO_MEMINFO} rmem_alloc of the SIP socket) is
+the better signal for that case.
+
 The ticks are a C{callLater} chain rather than a L{twisted.internet.task.
 LoopingCall}: a late LoopingCall is rescheduled to the next point of its
 fixed grid, which would hide any lag beyond one interval.
