@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                         help="twisted udp.Port.maxThroughput (bytes read per reactor"
                         " turn; twisted's is 256 KiB), experiment")
     parser.add_argument("--sipp-nd", action="store_true",
-                        help="sipp -nd: a call answered 503 just ends (by default sipp"
+                        help="end a call answered 503 without a BYE (sipp -default_behaviors all,-bye; by default sipp"
                         " sends a BYE, which the gateway answers 405: double load)")
     args = parser.parse_args(argv)
 
@@ -208,7 +208,7 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
              "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
              "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
              "-buff_size", "8388608", "-trace_stat", "-stf", os.path.join(tmp, "stat.csv"),
-             "-fd", "1"] + (["-nd"] if args.sipp_nd else []),
+             "-fd", "1"] + (["-default_behaviors", "all,-bye"] if args.sipp_nd else []),
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         procs.append(sipp)
