@@ -185,12 +185,14 @@ class E2eBase(TestCase):
 
     # -- the gateway ------------------------------------------------------
     @defer.inlineCallbacks
-    def start_gateway(self, sip=None, link=None, route=None, **gateway):
+    def provision_store(self, url, link=None, route=None):
         """
+        Migrate the database at C{url} and add the Perl SMSC's row
+        (C{"perl"}) and a default MT route to it.
+
         @param link: extra L{SmscLink} fields of the SMSC row.
         @param route: extra L{Route} fields of the default MT route.
         """
-        url = "sqlite:" + os.path.join(self.workdir, "gwsms.sqlite3")
         db = open_database_sync(url)
         try:
             yield migrate.upgrade(db)
@@ -202,6 +204,15 @@ class E2eBase(TestCase):
                                            **(route or {})))
         finally:
             db.close()
+
+    @defer.inlineCallbacks
+    def start_gateway(self, sip=None, link=None, route=None, **gateway):
+        """
+        @param link: extra L{SmscLink} fields of the SMSC row.
+        @param route: extra L{Route} fields of the default MT route.
+        """
+        url = "sqlite:" + os.path.join(self.workdir, "gwsms.sqlite3")
+        yield self.provision_store(url, link=link, route=route)
         settings = {"retry_initial": 0.2, "retry_max": 1.0, "queue_interval": 0.2,
                     "down_wait": 2.0}
         settings.update(gateway)

@@ -128,23 +128,8 @@ class WorkersE2eTests(E2eBase):
             )
         return path
 
-    @defer.inlineCallbacks
     def prepare_store(self):
-        from gwsms.core.routing import Route
-        from gwsms.smpp.link import SmscLink
-        from gwsms.store import migrate
-        from gwsms.store.routes import RouteStore
-        from gwsms.store.smsc import SmscStore
-
-        db = open_database_sync("sqlite:" + self.db_path)
-        try:
-            yield migrate.upgrade(db)
-            yield SmscStore(db).add(SmscLink(
-                name="perl", ip="127.0.0.1", port=self.smsc_port, system_id="gw",
-                password="pw", response_timeout=5.0))
-            yield RouteStore(db).add(Route(direction="mt", prefix="", smsc="perl"))
-        finally:
-            db.close()
+        return self.provision_store("sqlite:" + self.db_path)
 
     def start_twistd(self, config):
         proto = _Lines()
