@@ -82,17 +82,21 @@ def _short(text: str, size: int = 40) -> str:
     return text if len(text) <= size else text[: size - 3] + "..."
 
 
-def _query(args, fn):
-    config = load_config(args)
+def _with_db(config, fn):
+    """Run C{fn(db)} on the configured database; a failure is one CLI line."""
     db = open_db(config)
     try:
-        return fn(MessageStore(db, None))
+        return fn(db)
     except CliError:
         raise
     except Exception as e:
         raise CliError(f"message store: {e}") from None
     finally:
         db.close()
+
+
+def _query(args, fn):
+    return _with_db(load_config(args), lambda db: fn(MessageStore(db, None)))
 
 
 @command
@@ -146,15 +150,7 @@ def cmd_purge(args) -> int:
             raise usage_error("message purge: [gateway] retention is 0 (keep forever): "
                               "give --older-than SECONDS")
     before = time.time() - older
-    db = open_db(config)
-    try:
-        count = wait(purge(db, before))
-    except CliError:
-        raise
-    except Exception as e:
-        raise CliError(f"message store: {e}") from None
-    finally:
-        db.close()
+    count = _with_db(config, lambda db: wait(purge(db, before)))
     print(f"purged {count} message{'' if count == 1 else 's'} finished and older than "
           f"{older:g} s")
     return 0

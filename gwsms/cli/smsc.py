@@ -283,9 +283,7 @@ def cmd_set(args) -> int:
     def update(store):
         try:
             return wait(store.update(args.name, **changes))
-        except (UnknownName, DuplicateName) as e:
-            raise usage_error(str(e)) from None
-        except ValueError as e:
+        except (UnknownName, DuplicateName, ValueError) as e:
             raise usage_error(str(e)) from None
 
     new = _with_store(config, update)
