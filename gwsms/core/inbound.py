@@ -222,6 +222,21 @@ def decode_payload(
     return Decoded(text, bytes(data), None, False, charset, False, message_class)
 
 
+def _split_udh(data: bytes, esm_class: int):
+    """
+    Split the user data header off C{data} when C{esm_class} says there is one.
+
+    @return: C{(udh or None, the rest, malformed)}; a malformed UDH leaves
+        C{data} whole.
+    """
+    if not esm_class & ESM_UDHI:
+        return None, data, False
+    try:
+        udh = parse_udh(data)
+    except MalformedUdh:
+        return None, data, True
+    return udh, data[udh.length :], False
+
 def decode_sm(
     short_message: bytes,
     data_coding: int,
@@ -246,17 +261,7 @@ def decode_sm(
     @param gsm_packed: GSM data is packed 7-bit.
     @return: a L{Decoded}.
     """
-    short_message = bytes(short_message)
-    udh = None
-    malformed = False
-    data = short_message
-    if esm_class & ESM_UDHI:
-        try:
-            udh = parse_udh(short_message)
-        except MalformedUdh:
-            malformed = True
-        else:
-            data = short_message[udh.length :]
+    udh, data, malformed = _split_udh(bytes(short_message), esm_class)
     charset, message_class = coding_of(data_coding, dc0_charset)
     if charset == "binary":
         return Decoded(None, data, udh, True, charset, malformed, message_class)
@@ -329,16 +334,9 @@ def mo_part(
     @return: a L{MoPart}.
     """
     tlvs = tlvs or {}
-    data = bytes(tlvs.get("message_payload") or short_message)
-    udh = None
-    malformed = False
-    if esm_class & ESM_UDHI:
-        try:
-            udh = parse_udh(data)
-        except MalformedUdh:
-            malformed = True
-        else:
-            data = data[udh.length :]
+    udh, data, malformed = _split_udh(
+        bytes(tlvs.get("message_payload") or short_message), esm_class
+    )
     if gsm_packed and coding_of(data_coding, dc0_charset)[0] == "gsm":
         data = gsm.unpack(data, None, gsm.fill_bits_after(udh.length) if udh else 0)
     if udh is not None and udh.concat_total is not None:
