@@ -107,6 +107,13 @@ class TransportLayer:
         self._connections: dict[tuple, SipStreamProtocol] = {}
         self._connecting: dict[tuple, defer.Deferred] = {}
         self._all_connections: set[SipStreamProtocol] = set()
+        #: raw-datagram handlers tried before parsing, in order:
+        #: C{handler(protocol, data, addr) -> bool}; C{True} means the
+        #: datagram was consumed (answered, absorbed or queued) and is not
+        #: parsed.  The hot-path lanes (L{gwsms.core.fastmt},
+        #: L{gwsms.core.fastmo}) register here; anything they do not
+        #: recognise goes through the full parser and transaction layer.
+        self.fast_paths: list = []
         self.stats = dict.fromkeys(
             ("received", "sent", "bad_answered", "dropped", "oversize", "keepalives",
              "send_errors", "connections"), 0)

@@ -264,7 +264,6 @@ class SipDatagramProtocol(DatagramProtocol):
         self.send_dropped = 0
 
     def datagramReceived(self, data, addr):
-        source = Peer("udp", addr[0], addr[1], connection=self)
         layer = self.layer
         layer.stats["received"] += 1
         if len(data) > layer.max_message_size:
@@ -275,6 +274,10 @@ class SipDatagramProtocol(DatagramProtocol):
         if sipmsg.is_keepalive(data):
             layer.stats["keepalives"] += 1
             return
+        for fast in layer.fast_paths:
+            if fast(self, data, addr):
+                return
+        source = Peer("udp", addr[0], addr[1], connection=self)
         try:
             msg = sipmsg.parse_message(data)
         except sipmsg.SipError as e:
