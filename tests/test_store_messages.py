@@ -87,6 +87,39 @@ class BatchWriterTests(unittest.SynchronousTestCase):
         self.assertEqual(self.successResultOf(good), 1)
         self.failureResultOf(failing, ValueError)
 
+    def test_write_then_calls_back_after_commit(self):
+        outcomes = []
+        self.writer.write_then(lambda ok, v: outcomes.append((ok, v)), lambda txn, n: n + 1, 41)
+        shared = self.writer.write(lambda txn: "d")
+        self.clock.advance(0.001)
+        self.assertEqual(len(self.db.calls), 1)  # one transaction for both kinds
+        self.assertEqual(outcomes, [])
+        self.db.commit()
+        self.assertEqual(outcomes, [(True, 42)])
+        self.assertEqual(self.successResultOf(shared), "d")
+
+    def test_write_then_failure_and_raising_callback(self):
+        def bad(txn):
+            raise ValueError("bad write")
+
+        outcomes = []
+
+        def done(ok, value):
+            outcomes.append((ok, value))
+            raise RuntimeError("callback defect")
+
+        self.writer.write_then(done, bad)
+        good = self.writer.write(lambda txn: 1)
+        self.clock.advance(0.001)
+        self.db.commit()  # batch fails: one by one
+        self.db.commit()
+        self.db.commit()
+        self.assertEqual(len(outcomes), 1)
+        self.assertFalse(outcomes[0][0])
+        self.assertTrue(outcomes[0][1].check(ValueError))
+        self.assertEqual(self.successResultOf(good), 1)  # a raising callback harms nobody
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_drain(self):
         d = self.writer.write(lambda txn: 1)
         drained = self.writer.drain()
