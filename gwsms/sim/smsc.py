@@ -22,9 +22,12 @@ from twisted.logger import Logger
 
 from gwsms.sim.session import RECEIVER_STATES, NoReceiverError, ResponseTimeout, SmscProtocol
 from gwsms.smpp import pdu as smpp_pdu
-from gwsms.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, CommandStatus, MessageState
+from gwsms.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, CommandId, CommandStatus, MessageState
 
 S = CommandStatus
+_HEADER_PACK = smpp_pdu.HEADER.pack
+_SUBMIT_SM_RESP = int(CommandId.submit_sm_resp)
+_DELIVER_SM = int(CommandId.deliver_sm)
 _COUNTERS = ("binds", "bind_failures", "submits", "throttled", "dlr_sent", "mo_sent", "mo_acked", "mo_failed")
 
 
@@ -110,13 +113,18 @@ class SimulatedSMSC(protocol.ServerFactory):
         self.server_name = server_name
         self.max_command_length = max_command_length
         self._id_format = "%08x" if message_id_format == "hex" else "%d"
+        self._id_base = 16 if message_id_format == "hex" else 10
+        self._id_resp = self._id_format.encode("ascii") + b"\0"
         self.counters = dict.fromkeys(_COUNTERS, 0)
         self.received = deque(maxlen=record_limit) if record_limit else []
         self.sessions = []
         self._next_id = 0
         self._submit_attempts = 0
-        self._states = OrderedDict()
+        # Accepted ids are ENROUTE while among the last `history` ones;
+        # final states (receipts sent) are kept here, also `history` at most.
+        self._final = OrderedDict()
         self._history = history
+        self._mo_prefixes = {}
         self._dlr_queue = deque()
         self._dlr_timer = None
         self._submit_waiters = []
@@ -226,6 +234,23 @@ class SimulatedSMSC(protocol.ServerFactory):
             return True
         return False
 
+    def fast_submit(self, sequence_number):
+        """
+        Accept a well-formed submit_sm that needs nothing but a message id
+        (not recorded, no receipt): the lean lane of
+        L{SmscProtocol.dataReceived}.
+
+        @return: the encoded submit_sm_resp (or its ESME_RTHROTTLED).
+        """
+        if self.throttle_every and self.should_throttle():
+            return _HEADER_PACK(16, _SUBMIT_SM_RESP, S.ESME_RTHROTTLED, sequence_number)
+        self._next_id = n = self._next_id + 1
+        self.counters["submits"] += 1
+        if self._submit_waiters:
+            self._check_submit_waiters()
+        raw = self._id_resp % (n,)
+        return _HEADER_PACK(16 + len(raw), _SUBMIT_SM_RESP, 0, sequence_number) + raw
+
     def accept_submit(self, request, session):
         """
         Record an accepted submit and schedule its receipt.
@@ -239,10 +264,6 @@ class SimulatedSMSC(protocol.ServerFactory):
         if self.record:
             self.received.append(request)
         now = self.clock.seconds()
-        states = self._states
-        states[message_id] = (MessageState.ENROUTE, "")
-        if len(states) > self._history:
-            states.popitem(last=False)
         if self.dlr and request.params["registered_delivery"] & 0x03 == 1:
             self._dlr_queue.append((now + self.dlr_delay, message_id, now, request, session.system_id))
             if self._dlr_timer is None:
@@ -255,7 +276,16 @@ class SimulatedSMSC(protocol.ServerFactory):
         """
         @return: C{(message_state, final_date)} or L{None} if unknown.
         """
-        return self._states.get(message_id)
+        known = self._final.get(message_id)
+        if known is not None:
+            return known
+        try:
+            n = int(message_id, self._id_base)
+        except ValueError:
+            return None
+        if self._next_id - self._history < n <= self._next_id and self._id_format % (n,) == message_id:
+            return (MessageState.ENROUTE, "")
+        return None
 
     # -- waiting (for tests) -------------------------------------------------
 
@@ -348,6 +378,74 @@ class SimulatedSMSC(protocol.ServerFactory):
         d.addCallbacks(self._mo_answered, self._mo_failed)
         return d
 
+    def send_mo_many(self, texts, callback=None, arg=None, source=None, dest=None, data_coding=0):
+        """
+        Send a burst of mobile-originated deliver_sm (the lean lane: the
+        body is built from a cached prefix, no L{smpp_pdu.Pdu}, Deferred or
+        timer per message; one write per session).
+
+        @param texts: the short_message of each (bytes, at most 254 octets).
+        @param callback: called as C{callback(arg, result)} once per
+            message: the deliver_sm_resp command_status (int) or a
+            L{ResponseTimeout} / C{ConnectionLost} instance; L{None}: only
+            count (and log failures).
+        @param arg: passed to C{callback}.
+        @param source: source_addr (default C{mo_source}).
+        @param dest: destination_addr (default C{mo_dest}).
+        @param data_coding: data_coding.
+        @return: the number of messages sent (0 without a receiver-capable bind).
+        @raise ValueError: a text longer than 254 octets.
+        """
+        receivers = [s for s in self.sessions if s.state in RECEIVER_STATES]
+        if not receivers or not texts:
+            return 0
+        if max(map(len, texts)) > 254:
+            raise ValueError("MO text longer than 254 octets (use send_mo)")
+        prefix = self._mo_prefix(self.mo_source if source is None else source,
+                                 self.mo_dest if dest is None else dest, data_coding)
+        burst = (callback, arg)
+        done = self._mo_done
+        count, index = len(receivers), self._receiver_index
+        if count == 1:
+            send = receivers[0].send_raw
+            for text in texts:
+                send(_DELIVER_SM, prefix + bytes((len(text),)) + text, done, burst)
+            index = (index + len(texts)) % count
+        else:
+            for text in texts:
+                index = (index + 1) % count
+                receivers[index].send_raw(_DELIVER_SM, prefix + bytes((len(text),)) + text, done, burst)
+        self._receiver_index = index
+        self.counters["mo_sent"] += len(texts)
+        for session in receivers:
+            session.flush()
+        return len(texts)
+
+    def _mo_prefix(self, source, dest, data_coding):
+        key = (source, dest, data_coding)
+        prefix = self._mo_prefixes.get(key)
+        if prefix is None:
+            encoded = smpp_pdu.encode(smpp_pdu.make(
+                "deliver_sm", source_addr_ton=1, source_addr_npi=1, source_addr=source, dest_addr_ton=0,
+                dest_addr_npi=1, destination_addr=dest, data_coding=data_coding, short_message=b""))
+            prefix = encoded[16:-1]  # the body up to sm_length
+            if len(self._mo_prefixes) >= 64:
+                self._mo_prefixes.clear()
+            self._mo_prefixes[key] = prefix
+        return prefix
+
+    def _mo_done(self, burst, result):
+        counters = self.counters
+        if result.__class__ is int:
+            counters["mo_acked" if result == 0 else "mo_failed"] += 1
+        else:
+            counters["mo_failed"] += 1
+        callback, arg = burst
+        if callback is not None:
+            callback(arg, result)
+        elif result.__class__ is not int:
+            self._log.warn("MO deliver_sm failed: {error}", error=str(result))
+
     def _mo_answered(self, response):
         status = response.command_status
         self.counters["mo_acked" if status == 0 else "mo_failed"] += 1
@@ -365,11 +463,13 @@ class SimulatedSMSC(protocol.ServerFactory):
             self._mo_last = now
             if self.receiver() is None:
                 return
-            while self._mo_credit >= 1.0 - 1e-9:
-                self._mo_credit -= 1.0
-                self._mo_counter += 1
-                text = ("MO message %d" % (self._mo_counter,)).encode("ascii")
-                self.send_mo(self.mo_source, self.mo_dest, text).addErrback(self._log_send_failure, "MO")
+            count = int(self._mo_credit + 1e-9)
+            if count < 1:
+                return
+            self._mo_credit -= count
+            first = self._mo_counter + 1
+            self._mo_counter += count
+            self.send_mo_many([b"MO message %d" % (n,) for n in range(first, first + count)])
         except Exception:
             self._log.failure("MO generator tick failed")
 
@@ -411,8 +511,10 @@ class SimulatedSMSC(protocol.ServerFactory):
             short_message=format_receipt(message_id, submitted, now, text),
             tlvs={"receipted_message_id": message_id, "message_state": MessageState.DELIVERED},
         )
-        self._states[message_id] = (MessageState.DELIVERED, time.strftime("%y%m%d%H%M%S", time.gmtime(now))
-                                    + "000+")
+        final = self._final
+        final[message_id] = (MessageState.DELIVERED, time.strftime("%y%m%d%H%M%S", time.gmtime(now)) + "000+")
+        if len(final) > self._history:
+            final.popitem(last=False)
         self.counters["dlr_sent"] += 1
         self.send_deliver(receipt, system_id).addErrback(self._log_send_failure, "receipt")
 
