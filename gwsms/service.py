@@ -108,6 +108,10 @@ class GatewayService(service.MultiService):
                               digest_algorithms=config.sip.digest_algorithms,
                               reuse_port=self.multi)
         self.gateway.attach(smpp=self.smpp, uac=self.sip.uac, registrar=self.sip.registrar)
+        if getattr(config.gateway, "fast_path", True):
+            # SMPP -> SIP lane (gwsms.core.fastmo): common MO messages
+            # straight to the SIP UDP listener
+            self.gateway.set_fast_mo(self.sip.transport, config.sip.t1, config.sip.t2)
         if self.multi:
             # alive before the queue runner reads: nobody claims our messages
             # while we resume them

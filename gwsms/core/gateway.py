@@ -134,6 +134,8 @@ class Gateway(service.Service):
         self.mo = MoFlow(self.ctx)
         self.dlr = DlrFlow(self.ctx)
         self.ctx.notify = self.dlr.notify
+        #: the SMPP -> SIP lane (L{gwsms.core.fastmo}), see L{set_fast_mo}
+        self.fast_mo = None
         self._loop = None
         self._running_queue = None
         self._last_purge = 0.0
@@ -162,6 +164,20 @@ class Gateway(service.Service):
         """@param routes: the current L{gwsms.core.routing.Route} rows."""
         self.ctx.routing = RoutingTable(routes)
 
+    def set_fast_mo(self, transport_layer, t1: float = 0.5, t2: float = 4.0):
+        """
+        Turn on the SMPP -> SIP lane (L{gwsms.core.fastmo}) over the SIP
+        transport layer's UDP listener.
+
+        @param transport_layer: the L{gwsms.sip.transport.TransportLayer}.
+        @param t1: RFC 3261 T1.  @param t2: T2.
+        @return: the L{gwsms.core.fastmo.FastMoLane}.
+        """
+        from gwsms.core.fastmo import FastMoLane
+
+        self.fast_mo = FastMoLane(self.ctx, self.mo, transport_layer, t1, t2)
+        return self.fast_mo
+
     # -- IMessageHandler / IDeliverySink ----------------------------------
     def message_received(self, message) -> defer.Deferred:
         """
@@ -176,6 +192,16 @@ class Gateway(service.Service):
         if receipts.is_receipt(pdu.params.get("esm_class", 0)):
             d = defer.maybeDeferred(self.dlr.receipt_received, link_name, pdu)
         else:
+            lane = self.fast_mo
+            if lane is not None and self.running:
+                try:
+                    taken = lane.take(link_name, pdu)
+                except Exception:
+                    self._log.failure("smsc {link}: MO lane failed on {command}; slow path",
+                                      link=link_name, command=pdu.command)
+                    taken = None
+                if taken is not None:
+                    return taken  # fires after the commit, never fails
             d = defer.maybeDeferred(self.mo.deliver_received, link_name, pdu)
 
         def failed(failure):
@@ -204,6 +230,8 @@ class Gateway(service.Service):
 
     def stopService(self) -> defer.Deferred:
         service.Service.stopService(self)
+        if self.fast_mo is not None:
+            self.fast_mo.stop()  # hands collected writes to the writer drained below
         self.ctx.lag.stop()
         if self._loop is not None and self._loop.running:
             self._loop.stop()

@@ -570,3 +570,80 @@ class MessageStore:
             ).fetchall()}
 
         return self.db.run_interaction("message counts", query)
+
+
+# -- MO lane (gwsms.core.fastmo): batched writes without Deferreds ------------
+#
+# Written by the SMPP -> SIP lane through BatchWriter.write_then: one call
+# per batch of deliver_sm (not per message), no history rows (the row's
+# created_at / updated_at / sip_status say what happened, as on the slow
+# path's success), the same message_dedup keys as L{_insert}.
+
+#: the columns the MO lane writes; the others take their schema defaults
+#: (the same values as L{_DEFAULTS})
+MO_LANE_COLUMNS = (
+    "direction", "state", "created_at", "updated_at", "source_addr", "source_ton",
+    "source_npi", "dest_addr", "dest_ton", "dest_npi", "smsc", "body", "content_type",
+    "data_coding", "partial", "next_attempt_at", "expires_at", "owner",
+)
+_MO_LANE_INSERT = (
+    f"INSERT INTO messages ({', '.join(MO_LANE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in MO_LANE_COLUMNS)})"
+)
+_MO_LANE_DELIVERED = (
+    "UPDATE messages SET updated_at = ?, state = 'delivered', sip_status = ?,"
+    " attempts = attempts + 1, sip_to = ?, last_error = '' WHERE id = ?"
+)
+
+
+def mo_lane_insert(txn, items, now: float, window: float) -> list:
+    """
+    Store new MO messages, each under its duplicate key (see L{_insert}:
+    a key stored less than C{window} seconds ago, whose message still
+    exists, makes the message a duplicate and nothing is stored).
+
+    @param items: C{[(dedup key, values in L{MO_LANE_COLUMNS} order)]}.
+    @param now: the time the keys are stored with.
+    @return: per item, the new message id, or C{None} for a duplicate.
+    """
+    keys = [key for key, _values in items]
+    known: dict = {}
+    for start in range(0, len(keys), 400):
+        chunk = keys[start:start + 400]
+        marks = ", ".join("?" for _ in chunk)
+        for key, message_id, created_at in txn.execute(
+                "SELECT dedup_key, message_id, created_at FROM message_dedup"
+                f" WHERE dedup_key IN ({marks})", chunk).fetchall():
+            known[key] = (message_id, created_at)
+    out: list = []
+    new_keys: list = []
+    for key, values in items:
+        found = known.get(key)
+        if found is not None:
+            if found[1] >= now - window and (found[0] is None or txn.execute(
+                    "SELECT 1 FROM messages WHERE id = ?", (found[0],)).fetchone()):
+                out.append(None)
+                continue
+            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+        message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
+        known[key] = (None, now)  # a second copy in this batch is a duplicate
+        new_keys.append((key, message_id, now))
+        out.append(message_id)
+    if new_keys:
+        txn.executemany(
+            "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+            new_keys)
+    return out
+
+
+def mo_lane_delivered(txn, rows) -> int:
+    """
+    MO messages the SIP target answered with a 2xx: C{delivered}, with the
+    same columns as the slow path writes (state, sip_status, attempts + 1,
+    sip_to, empty last_error), no history row.
+
+    @param rows: C{[(now, status, sip_to, message id)]}.
+    @return: the number of rows.
+    """
+    txn.executemany(_MO_LANE_DELIVERED, rows)
+    return len(rows)
