@@ -414,7 +414,7 @@ class FastMoLane:
 
     # -- timers ---------------------------------------------------------------
     def _schedule(self, tx: _Tx, when: float) -> None:
-        slot = int(min(when, tx.deadline) / self._slot) + 1  # never early
+        slot = -int(-min(when, tx.deadline) // self._slot)  # the first slot not before it
         bucket = self._wheel.get(slot)
         if bucket is None:
             self._wheel[slot] = [tx]
@@ -456,7 +456,8 @@ class FastMoLane:
                     continue
                 if now >= tx.next_e:
                     tx.interval = self.t2 if tx.proceeding else min(2 * tx.interval, self.t2)
-                    tx.next_e = now + tx.interval
+                    # from when it was due: the sweep's lateness does not add up
+                    tx.next_e = max(tx.next_e + tx.interval, now)
                     self.stats["retransmissions"] += 1
                     self._send(tx)
                 if not tx.done:
