@@ -131,6 +131,63 @@ class Processes:
         self.children = []
 
 
+def uas_command(sipp: str, port: int, stat_file: str) -> list:
+    """
+    @return: the argv of the sipp UAS answering the gateway's MESSAGEs
+        (smpp->sip) on 127.0.0.1:C{port}, its statistics dumped to
+        C{stat_file} every second.
+    """
+    return [sipp, "-sf", UAS_XML, "-i", "127.0.0.1", "-p", str(port),
+            "-trace_stat", "-stf", stat_file, "-fd", "1", "-nostdin", "-buff_size", "8388608"]
+
+
+def uac_command(sipp: str, target: str, port: int, rate: int, count: int, stepdir: str, bound: int) -> list:
+    """
+    @param target: C{host:port} of the gateway's SIP listener.
+    @param port: the UAC's own port.
+    @param bound: seconds after which sipp gives up (C{-timeout}).
+    @return: the argv of one sipp UAC sending C{count} MESSAGEs at C{rate}
+        (sip->smpp), its statistics, response times and unexpected answers
+        in C{stepdir}.
+    """
+    return [sipp, "-sf", UAC_XML, target, "-i", "127.0.0.1",
+            "-p", str(port), "-r", str(rate), "-rp", "1000", "-m", str(count),
+            "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"), "-fd", "1",
+            # sipp writes the rtt file every rtt_freq calls and drops the rest at
+            # exit: a divisor of the count keeps every call.
+            "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err",
+            "-error_file", os.path.join(stepdir, "errors.log"),
+            "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608",
+            # a MESSAGE answered 503 (shed) is an unexpected message: the call
+            # is aborted (failed, logged) but without the BYE that would
+            # double the load (-nd would keep retransmitting the MESSAGE)
+            "-default_behaviors", "all,-bye"]
+
+
+def read_stat_file(path: str, tail: int = 65536) -> str:
+    """
+    The header and the last complete rows of a sipp C{-trace_stat} file
+    (which grows by a row per second for the whole run): what
+    L{ladder.parse_stat_csv} needs, without reading and parsing every row
+    at each poll.
+
+    @param tail: octets read from the end of the file.
+    @return: text for L{ladder.parse_stat_csv}.
+    @raise OSError: the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        header = f.readline()
+        start = f.tell()
+        size = os.fstat(f.fileno()).st_size
+        if size - start <= tail:
+            rest = f.read()
+        else:
+            f.seek(size - tail)
+            rest = f.read()
+            rest = rest[rest.find(b"\n") + 1:]  # from the first whole row
+    return (header + rest).decode("utf-8", "replace")
+
+
 def _tail(path: str, lines: int = 5) -> str:
     try:
         with open(path, "r", errors="replace") as f:
@@ -245,9 +302,7 @@ class Bench:
                     "--sip-uri", "sip:bench@127.0.0.1:%d" % self.uas_port)
         if need_uas:
             self.uas = self.procs.start(
-                [self.args.sipp, "-sf", UAS_XML, "-i", "127.0.0.1", "-p", str(self.uas_port),
-                 "-trace_stat", "-stf", self.uas_stat, "-fd", "1", "-nostdin", "-buff_size", "8388608"],
-                cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                uas_command(self.args.sipp, self.uas_port, self.uas_stat), cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(self.tmp, "uas.err"), "wb"))
         self.gw_log = os.path.join(self.tmp, "twistd.log")
         gcdir = os.path.join(self.tmp, "gcdiag")
@@ -317,8 +372,7 @@ class Bench:
 
     def uas_stats(self) -> dict:
         try:
-            with open(self.uas_stat) as f:
-                return ladder.parse_stat_csv(f.read())
+            return ladder.parse_stat_csv(read_stat_file(self.uas_stat))
         except (OSError, ladder.ParseError):
             return {"successful": 0, "retransmissions": 0, "dead_call_msgs": 0, "failed": 0}
 
@@ -385,18 +439,7 @@ class Bench:
     def _start_uac(self, stepdir: str, port: int, rate: int, count: int, bound: int) -> subprocess.Popen:
         os.mkdir(stepdir)
         return self.procs.start(
-            [self.args.sipp, "-sf", UAC_XML, "127.0.0.1:%d" % self.sip_port, "-i", "127.0.0.1",
-             "-p", str(port), "-r", str(rate), "-rp", "1000", "-m", str(count),
-             "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"), "-fd", "1",
-             # sipp writes the rtt file every rtt_freq calls and drops the rest at
-             # exit: a divisor of the count keeps every call.
-             "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err",
-             "-error_file", os.path.join(stepdir, "errors.log"),
-             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608",
-             # a MESSAGE answered 503 (shed) is an unexpected message: the call
-             # is aborted (failed, logged) but without the BYE that would
-             # double the load (-nd would keep retransmitting the MESSAGE)
-             "-default_behaviors", "all,-bye"],
+            uac_command(self.args.sipp, "127.0.0.1:%d" % self.sip_port, port, rate, count, stepdir, bound),
             cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
 
