@@ -250,7 +250,8 @@ class OutcomeTests(LaneTestsBase):
         self.deliver(deliver_pdu())
         self.assertEqual(self.lane.stats["send_dropped"], 1)
         self.layer.socket.error = None
-        self.h.clock.advance(0.5 + 0.25)
+        for _ in range(6):
+            self.h.clock.advance(0.125)
         self.assertEqual(len(self.sent), 1)  # Timer E sent it
 
     def test_max_pending_leaves_it_to_the_queue_runner(self):
@@ -433,3 +434,23 @@ class FallbackTests(LaneTestsBase):
         self.assertEqual(len(self.h.uac.sent), 1)
         self.deliver(deliver_pdu(text=b"short", source="1"))
         self.assertEqual(len(self.sent), 1)
+
+
+class LagTests(LaneTestsBase):
+    def test_a_late_sweep_reads_before_it_retransmits(self):
+        """After a reactor stall the answer waiting in the buffer wins."""
+        self.deliver(deliver_pdu())
+        self.h.clock.advance(0.125)
+        self.h.clock.advance(2.0)  # the reactor was busy for 2 s
+        self.assertEqual(len(self.sent), 1)
+        self.assertTrue(self.answer(self.sent[0]))  # read on the next poll
+        self.h.clock.advance(0.125)
+        self.assertEqual(len(self.sent), 1)
+        self.assertEqual(self.lane.stats["retransmissions"], 0)
+
+    def test_still_retransmits_on_the_next_sweep(self):
+        self.deliver(deliver_pdu())
+        self.h.clock.advance(0.125)
+        self.h.clock.advance(2.0)
+        self.h.clock.advance(0.125)
+        self.assertEqual(len(self.sent), 2)

@@ -180,6 +180,8 @@ class FastMoLane:
         #: C{is IPv6: (protocol, socket, Via sent-by text)}
         self._senders: dict = {}
         self._counter = 0
+        self._pool: list = []
+        self._last_tick = 0.0
         self._process = os.urandom(3).hex()
         self.stats = dict.fromkeys(
             ("taken", "duplicates", "sent", "retransmissions", "delivered", "timeouts",
@@ -327,7 +329,7 @@ class FastMoLane:
         sock, sent_by = sender
         self._counter += 1
         branch = f"{PREFIX}{self._process}{self._counter:x}"
-        token = os.urandom(20).hex()
+        token = self._random()
         domain = self.ctx.sip_config.domain
         try:
             body = values[11].encode("utf-8")
@@ -360,6 +362,14 @@ class FastMoLane:
         self._schedule(tx, tx.next_e)
         self.stats["sent"] += 1
         self._send(tx)
+
+    def _random(self) -> str:
+        """@return: 40 random hex digits (tag + Call-ID), from a pool refilled in bulk."""
+        pool = self._pool
+        if not pool:
+            text = os.urandom(20 * 256).hex()
+            pool.extend(text[i:i + 40] for i in range(0, len(text), 40))
+        return pool.pop()
 
     def _sender(self, ipv6: bool):
         """
@@ -414,7 +424,8 @@ class FastMoLane:
 
     # -- timers ---------------------------------------------------------------
     def _schedule(self, tx: _Tx, when: float) -> None:
-        slot = -int(-min(when, tx.deadline) // self._slot)  # the first slot not before it
+        # the first slot not before it (and not one the sweep has passed)
+        slot = max(-int(-min(when, tx.deadline) // self._slot), self._next_slot)
         bucket = self._wheel.get(slot)
         if bucket is None:
             self._wheel[slot] = [tx]
@@ -422,6 +433,7 @@ class FastMoLane:
             bucket.append(tx)
         if self._sweep is None:
             self._next_slot = int(self.clock.seconds() / self._slot)
+            self._last_tick = self.clock.seconds()
             self._sweep = task.LoopingCall(self._tick)
             self._sweep.clock = self.clock
             d = self._sweep.start(self._slot, now=False)
@@ -429,14 +441,23 @@ class FastMoLane:
 
     def _tick(self) -> None:
         try:
-            self.sweep(self.clock.seconds())
+            now = self.clock.seconds()
+            # A tick more than a slot late means the reactor lagged: answers
+            # may wait unread in the socket buffer, so retransmit only after
+            # the next poll (timers run before the reactor reads)
+            lagging = now - self._last_tick > 2 * self._slot
+            self._last_tick = now
+            self.sweep(now, retransmit=not lagging)
         except Exception:
             self._log.failure("MO lane timer sweep failed")
 
-    def sweep(self, now: float) -> None:
+    def sweep(self, now: float, retransmit: bool = True) -> None:
         """
         Run the timers due at C{now}: Timer E retransmissions, Timer F
         timeouts; stops the periodic sweep when nothing is open.
+
+        @param retransmit: C{False}: due retransmissions wait for the next
+            sweep (the reactor lagged).
         """
         current = int(now / self._slot)
         wheel = self._wheel
@@ -454,7 +475,7 @@ class FastMoLane:
                     self._retry(tx, 0, f"{tx.uri}: no final response to MESSAGE within"
                                 f" {64 * self.t1:g} s")
                     continue
-                if now >= tx.next_e:
+                if now >= tx.next_e and retransmit:
                     tx.interval = self.t2 if tx.proceeding else min(2 * tx.interval, self.t2)
                     # from when it was due: the sweep's lateness does not add up
                     tx.next_e = max(tx.next_e + tx.interval, now)
