@@ -260,6 +260,10 @@ def _sample_tree(pid: int):
         return None
 
 
+def _delta(before, after):
+    return after - before if before is not None and after is not None else None
+
+
 def _sched(pid: int):
     return (time.monotonic(), procstat.read_schedstat(pid))
 
@@ -456,6 +460,7 @@ class Bench:
         plan = [(os.path.join(stepdir, "uac%d" % i), port, r, c) for i, (port, r, c) in enumerate(
             zip(self.uac_ports[:n], ladder.split_evenly(rate, n), ladder.split_evenly(count, n)))]
         s0 = self.sim_stats()
+        drops0 = procstat.read_udp_drops(self.sip_port)
         gw0, sim0, sched0 = _sample_tree(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         bound = int(self.args.duration * 3 + 30)
         uacs = [self._start_uac(d, port, max(1, r), c, bound) for d, port, r, c in plan if c > 0]
@@ -481,6 +486,7 @@ class Bench:
             time.sleep(0.5)
             s1 = self.sim_stats()
         gw_end = _sample_tree(self.gateway.pid)
+        step.udp_drops = _delta(drops0, procstat.read_udp_drops(self.sip_port))
         stats, rtts, errors = [], [], {}
         for d, _port, _r, c in plan:
             if c <= 0:
@@ -520,6 +526,7 @@ class Bench:
         count = max(1, int(rate * self.args.duration))
         step = ladder.Step("smpp->sip", rate)
         s0, u0 = self.sim_stats(), self.uas_stats()
+        drops0 = procstat.read_udp_drops(self.uas_port)
         gw0, sim0 = _sample_tree(self.gateway.pid), _sample(self.sim.pid)
         uas0, sched0 = _sample(self.uas.pid), _sched(self.gateway.pid)
         t0 = time.monotonic()
@@ -554,6 +561,7 @@ class Bench:
         time.sleep(1.1)  # one more stat dump: late retransmissions
         u1 = self.uas_stats()
         gw_end, uas1 = _sample_tree(self.gateway.pid), _sample(self.uas.pid)
+        step.udp_drops = _delta(drops0, procstat.read_udp_drops(self.uas_port))
         if uas0 and uas1:
             step.sipp_cpu_percent = round(procstat.cpu_percent(uas0, uas1), 1)
         step.sent = s1["mo_sent"] - s0["mo_sent"]

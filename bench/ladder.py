@@ -215,6 +215,10 @@ class Step:
     @ivar p50_ms: median answer time, milliseconds (p99_ms likewise).
     @ivar drain_s: smpp->sip: seconds the last MESSAGEs reached the UAS
         after the last deliver_sm_resp (None: not all arrived, or n/a).
+    @ivar udp_drops: datagrams the kernel dropped at the receiving SIP
+        socket during the step because its buffer was full (sip->smpp: the
+        gateway's, smpp->sip: the sipp UAS's; None: not known).  Each one
+        comes back as a retransmission.
     """
 
     direction: str
@@ -234,6 +238,7 @@ class Step:
     other_cpu_percent: float | None = None
     sipp_cpu_percent: float | None = None
     drain_s: float | None = None
+    udp_drops: int | None = None
     cpu_sys_share: float | None = None
     wait_percent: float | None = None
     gc: dict | None = None
@@ -278,7 +283,8 @@ def judge(step: Step, min_fraction: float = MIN_ACHIEVED_FRACTION) -> Step:
     if step.lost:
         reasons.append("%d lost" % (step.lost,))
     if step.retransmissions:
-        reasons.append("%d retransmissions" % (step.retransmissions,))
+        reasons.append("%d retransmissions%s" % (step.retransmissions, " (%d datagrams dropped: receive buffer full)"
+                                                 % (step.udp_drops,) if step.udp_drops else ""))
     if step.timeouts:
         reasons.append("%d timeouts" % (step.timeouts,))
     if step.drain_s is not None and step.drain_s > max(MAX_DRAIN, (1 - min_fraction) * step.elapsed):

@@ -237,3 +237,49 @@ def wait_percent(before: tuple[int, int], after: tuple[int, int], wall: float) -
     if wall <= 0:
         return None
     return 100.0 * (after[1] - before[1]) / 1e9 / wall
+
+
+def parse_udp_drops(text: str, port: int) -> int | None:
+    """
+    The kernel's drop counter of the UDP socket bound to C{port} (a
+    datagram that arrived while its receive buffer was full), from the
+    text of C{/proc/net/udp} (the last column, C{drops}).
+
+    @return: the drops summed over every socket bound to that port (the
+        gateway's SO_REUSEPORT workers share one), or L{None} when no socket
+        is bound to it.
+    @raise ProcStatError: a line that is not a socket line.
+    """
+    lines = text.splitlines()
+    if not lines or "local_address" not in lines[0]:
+        raise ProcStatError("not a /proc/net/udp table")
+    wanted = ":%04X" % (port,)
+    total_drops, found = 0, False
+    for line in lines[1:]:
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 13:
+            raise ProcStatError("short /proc/net/udp line %r" % (line[:60],))
+        if fields[1].upper().endswith(wanted):
+            try:
+                total_drops += int(fields[-1])
+            except ValueError:
+                raise ProcStatError("drops column is not a number in %r" % (line[:60],)) from None
+            found = True
+    return total_drops if found else None
+
+
+def read_udp_drops(port: int) -> int | None:
+    """
+    Read L{parse_udp_drops} from C{/proc/net/udp} (IPv4: the benchmark uses
+    127.0.0.1 only).
+
+    @return: the drop count, or L{None} (no such socket, or no /proc).
+    """
+    try:
+        with open("/proc/net/udp", "r", encoding="ascii", errors="replace") as f:
+            return parse_udp_drops(f.read(), port)
+    except (OSError, ProcStatError):
+        return None
+

@@ -136,6 +136,11 @@ class JudgeTests(SynchronousTestCase):
         self.assertEqual(step.lost, 5)
         self.assertFalse(step.passed)
 
+    def test_udp_drops_named(self):
+        step = ladder.judge(clean_step(retransmissions=40, udp_drops=25))
+        self.assertIn("40 retransmissions (25 datagrams dropped: receive buffer full)", step.reason)
+        self.assertTrue(ladder.judge(clean_step(udp_drops=0)).passed)
+
     def test_retransmissions_and_timeouts(self):
         step = ladder.judge(clean_step(retransmissions=3, timeouts=1))
         self.assertFalse(step.passed)

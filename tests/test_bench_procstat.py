@@ -123,3 +123,33 @@ class TreeTests(SynchronousTestCase):
         tree = procstat.read_tree(os.getpid(), 1.0)
         self.assertGreaterEqual(tree.rss_pages, own.rss_pages)
         self.assertGreaterEqual(tree.threads, own.threads)
+
+
+UDP_TABLE = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 2733: 0100007F:1770 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 329431 2 000000005 12
+ 2734: 0100007F:1770 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 329433 2 000000006 3
+ 2735: 0100007F:1772 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 329432 2 000000009 0
+"""
+
+
+class UdpDropTests(SynchronousTestCase):
+    def test_parse(self):
+        self.assertEqual(procstat.parse_udp_drops(UDP_TABLE, 0x1770), 15)  # two SO_REUSEPORT sockets
+        self.assertEqual(procstat.parse_udp_drops(UDP_TABLE, 0x1772), 0)
+        self.assertIsNone(procstat.parse_udp_drops(UDP_TABLE, 5060))
+
+    def test_bad(self):
+        self.assertRaises(procstat.ProcStatError, procstat.parse_udp_drops, "nonsense", 1)
+        self.assertRaises(procstat.ProcStatError, procstat.parse_udp_drops,
+                          UDP_TABLE.splitlines()[0] + "\n 1: 0100007F:1770 x\n", 0x1770)
+        bad = UDP_TABLE.replace(" 12\n", " many\n")
+        self.assertRaises(procstat.ProcStatError, procstat.parse_udp_drops, bad, 0x1770)
+
+    def test_read_own_socket(self):
+        import socket
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(("127.0.0.1", 0))
+        self.assertEqual(procstat.read_udp_drops(sock.getsockname()[1]), 0)
+
