@@ -348,7 +348,7 @@ class Bench:
             if self.uas is not None and self.uas.poll() is not None:
                 raise BenchError("sipp UAS exited: %s" % (_tail(os.path.join(self.tmp, "uas.err")),))
             if os.path.exists(os.path.join(self.tmp, "gwsms.sock")) and (
-                    self.sim_stats().get("bound", 0) >= self.expected_binds):
+                    self.sim_progress().get("bound", 0) >= self.expected_binds):
                 return
             time.sleep(0.2)
         raise BenchError("gateway not ready (socket + SMPP bind) within %d s: %s" % (timeout, _tail(self.gw_log)))
@@ -372,7 +372,12 @@ class Bench:
         return reply
 
     def sim_stats(self) -> dict:
+        """@return: the simulator's counters with the MO latency percentiles (sorts every latency)."""
         return self.sim_command("stats")
+
+    def sim_progress(self) -> dict:
+        """@return: the simulator's counters without percentiles (cheap: what polls ask)."""
+        return self.sim_command("progress")
 
     def uas_stats(self) -> dict:
         try:
@@ -459,7 +464,7 @@ class Bench:
         n = max(1, min(self.args.uacs, count))
         plan = [(os.path.join(stepdir, "uac%d" % i), port, r, c) for i, (port, r, c) in enumerate(
             zip(self.uac_ports[:n], ladder.split_evenly(rate, n), ladder.split_evenly(count, n)))]
-        s0 = self.sim_stats()
+        s0 = self.sim_progress()
         drops0 = procstat.read_udp_drops(self.sip_port)
         gw0, sim0, sched0 = _sample_tree(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         bound = int(self.args.duration * 3 + 30)
@@ -480,11 +485,11 @@ class Bench:
         step.sipp_cpu_percent = round(sum(cpu), 1) if cpu else None
         gw_mid, sim_mid, sched1 = _sample_tree(self.gateway.pid), _sample(self.sim.pid), _sched(self.gateway.pid)
         # "accepted" mode answers before the submit: let the submits settle.
-        s1, previous, settle = self.sim_stats(), -1, time.monotonic() + 10
+        s1, previous, settle = self.sim_progress(), -1, time.monotonic() + 10
         while s1["submits"] != previous and time.monotonic() < settle and s1["submits"] - s0["submits"] < count:
             previous = s1["submits"]
             time.sleep(0.5)
-            s1 = self.sim_stats()
+            s1 = self.sim_progress()
         gw_end = _sample_tree(self.gateway.pid)
         step.udp_drops = _delta(drops0, procstat.read_udp_drops(self.sip_port))
         stats, rtts, errors = [], [], {}
@@ -525,7 +530,7 @@ class Bench:
         """SMPP -> SIP: simulator deliver_sm at C{rate}; delivered = MESSAGEs at the sipp UAS."""
         count = max(1, int(rate * self.args.duration))
         step = ladder.Step("smpp->sip", rate)
-        s0, u0 = self.sim_stats(), self.uas_stats()
+        s0, u0 = self.sim_progress(), self.uas_stats()
         drops0 = procstat.read_udp_drops(self.uas_port)
         gw0, sim0 = _sample_tree(self.gateway.pid), _sample(self.sim.pid)
         uas0, sched0 = _sample(self.uas.pid), _sched(self.gateway.pid)
@@ -535,7 +540,7 @@ class Bench:
         deadline = t0 + self.args.duration * 3 + 30
         while time.monotonic() < deadline:
             time.sleep(0.1)
-            s1 = self.sim_command("progress")  # no percentiles: no sort of every latency per poll
+            s1 = self.sim_progress()
             if s1["mo_left"] == 0 and s1["mo_answers"] + s1["mo_errors"] >= count:
                 break
         else:
@@ -579,6 +584,7 @@ class Bench:
         step.timeouts = statuses.pop("ResponseTimeout", 0)
         step.errors = statuses
         step.p50_ms, step.p99_ms = s1.get("mo_p50_ms"), s1.get("mo_p99_ms")
+        step.window_held_percent = s1.get("mo_window_held_percent")
         self._finish_profile(step, profile)
         return self._finish(step, gw0, gw_mid, gw_end, sim0, sim_mid, max(acked, step.delivered),
                             sched0, sched1)
@@ -625,11 +631,12 @@ class Bench:
                 load = {"error": str(e)}
         else:
             drain = time.monotonic() + 30
-            stats = self.sim_stats()
+            stats = self.sim_progress()
             while time.monotonic() < drain and (
                     stats["mo_left"] or self.uas_stats()["successful"] < stats["mo_acked"]):
                 time.sleep(0.5)
-                stats = self.sim_stats()
+                stats = self.sim_progress()
+            stats = self.sim_stats()
             load = {k: stats.get(k) for k in ("mo_sent", "mo_acked", "mo_failed", "mo_p50_ms", "mo_p99_ms")}
             load["uas_received"] = self.uas_stats()["successful"]
         result = memory_verdict(samples)

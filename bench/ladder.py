@@ -219,6 +219,10 @@ class Step:
         socket during the step because its buffer was full (sip->smpp: the
         gateway's, smpp->sip: the sipp UAS's; None: not known).  Each one
         comes back as a retransmission.
+    @ivar window_held_percent: smpp->sip: % of the simulator's send ticks
+        at which messages still waited for room in its window (C{--mo-window}
+        outstanding deliver_sm): high means the window, i.e. the gateway's
+        deliver_sm -> resp time, not the offered rate, paced the step.
     """
 
     direction: str
@@ -239,6 +243,7 @@ class Step:
     sipp_cpu_percent: float | None = None
     drain_s: float | None = None
     udp_drops: int | None = None
+    window_held_percent: float | None = None
     cpu_sys_share: float | None = None
     wait_percent: float | None = None
     gc: dict | None = None
@@ -290,7 +295,10 @@ def judge(step: Step, min_fraction: float = MIN_ACHIEVED_FRACTION) -> Step:
     if step.drain_s is not None and step.drain_s > max(MAX_DRAIN, (1 - min_fraction) * step.elapsed):
         reasons.append("SIP side %.1f s behind the acks" % (step.drain_s,))
     if step.sent and step.achieved < min_fraction * step.offered:
-        reasons.append("achieved %.0f/s < %d%% of offered" % (step.achieved, round(100 * min_fraction)))
+        reasons.append("achieved %.0f/s < %d%% of offered%s" % (
+            step.achieved, round(100 * min_fraction),
+            " (simulator window full at %.0f%% of its ticks)" % (step.window_held_percent,)
+            if step.window_held_percent and step.window_held_percent >= 10 else ""))
     step.passed = not reasons
     step.reason = "; ".join(reasons) if reasons else "ok"
     return step

@@ -11,7 +11,10 @@ Prints C{{"listening": PORT}} once, then answers one JSON line per command
 line on stdin:
 
   stats             counters of the simulator + MO answer latencies
-                    (p50/p99 ms since the last C{mo} command)
+                    (p50/p99 ms since the last C{mo} command) and
+                    C{mo_window_held_percent}: % of the generator's ticks
+                    at which earlier messages still waited for room in the
+                    window (then the window, not the rate, paced them)
   progress          the same without the latency percentiles (cheap: no
                     sort of every latency; what a poll loop should ask)
   mo RATE COUNT     send COUNT MO deliver_sm at RATE per second (the
@@ -64,6 +67,7 @@ class MoGenerator:
         self._loop = None
         self.left = 0
         self._counter = 0
+        self.ticks = self.held_ticks = 0
 
     def start(self, rate, count):
         self.stop()
@@ -71,6 +75,7 @@ class MoGenerator:
         self.errors = 0
         self.statuses = {}
         self.first_sent = self.last_answer = None
+        self.ticks = self.held_ticks = 0
         self._rate, self.left, self._credit = float(rate), int(count), 1.0
         self._last = self.clock.seconds()
         self._loop = task.LoopingCall(self._tick)
@@ -90,6 +95,9 @@ class MoGenerator:
             count = min(int(self._credit), self.left)
             if count < 1 or self.smsc.receiver() is None:
                 return
+            self.ticks += 1
+            if any(s.backlog for s in self.smsc.sessions):
+                self.held_ticks += 1  # the window is still full of the previous ticks' messages
             started = time.perf_counter()
             first = self._counter + 1
             texts = [b"bench MO %d" % (n,) for n in range(first, first + count)]
@@ -108,6 +116,14 @@ class MoGenerator:
                 self.stop()
         except Exception:
             self._log.failure("MO tick failed")
+
+    def held_percent(self):
+        """
+        @return: % of the ticks at which messages of earlier ticks were
+            still waiting for room in the window (the window, not the rate,
+            paced the messages), or None before the first tick.
+        """
+        return round(100.0 * self.held_ticks / self.ticks, 1) if self.ticks else None
 
     def span(self):
         """@return: seconds from the first deliver_sm to the last answer, or None."""
@@ -151,7 +167,7 @@ class Commands(LineReceiver):
                 out = dict(self.smsc.counters)
                 out.update(mo_answers=len(lat), mo_errors=self.generator.errors,
                            mo_statuses=self.generator.statuses, mo_left=self.generator.left,
-                           mo_span_s=self.generator.span(),
+                           mo_span_s=self.generator.span(), mo_window_held_percent=self.generator.held_percent(),
                            bound=sum(1 for s in self.smsc.sessions if s.state.startswith("bound")))
                 if words[0] == "stats":
                     out.update(mo_p50_ms=round(percentile(lat, 50), 2) if lat else None,

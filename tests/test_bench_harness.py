@@ -133,6 +133,23 @@ class DriverTests(SynchronousTestCase):
         self.assertIsNotNone(stats["mo_p99_ms"])
         self.assertEqual(stats["bound"], 1)
 
+    def test_window_held(self):
+        """
+        Ticks at which earlier messages still wait behind the window are
+        counted (the window, not the rate, paced them).
+        """
+        self.smsc.window = 2
+        self.command(b"mo 1000 20")
+        for _ in range(4):
+            self.clock.advance(smsc_driver.TICK)
+        self.assertEqual(self.generator.ticks, 5)
+        # 1st tick: 1 sent; 2nd: 4 more, 3 of them wait; never answered: held from the 3rd on
+        self.assertEqual(self.generator.held_ticks, 3)
+        self.assertEqual(self.command(b"progress")["mo_window_held_percent"], 60.0)
+        self.answer_all()  # two answered, two more sent, 13 still wait
+        self.clock.advance(smsc_driver.TICK)
+        self.assertEqual(self.generator.held_ticks, 4)
+
     def test_error_answers_counted(self):
         self.command(b"mo 1000 3")
         for _ in range(5):

@@ -136,6 +136,12 @@ class JudgeTests(SynchronousTestCase):
         self.assertEqual(step.lost, 5)
         self.assertFalse(step.passed)
 
+    def test_window_held_named(self):
+        step = ladder.judge(clean_step(elapsed=12.0, window_held_percent=85.0))
+        self.assertIn("achieved 833/s < 90% of offered (simulator window full at 85% of its ticks)", step.reason)
+        step = ladder.judge(clean_step(elapsed=12.0, window_held_percent=2.0))
+        self.assertTrue(step.reason.endswith("of offered"), step.reason)
+
     def test_udp_drops_named(self):
         step = ladder.judge(clean_step(retransmissions=40, udp_drops=25))
         self.assertIn("40 retransmissions (25 datagrams dropped: receive buffer full)", step.reason)

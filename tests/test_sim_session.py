@@ -263,9 +263,11 @@ class RawDeliverTests(SynchronousTestCase):
         first = split_pdus(transport.value())
         transport.clear()
         self.assertEqual([p.params["short_message"] for p in first], [b"0", b"1", b"2"])
+        self.assertEqual(proto.backlog, 4)
         proto.dataReceived(b"".join(pdu.encode(p.response()) for p in first[:2]))
         second = split_pdus(transport.value())
         self.assertEqual([p.params["short_message"] for p in second], [b"3", b"4"])
+        self.assertEqual(proto.backlog, 2)
         self.assertEqual(len(self.results), 2)
 
     def test_one_timer(self):

@@ -371,6 +371,13 @@ class SmscProtocol(protocol.Protocol):
         self._flush()
         return d
 
+    @property
+    def backlog(self):
+        """
+        @return: requests waiting for room in the window (not yet sent).
+        """
+        return len(self._queue)
+
     def send_raw(self, command_id, body, callback, arg):
         """
         Queue a request given as its encoded body, honouring the factory's
