@@ -62,6 +62,12 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def cpu_split() -> tuple:
+    """@return: (user, system, reactor-thread) CPU seconds."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, time.thread_time()
+
+
 class GcTimer:
     """Sums the time spent in garbage collection, per generation."""
 
@@ -222,10 +228,11 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
             sys.setswitchinterval(args.switch_interval)
         del batch_times[:]
         gc.callbacks.append(gct)
-        t0, c0 = time.monotonic(), cpu()
+        t0, c0, s0 = time.monotonic(), cpu(), cpu_split()
         while sipp.poll() is None:
             await task.deferLater(reactor, 0.05, lambda: None)
-        t1, c1 = time.monotonic(), cpu()
+        t1, c1, s1 = time.monotonic(), cpu(), cpu_split()
+        result["split"] = [b - a for a, b in zip(s0, s1)]
         gc.callbacks.remove(gct)
         result.update(wall=t1 - t0, cpu=c1 - c0, sipp_rc=sipp.returncode,
                       stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None,
@@ -257,6 +264,9 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
     n = args.count
     print("rate %d count %d: %.0f msg/s, %.1f us CPU/msg (sipp rc %s)"
           % (args.rate, n, n / result["wall"], result["cpu"] / n * 1e6, result["sipp_rc"]))
+    user, system, main = (x / n * 1e6 for x in result["split"])
+    print("  of which user %.1f, system %.1f; reactor thread %.1f, other threads %.1f us/msg"
+          % (user, system, main, user + system - main))
     print("gc: %.1f us/msg (gen0 %d %.2fs, gen1 %d %.2fs, gen2 %d %.2fs, longest %.1f ms),"
           " tracked objects at end %d"
           % (sum(gct.total) / n * 1e6, gct.count[0], gct.total[0], gct.count[1], gct.total[1],

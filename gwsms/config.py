@@ -102,6 +102,7 @@ class GatewayConfig:
     queue_interval: float = 1.0
     max_pending: int = 20000
     max_lag: float = 0.0  # seconds of event-loop lag before shedding; 0 = off
+    fast_path: bool = True  # the hot-path lanes (gwsms.core.fastmt) for the common case
     workers: int = 1
     retention: float = 2592000.0  # 30 days; 0 = keep forever
 

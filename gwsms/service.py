@@ -21,6 +21,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from gwsms.config import Config
+from gwsms.core.fastmt import FastMtLane
 
 
 class GatewayService(service.MultiService):
@@ -56,6 +57,8 @@ class GatewayService(service.MultiService):
         self.db = None
         self.smpp = None
         self.sip = None
+        #: the SIP -> SMPP hot path (L{gwsms.core.fastmt}), when enabled
+        self.mt_lane = None
         self.gateway = None
         self.control = None
         self.started: defer.Deferred = defer.Deferred()
@@ -122,6 +125,11 @@ class GatewayService(service.MultiService):
         self._add_and_start(self.gateway)
         await self.gateway.ready
         self._add_and_start(self.smpp)
+        if config.gateway.fast_path:
+            self.mt_lane = FastMtLane(self.reactor, self.gateway, config.sip, self.smpp,
+                                      trusted=self.sip.uas._trusted, t1=config.sip.t1)
+            self.sip.transport.fast_paths.append(self.mt_lane)
+            self._add_and_start(self.mt_lane)
         self._add_and_start(self.sip)
 
         self.control = control_service(

@@ -97,6 +97,26 @@ class _Submit:
         self.ticket = ticket  # submission order, kept across retries
 
 
+class _Then:
+    """
+    Stands where a Deferred would (a submit's outcome, a request's
+    response) for L{ESMEProtocol.submit_then}: hands the outcome to a
+    plain callable, without the Deferred machinery.
+    """
+
+    __slots__ = ("done", "args")
+
+    def __init__(self, done, args=()):
+        self.done = done
+        self.args = args
+
+    def callback(self, result) -> None:
+        self.done(result, *self.args)
+
+    def errback(self, failure) -> None:
+        self.done(failure if isinstance(failure, Failure) else Failure(failure), *self.args)
+
+
 class ESMEProtocol(SMPPProtocol):
     """
     One ESME session to one SMSC.
@@ -397,6 +417,27 @@ class ESMEProtocol(SMPPProtocol):
         self._pump_submits()
         return item.deferred
 
+    def submit_then(self, done, request, encoded: bytes) -> bool:
+        """
+        L{submit} for the hot path: the same window, rate, throttling and
+        retries, but the outcome goes to C{done(outcome)} (a
+        L{SubmitResult}, or a L{Failure} as L{submit}'s Deferred would
+        fail) and no Deferred is made on the way.
+
+        @param request: the submit_sm C{Pdu} (or an object with
+            C{command_id}, C{command} and a writable C{sequence_number}).
+        @param encoded: its bytes (the sequence_number is overwritten).
+        @return: C{False} (and C{done} is never called) when the session
+            cannot submit now (not bound for transmit, or unbinding).
+        """
+        if self.state not in TRANSMIT_STATES or not self.is_open:
+            return False
+        item = _Submit(request, encoded, _Then(done), self.stats["submitted"])
+        self.stats["submitted"] += 1
+        self._submits.append(item)
+        self._pump_submits()
+        return True
+
     @property
     def pending_submits(self) -> int:
         """Submits accepted but not yet sent (waiting for rate/window/pause)."""
@@ -431,11 +472,25 @@ class ESMEProtocol(SMPPProtocol):
 
     def _send_submit(self, item: _Submit) -> None:
         item.attempts += 1
+        if item.deferred.__class__ is _Then and self.is_open:
+            # hot path: the response goes straight to _submit_answered
+            self.send_request_to(_Then(self._submit_outcome, (item,)), item.request,
+                                 item.encoded)
+            return
         d = self.send_request(item.request, encoded=item.encoded)
         d.addCallbacks(
             self._submit_answered, self._submit_failed, callbackArgs=(item,), errbackArgs=(item,)
         )
         d.addErrback(lambda f: self._log.failure("smsc {name}: submit", f, name=self.name))
+
+    def _submit_outcome(self, outcome, item: _Submit) -> None:
+        try:
+            if isinstance(outcome, Failure):
+                self._submit_failed(outcome, item)
+            else:
+                self._submit_answered(outcome, item)
+        except Exception:
+            self._log.failure("smsc {name}: submit", name=self.name)
 
     def _submit_answered(self, response, item: _Submit) -> None:
         self._note_congestion(response)

@@ -214,6 +214,23 @@ class SMPPProtocol(SessionTimers, Protocol):
             self._transmit(request, data, d, windowed, timeout)
         return d
 
+    def send_request_to(self, sink, request, encoded: bytes, windowed: bool = True) -> None:
+        """
+        L{send_request} without a Deferred (the hot path): the response
+        goes to C{sink.callback(response)}, a failure to
+        C{sink.errback(exception)}; the session must be open.
+
+        @param sink: an object with C{callback} and C{errback}.
+        @param request: the request C{Pdu} (its C{command_id} is used and
+            its C{sequence_number} set).
+        @param encoded: the request's bytes.
+        """
+        data = bytearray(encoded)
+        if windowed and (self._in_window >= self.window or self._queue):
+            self._queue.append((request, data, sink, None))
+        else:
+            self._transmit(request, data, sink, windowed, None)
+
     def send_pdu(self, pdu) -> None:
         """
         Write a PDU as it is (responses; no sequence number assigned).

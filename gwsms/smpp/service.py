@@ -311,6 +311,21 @@ class SmppService(MultiService):
             return defer.fail(LinkDown(f"smsc link {link_name!r} is {session.state_name()}"))
         return defer.maybeDeferred(session.proto.submit, params, tlvs)
 
+    def transmitter(self, link_name: str):
+        """
+        For the hot path (L{gwsms.core.fastmt}): the session that would
+        take a C{submit} on C{link_name} right now.
+
+        @return: the bound, enabled, transmit-capable
+            L{gwsms.smpp.esme.ESMEProtocol}, or L{None} (then L{submit}
+            would fail).
+        """
+        session = self._sessions.get(link_name)
+        if (session is None or not session.link.session_type.can_transmit
+                or not session.link.enabled or not session.is_bound()):
+            return None
+        return session.proto
+
     def state(self) -> list[dict]:
         """
         The state of every link, for the CLI.

@@ -1,0 +1,644 @@
+# -*- test-case-name: tests.test_core_fastmt -*-
+"""
+The SIP -> SMPP hot path ("MT lane").
+
+Most traffic is the same shape: a MESSAGE over UDP with a plain-text body
+from a trusted proxy, one SMS long, routed to a bound SMSC.  For that shape
+the full machinery (parsing every header into objects, a server
+transaction with its timers, the UAS, L{gwsms.core.mt.MtFlow} and
+L{gwsms.core.mtjob.MtJob} with their Deferreds) costs about ten times the
+work itself.  L{FastMtLane} sits in L{gwsms.sip.transport.TransportLayer}'s
+C{fast_paths} and does the same job on the raw datagram:
+
+  1. scan the head once for the headers it needs (Via, From, To, Call-ID,
+     CSeq, Content-Type, Content-Length, Max-Forwards, Require,
+     Content-Encoding); anything it does not handle exactly like the full
+     path (folded headers, a To tag, CPIM, another charset, a multi-part
+     text, authentication needed, no bound SMSC, overload, ...) is
+     I{declined} and goes through the full parser, transaction layer and
+     UAS unchanged;
+  2. absorb retransmissions (RFC 3261 17.2.3 matching on the top Via,
+     which carries the branch and sent-by, and the method), re-sending the
+     final answer once there is one;
+  3. store the message with the same group-committed write as the full
+     path (L{gwsms.store.messages}: duplicate recognition by Call-ID, CSeq,
+     From tag and sender; the row, its part, the dedup key);
+  4. submit the C{submit_sm} (L{gwsms.smpp.esme.ESMEProtocol.submit_then}:
+     the same window, rate and throttling), record the SMSC's message id
+     (same write as the full path) and answer 202;
+  5. hand every other outcome (a temporary SMSC error, a timeout, a lost
+     connection) to an L{gwsms.core.mtjob.MtJob}, exactly as if the full
+     path had met it, so retries, C{down_wait}, C{queue_when_down} and the
+     answer table stay in one place.
+
+A declined transaction is remembered as declined, so its retransmissions
+go to the full path too.  Transactions are kept two generations of Timer J
+(64*T1) in two dicts rotated by one timer: nothing outlives it by more than
+one period, and there is no timer per message.  A completed transaction
+keeps only its status line; a retransmission is answered from its own
+(identical) header fields.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from functools import partial
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gwsms.core import numbers, text
+from gwsms.core.mtjob import ACCEPTED, TEMPORARY, permanent_answer, split_for, split_options
+from gwsms.sip.interfaces import SipAnswer
+from gwsms.store.lane import Batch, insert_batch, submitted_batch
+from gwsms.store.messages import MT, _update, dedup_key
+
+#: header names the lane reads (full and compact forms) -> slot
+_VIA, _FROM, _TO, _CALL_ID, _CSEQ, _CTYPE, _CLEN, _MAXF, _REQUIRE, _CENC = range(10)
+_NAMES = {
+    b"via": _VIA, b"v": _VIA, b"from": _FROM, b"f": _FROM, b"to": _TO, b"t": _TO,
+    b"call-id": _CALL_ID, b"i": _CALL_ID, b"cseq": _CSEQ, b"content-type": _CTYPE,
+    b"c": _CTYPE, b"content-length": _CLEN, b"l": _CLEN, b"max-forwards": _MAXF,
+    b"require": _REQUIRE, b"content-encoding": _CENC, b"e": _CENC,
+}
+#: Content-Type values taken (lower case, spaces removed)
+_PLAIN = frozenset({b"text/plain", b"text/plain;charset=utf-8", b"text/plain;charset=\"utf-8\"",
+                    b"text/plain;charset=us-ascii"})
+_DECLINED = object()  # a transaction handed to the full path
+_SUBMIT_SM = 0x00000004
+_HEAD = struct.Struct("!IIII")
+_TAG_SALT = os.urandom(4).hex()
+
+
+class _SubmitRequest:
+    """What the SMPP session needs of a request it sends (no Pdu object)."""
+
+    __slots__ = ("sequence_number",)
+    command_id = _SUBMIT_SM
+    command = "submit_sm"
+
+    def __init__(self):
+        self.sequence_number = 0
+
+
+def encode_submit_sm(source, dest, esm_class: int, registered_delivery: int,
+                     data_coding: int, short_message: bytes) -> bytes:
+    """
+    A C{submit_sm} without TLVs, every other field at its default, as
+    L{gwsms.smpp.pdu.encode} makes it (sequence_number 0).
+
+    @param source: the source L{numbers.Address}.
+    @param dest: the destination L{numbers.Address}.
+    @raise ValueError: an address or the text does not fit its field.
+    """
+    src = source.addr.encode("latin-1")
+    dst = dest.addr.encode("latin-1")
+    if len(src) > 20 or len(dst) > 20 or len(short_message) > 254:
+        raise ValueError("submit_sm field too long")
+    body = b"".join((
+        b"\x00", bytes((source.ton, source.npi)), src, b"\x00", bytes((dest.ton, dest.npi)),
+        dst, b"\x00", bytes((esm_class, 0, 0)), b"\x00\x00",
+        bytes((registered_delivery, 0, data_coding, 0, len(short_message))), short_message,
+    ))
+    return _HEAD.pack(16 + len(body), _SUBMIT_SM, 0, 0) + body
+
+
+class _Txn:
+    """One MESSAGE on the lane, from the datagram to the answer."""
+
+    __slots__ = ("key", "protocol", "target", "echo", "to_index", "record", "extras",
+                 "id", "link", "submit", "written")
+    #: for L{gwsms.core.mt.MtFlow._duplicate}, which looks at live jobs
+    waiters = ()
+
+
+class FastMtLane(service.Service):
+    """
+    The SIP -> SMPP hot path; a C{TransportLayer.fast_paths} handler.
+
+    @ivar stats: C{taken} (MESSAGEs handled), C{declined} (handed to the
+        full path), C{absorbed} (retransmissions), C{answered},
+        C{handed_over} (outcomes given to an L{MtJob}).
+    """
+
+    _log = Logger()
+
+    def __init__(self, clock, gateway, sip_config, smpp, trusted=(), t1: float = 0.5) -> None:
+        """
+        @param clock: C{IReactorTime}.
+        @param gateway: the L{gwsms.core.gateway.Gateway} (its C{mt} flow
+            and context: config, store, routing, links).
+        @param sip_config: the C{[sip]} config (C{auth}).
+        @param smpp: the L{gwsms.smpp.service.SmppService} (C{transmitter}).
+        @param trusted: a container of source IPs that skip authentication
+            (L{gwsms.sip.digest.TrustedSources}).
+        @param t1: RFC 3261 T1; transactions are kept 64*T1 (Timer J) to
+            absorb retransmissions.
+        """
+        self.clock = clock
+        self.flow = gateway.mt
+        self.ctx = gateway.mt.ctx
+        self.auth = bool(getattr(sip_config, "auth", False))
+        self.trusted = trusted
+        self.smpp = smpp
+        self.period = 64 * t1
+        self._txns: dict[bytes, object] = {}
+        self._old: dict[bytes, object] = {}
+        self._rotation = None
+        self._inserts = self._submits = None
+        self._bulk_store = None
+        self.stats = dict.fromkeys(("taken", "declined", "absorbed", "answered",
+                                    "handed_over"), 0)
+
+    # -- life -------------------------------------------------------------
+    def startService(self) -> None:
+        """Start rotating the transaction generations."""
+        service.Service.startService(self)
+        if self._rotation is None:
+            self._rotation = task.LoopingCall(self.rotate)
+            self._rotation.clock = self.clock
+            self._rotation.start(self.period, now=False)
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        if self._rotation is not None and self._rotation.running:
+            self._rotation.stop()
+        self._rotation = None
+
+    def rotate(self) -> None:
+        """Forget the transactions of the generation before last."""
+        self._old = self._txns
+        self._txns = {}
+
+    def __len__(self) -> int:
+        return len(self._txns) + len(self._old)
+
+    # -- the datagram -----------------------------------------------------
+    def __call__(self, protocol, data: bytes, addr) -> bool:
+        """
+        L{gwsms.sip.transport.TransportLayer.fast_paths} handler.
+
+        @return: C{True} when the lane took the datagram.
+        """
+        if not data.startswith(b"MESSAGE "):
+            return False
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        lines = data[:end].split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3 or request_line[2] != b"SIP/2.0":
+            return False
+        found = [None] * 10
+        vias = []
+        names = _NAMES
+        for index in range(1, len(lines)):
+            line = lines[index]
+            colon = line.find(b":")
+            if colon <= 0 or line[0] in (32, 9):
+                return False  # folded or malformed: the parser's job
+            slot = names.get(line[:colon].rstrip().lower())
+            if slot is None:
+                continue
+            if slot == _VIA:
+                vias.append(index)
+                if len(vias) == 1:
+                    found[_VIA] = line[colon + 1:].strip()
+            elif found[slot] is not None:
+                return False  # a repeated single header: let the parser judge
+            else:
+                found[slot] = index if slot in (_FROM, _TO, _CALL_ID, _CSEQ) else \
+                    line[colon + 1:].strip()
+        top = found[_VIA]
+        if top is None or found[_FROM] is None or found[_TO] is None or \
+                found[_CALL_ID] is None or found[_CSEQ] is None:
+            return False
+        key = top
+        txns = self._txns
+        state = txns.get(key)
+        if state is None:
+            state = self._old.get(key)
+        if state is not None:
+            if state is _DECLINED:
+                return False
+            self.stats["absorbed"] += 1
+            if state.__class__ is bytes:
+                # completed: the same answer again, built from this copy
+                echo, to_index, target = self._echo(lines, vias, found, top, addr)
+                if echo is not None:
+                    self._send(protocol, state, echo, to_index, key, target)
+            return True
+        # a new transaction
+        txn = self._prepare(data, end, lines, vias, found, top, addr, request_line[1])
+        if txn is None:
+            txns[key] = _DECLINED
+            self.stats["declined"] += 1
+            return False
+        txn.key = key
+        txn.protocol = protocol
+        txns[key] = txn
+        self.stats["taken"] += 1
+        self.flow.pending += 1  # counted like the full path's stores (overload)
+        record = txn.record
+        store = self.ctx.store
+        if store.owner is not None:
+            record["owner"] = store.owner
+        batch = self._inserts
+        if batch is None or batch.sealed:
+            batch = self._inserts = Batch()
+            store.writer.write_then(partial(self._stored_batch, batch), insert_batch, batch,
+                                    self.ctx.config.dedup_window)
+        batch.append((record, txn.extras.pop("_key"), txn.written))
+        batch.owners.append(txn)
+        if not self._bulk(store):
+            batch.sealed = True  # statements may run in a pool thread: one per batch
+        return True
+
+    def _bulk(self, store) -> bool:
+        """Whether batches may grow until their statements run (SQLite)."""
+        bulk = self._bulk_store
+        if bulk is None:
+            bulk = self._bulk_store = getattr(getattr(store.db, "engine", None), "dialect",
+                                              "") == "sqlite"
+        return bulk
+
+    def _stored_batch(self, batch, ok: bool, results) -> None:
+        for index, txn in enumerate(batch.owners):
+            try:
+                self.stored(txn, ok, results[index] if ok else results)
+            except Exception:
+                self._log.failure("mt lane: after storing a message")
+
+    def _echo(self, lines, vias, found, top, addr):
+        """
+        The header fields a response copies (RFC 3261 8.2.6), with the
+        top Via stamped per RFC 3261 18.2.1 / RFC 3581, and where to send
+        the response (18.2.2).
+
+        @return: C{(list of lines, index of the To line, (host, port))}, or
+            C{(None, None, None)} when the top Via is not one the lane
+            handles.
+        """
+        first = lines[vias[0]]
+        colon = first.find(b":")
+        value = first[colon + 1:].strip()
+        if b"," in value:
+            return None, None, None  # several values in one Via line
+        params = value.split(b";")
+        sent = params[0].split()
+        if len(sent) != 2 or sent[0].upper() != b"SIP/2.0/UDP":
+            return None, None, None
+        host, _, port = sent[1].rpartition(b":")
+        if not host or host.startswith(b"["):
+            host, port = sent[1], b""
+            if host.startswith(b"["):
+                return None, None, None  # IPv6: the full path
+        rport = False
+        out = [params[0]]
+        ip = addr[0]
+        for param in params[1:]:
+            name = param.split(b"=", 1)[0].strip().lower()
+            if name == b"rport":
+                rport = True
+                param = b"rport=%d" % addr[1]
+            elif name == b"received":
+                continue
+            elif name == b"maddr":
+                return None, None, None
+            elif name == b"branch" and not param.split(b"=", 1)[-1].strip().startswith(
+                    b"z9hG4bK"):
+                return None, None, None  # RFC 2543 matching: the full path
+            out.append(param)
+        if rport or host.decode("latin-1") != ip:
+            out.append(b"received=" + ip.encode("ascii"))
+        if rport:
+            target = addr
+        else:
+            try:
+                target = (ip, int(port) if port else 5060)
+            except ValueError:
+                return None, None, None
+        echo = [b"Via: " + b";".join(out)]
+        for index in vias[1:]:
+            echo.append(lines[index])
+        echo.append(lines[found[_FROM]])
+        to_index = len(echo)
+        echo.append(lines[found[_TO]])
+        echo.append(lines[found[_CALL_ID]])
+        echo.append(lines[found[_CSEQ]])
+        return echo, to_index, target
+
+    def _prepare(self, data, end, lines, vias, found, top, addr, ruri):
+        """@return: a L{_Txn} ready to store, or C{None}: decline."""
+        ctx = self.ctx
+        config = ctx.config
+        flow = self.flow
+        if found[_REQUIRE] is not None:
+            return None
+        maxf = found[_MAXF]
+        if maxf is not None and (not maxf.isdigit() or int(maxf) == 0):
+            return None
+        cenc = found[_CENC]
+        if cenc is not None and cenc.lower() != b"identity":
+            return None
+        ctype = found[_CTYPE]
+        if ctype is None or ctype.replace(b" ", b"").lower() not in _PLAIN:
+            return None
+        body = data[end + 4:]
+        clen = found[_CLEN]
+        if clen is not None:
+            if not clen.isdigit() or int(clen) > len(body):
+                return None
+            body = body[:int(clen)]
+        host = addr[0]
+        if self.auth and host not in self.trusted:
+            return None
+        if flow.pending + len(flow.active) >= config.max_pending or ctx.lag.overloaded():
+            return None
+        # header fields to copy into the answer
+        echo, to_index, target = self._echo(lines, vias, found, top, addr)
+        if echo is None:
+            return None
+        to_line = lines[found[_TO]]
+        if b";tag=" in to_line.lower():
+            return None  # in a dialog: the full path
+        from_line = lines[found[_FROM]]
+        sender_uri, from_tag = _name_addr(from_line[from_line.find(b":") + 1:])
+        if sender_uri is None or not sender_uri.startswith("sip:"):
+            return None
+        try:
+            ruri_text = ruri.decode("utf-8")
+            if not ruri_text.startswith("sip:"):
+                return None
+            sender_user = _user(sender_uri)
+            dest_user = _user(ruri_text)
+            source = numbers.sip_user_to_smpp(sender_user, default_ton=0, default_npi=0)
+            dest = numbers.sip_user_to_smpp(dest_user, default_ton=0, default_npi=0,
+                                            alphanumeric=False)
+        except (numbers.AddressError, UnicodeDecodeError, ValueError):
+            return None
+        routing = ctx.routing
+        candidates = routing.mt_candidates(dest.addr, source.addr)
+        if not candidates:
+            return None
+        name = candidates[0]
+        link = ctx.links.get(name)
+        if link is None or self.smpp is None or self.smpp.transmitter(name) is None:
+            return None
+        method = split_options(link, config)[0]
+        ref = next(flow._refs) % (256 if method == "udh8" else 65536)
+        try:
+            body_text = body.decode("utf-8")
+            segments = split_for(body_text, link, config, ref)
+        except (UnicodeDecodeError, text.TextError, ValueError):
+            return None
+        if len(segments) != 1:
+            return None  # long messages: the full path
+        segment = segments[0]
+        if segment.tlvs:
+            return None
+        registered = config.registered_delivery
+        if routing.has_registered_delivery:
+            route = routing.mt_route(dest.addr, source.addr, name)
+            if route is not None and route.registered_delivery is not None:
+                registered = route.registered_delivery
+        if config.receipts == "text":
+            registered = registered or 1
+        try:
+            sms_source = _on_link(source, link.src_ton, link.src_npi)
+            sms_dest = _on_link(dest, link.dst_ton, link.dst_npi)
+            encoded = encode_submit_sm(sms_source, sms_dest, segment.esm_class, registered,
+                                       segment.data_coding, segment.short_message)
+        except (ValueError, TypeError, UnicodeEncodeError):
+            return None
+        call_id_line = lines[found[_CALL_ID]]
+        call_id = call_id_line[call_id_line.find(b":") + 1:].strip().decode("utf-8", "replace")
+        cseq_line = lines[found[_CSEQ]]
+        cseq = cseq_line[cseq_line.find(b":") + 1:].strip().decode("utf-8", "replace")
+        if not cseq.endswith(" MESSAGE"):
+            return None
+        now = ctx.clock.seconds()
+        txn = _Txn()
+        txn.target = target
+        txn.echo = echo
+        txn.to_index = to_index
+        txn.link = name
+        txn.submit = encoded
+        txn.id = 0
+        txn.written = now
+        txn.record = {
+            "direction": MT, "state": "queued",
+            "source_addr": source.addr, "source_ton": source.ton, "source_npi": source.npi,
+            "dest_addr": dest.addr, "dest_ton": dest.ton, "dest_npi": dest.npi,
+            "smsc": name, "sip_from": sender_uri, "sip_to": ruri_text, "call_id": call_id,
+            "body": body_text, "content_type": "text/plain",
+            "data_coding": segment.data_coding, "concat_ref": ref, "parts_total": 1,
+            "registered_delivery": registered, "expires_at": now + config.mt_ttl,
+            "next_attempt_at": now + config.down_wait + 1.0,
+        }
+        txn.extras = {
+            "_key": dedup_key(MT, call_id, cseq, from_tag, sender_uri),
+            "sip_from_user": sender_user, "dest_user": dest_user, "_source": source,
+            "_dest": dest, "_candidates": candidates, "_segments": (name, segments),
+        }
+        return txn
+
+    # -- stored, submitted ------------------------------------------------
+    def stored(self, txn: _Txn, ok: bool, result) -> None:
+        self.flow.pending -= 1
+        if not ok:
+            self._log.failure("storing an MT message failed", result)
+            self._answer(txn, SipAnswer(503, "Service Unavailable (message store)",
+                                        (("Retry-After", str(self.ctx.config.retry_after)),)))
+            return
+        message_id, existing = result
+        if existing is not None:
+            answer = self.flow._duplicate(message_id, existing)
+            if isinstance(answer, SipAnswer):
+                self._answer(txn, answer)
+            else:
+                answer.addCallback(lambda a: self._answer(txn, a))
+                answer.addErrback(lambda f: self._log.failure("mt duplicate answer", f))
+            return
+        txn.id = txn.record["id"] = message_id
+        self.flow.active[message_id] = txn
+        if self.ctx.config.sip_reply != "submitted":
+            self._answer(txn, ACCEPTED)
+        proto = self.smpp.transmitter(txn.link)
+        if proto is None or not proto.submit_then(txn_submitted(self, txn), _SubmitRequest(),
+                                                  txn.submit):
+            self._hand_over(txn)
+
+    def submitted(self, txn: _Txn, outcome) -> None:
+        if isinstance(outcome, Failure):
+            self._hand_over(txn)
+            return
+        status = outcome.status
+        if status == 0:
+            ctx = self.ctx
+            now = ctx.clock.seconds()
+            txn.written = now
+            batch = self._submits
+            if batch is None or batch.sealed:
+                batch = self._submits = Batch()
+                ctx.store.writer.write_then(_logged_write, submitted_batch, batch)
+            batch.append((txn.id, txn.link, outcome.message_id or "", now,
+                          bool(txn.record["registered_delivery"])))
+            if not self._bulk(ctx.store):
+                batch.sealed = True
+            self._end(txn)
+            if txn.echo is not None:
+                self._answer(txn, ACCEPTED)
+        elif status in TEMPORARY:
+            self._hand_over(txn)
+        else:
+            answer = permanent_answer(status)
+            ctx = self.ctx
+            now = ctx.clock.seconds()
+            txn.written = now
+            ctx.store.writer.write_then(
+                _logged_write, _update, txn.id, now,
+                {"state": "failed", "sip_status": answer.status, "last_error": answer.reason},
+                "failed", answer.reason, None)
+            self._end(txn)
+            if txn.echo is not None:
+                self._answer(txn, answer)
+            elif ctx.notify is not None:
+                ctx.notify(self._row(txn), "undeliverable")
+
+    def _row(self, txn: _Txn) -> dict:
+        row = dict(txn.record, id=txn.id, attempts=0, created_at=txn.written,
+                   updated_at=txn.written)
+        row.update(txn.extras)
+        return row
+
+    def _hand_over(self, txn: _Txn) -> None:
+        """Give the message to an L{MtJob} (retries, down_wait, answers)."""
+        self.stats["handed_over"] += 1
+        flow = self.flow
+        if flow.active.get(txn.id) is txn:
+            del flow.active[txn.id]
+        row = self._row(txn)
+        if txn.echo is None:
+            flow._start(row, None)
+            return
+        answer = defer.Deferred()
+        answer.addCallback(lambda a: self._answer(txn, a))
+        answer.addErrback(lambda f: self._log.failure("mt {id}: answer", f, id=txn.id))
+        flow._start(row, answer)
+
+    def _end(self, txn: _Txn) -> None:
+        flow = self.flow
+        if flow.active.get(txn.id) is txn:
+            del flow.active[txn.id]
+            self.ctx.job_ended(txn.record, txn.written)
+
+    # -- answering --------------------------------------------------------
+    def _answer(self, txn: _Txn, answer: SipAnswer) -> None:
+        echo = txn.echo
+        if echo is None:
+            return  # answered already (sip_reply = accepted)
+        txn.echo = None
+        status_line = _status_line(answer)
+        if self._txns.get(txn.key) is txn:
+            self._txns[txn.key] = status_line
+        elif self._old.get(txn.key) is txn:
+            self._old[txn.key] = status_line
+        self.stats["answered"] += 1
+        self._send(txn.protocol, status_line, echo, txn.to_index, txn.key, txn.target)
+
+    def _send(self, protocol, status_line: bytes, echo, to_index, key, target) -> None:
+        tag = b";tag=%x%s" % (hash(key) & 0xFFFFFFFFFFFF, _TAG_SALT.encode())
+        echo = list(echo)
+        echo[to_index] += tag
+        data = b"".join((status_line, b"\r\n".join(echo), b"\r\nContent-Length: 0\r\n\r\n"))
+        transport = protocol.transport
+        sock = getattr(transport, "socket", None)
+        try:
+            if sock is None:
+                transport.write(data, target)
+            else:
+                sock.sendto(data, target)
+        except BlockingIOError:
+            protocol.send_dropped += 1  # lost like any datagram: the client retransmits
+        except OSError as e:
+            self._log.info("could not answer a MESSAGE to {host}:{port}: {error}",
+                           host=target[0], port=target[1], error=e)
+
+
+def txn_submitted(lane: FastMtLane, txn: _Txn):
+    return lambda outcome: lane.submitted(txn, outcome)
+
+
+_STATUS_LINES: dict = {}
+
+
+def _status_line(answer: SipAnswer) -> bytes:
+    """The status line (and any extra header lines) of an answer, shared per answer."""
+    extra = tuple(answer.headers or ())
+    key = (int(answer.status), answer.reason, extra)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        reason = answer.reason or "Accepted"
+        line = ("SIP/2.0 %d %s\r\n" % (int(answer.status), reason)
+                + "".join("%s: %s\r\n" % item for item in extra)).encode("utf-8")
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[key] = line
+    return line
+
+
+def _logged_write(ok: bool, result) -> None:
+    if not ok:
+        FastMtLane._log.failure("mt lane: recording a submit outcome failed", result)
+
+
+def _name_addr(value: bytes):
+    """
+    @return: C{(uri text, tag)} of a From value, or C{(None, None)} for a
+        form the lane leaves to the parser.
+    """
+    value = value.strip()
+    if value.startswith(b'"'):
+        close = value.find(b'"', 1)
+        if close < 0 or b"\\" in value[:close]:
+            return None, None
+        rest = value[close + 1:]
+    else:
+        rest = value
+    lt = rest.find(b"<")
+    if lt >= 0:
+        gt = rest.find(b">", lt)
+        if gt < 0:
+            return None, None
+        uri = rest[lt + 1:gt]
+        params = rest[gt + 1:]
+    else:
+        uri, _, params = rest.partition(b";")
+        params = b";" + params if params else b""
+    tag = ""
+    for param in params.split(b";"):
+        name, _, val = param.partition(b"=")
+        if name.strip().lower() == b"tag":
+            tag = val.strip().decode("utf-8", "replace")
+    try:
+        return uri.strip().decode("utf-8"), tag
+    except UnicodeDecodeError:
+        return None, None
+
+
+def _user(uri: str) -> str:
+    """The user part of a plain sip: URI (else L{numbers.user_from_uri})."""
+    at = uri.find("@")
+    user = uri[4:at] if at > 4 else ""
+    if not user or ";" in user or "%" in user or ";" in uri[at:]:
+        return numbers.user_from_uri(uri)
+    return user
+
+
+def _on_link(address, ton: int, npi: int):
+    if address.ton in (numbers.TON_INTERNATIONAL, numbers.TON_ALPHANUMERIC):
+        return address
+    return numbers.Address(address.addr, ton, npi)
