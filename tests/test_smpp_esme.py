@@ -361,6 +361,55 @@ class SubmitTests(ESMETestsMixin, SynchronousTestCase):
         self.failureResultOf(self.proto.submit({"destination_addr": "1"}), NotBoundError)
 
 
+class SubmitThenTests(ESMETestsMixin, SynchronousTestCase):
+    """submit_then: the hot path's submit, outcome to a callable."""
+
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+        self.outcomes = []
+
+    def submit_then(self, **params):
+        params.setdefault("destination_addr", "4912345")
+        request = smpp_pdu.make("submit_sm", **params)
+        return self.proto.submit_then(self.outcomes.append, request, smpp_pdu.encode(request))
+
+    def test_ok(self):
+        self.assertTrue(self.submit_then(short_message=b"hi"))
+        [req] = take(self.transport)
+        self.assertEqual(req.params["short_message"], b"hi")
+        self.answer(req, message_id="M9")
+        self.assertEqual(self.outcomes, [SubmitResult(0, "M9")])
+        self.assertEqual(self.proto.stats["submit_ok"], 1)
+
+    def test_throttled_is_sent_again(self):
+        self.submit_then()
+        [req] = take(self.transport)
+        self.answer(req, S.ESME_RTHROTTLED)
+        self.assertEqual(self.outcomes, [])  # paused, not answered
+        self.run_pump()
+        [again] = take(self.transport)
+        self.assertNotEqual(again.sequence_number, req.sequence_number)
+        self.answer(again, message_id="M2")
+        self.assertEqual(self.outcomes, [SubmitResult(0, "M2")])
+        self.assertEqual(self.proto.stats["throttled"], 1)
+
+    def test_timeout_and_loss_are_failures(self):
+        self.submit_then()
+        self.clock.advance(self.link.response_timeout * 1.1)
+        [failure] = self.outcomes
+        self.assertTrue(failure.check(SMPPTimeoutError))
+        self.submit_then()
+        self.lose()
+        self.assertTrue(self.outcomes[1].check(SMPPConnectionLost))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_refused_when_not_bound(self):
+        self.proto.state = "bound_rx"
+        self.assertFalse(self.submit_then())
+        self.assertEqual(self.transport.value(), b"")
+
+
 class DeliveryTests(ESMETestsMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()

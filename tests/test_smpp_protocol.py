@@ -441,3 +441,96 @@ class TimerTests(ProtocolTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.clock.getDelayedCalls()), 3)
         self.lose()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class _Sink:
+    """Records what L{SMPPProtocol.send_request_to} hands over."""
+
+    def __init__(self):
+        self.results = []
+        self.errors = []
+
+    def callback(self, result):
+        self.results.append(result)
+
+    def errback(self, error):
+        self.errors.append(error)
+
+
+class HotPathRequestTests(ProtocolTestsMixin, SynchronousTestCase):
+    """send_request_to: no Deferred, no timer per request, submit_sm_resp read directly."""
+
+    def setUp(self):
+        super().setUp()
+        self.proto.mark_bound()
+
+    def send(self, sink, **params):
+        request = smpp_pdu.make("submit_sm", destination_addr="4915", **params)
+        self.proto.send_request_to(sink, request, smpp_pdu.encode(request))
+        return request
+
+    def test_submit_sm_resp_without_codec(self):
+        sink = _Sink()
+        self.send(sink)
+        [req] = take(self.transport)
+        self.assertEqual(req.command, "submit_sm")
+        self.assertEqual(req.params["destination_addr"], "4915")
+        self.feed(wire("submit_sm_resp", req.sequence_number, message_id="abc123"))
+        [resp] = sink.results
+        self.assertEqual((resp.command_status, resp.params), (0, {"message_id": "abc123"}))
+        self.assertIsNone(resp.tlvs)
+        self.assertEqual(self.proto.outstanding, {})
+
+    def test_error_without_body_and_with_tlvs_still_answered(self):
+        sink = _Sink()
+        self.send(sink)
+        self.send(sink)
+        first, second = take(self.transport)
+        self.feed(wire("submit_sm_resp", first.sequence_number, CommandStatus.ESME_RTHROTTLED))
+        self.feed(wire("submit_sm_resp", second.sequence_number, message_id="x",
+                       tlvs={"congestion_state": 90}))
+        self.assertEqual([r.command_status for r in sink.results],
+                         [CommandStatus.ESME_RTHROTTLED, 0])
+        self.assertEqual(sink.results[1].tlvs, {"congestion_state": 90})  # full decoder
+
+    def test_window_and_queue(self):
+        sink = _Sink()
+        for _ in range(self.window + 2):
+            self.send(sink)
+        sent = take(self.transport)
+        self.assertEqual(len(sent), self.window)
+        self.feed(wire("submit_sm_resp", sent[0].sequence_number, message_id="1"))
+        self.assertEqual(len(take(self.transport)), 1)  # a queued one goes out
+
+    def test_one_sweep_timer_for_all_requests(self):
+        sink = _Sink()
+        before = len(self.clock.getDelayedCalls())
+        self.send(sink)
+        self.clock.advance(1)
+        self.send(sink)
+        self.assertEqual(len(self.clock.getDelayedCalls()), before + 1)
+        self.clock.advance(9)  # the first one's deadline
+        self.assertEqual(len(sink.errors), 1)
+        self.assertIsInstance(sink.errors[0], SMPPTimeoutError)
+        self.assertEqual(self.proto.stats["timeouts"], 1)
+        self.clock.advance(1)  # the second one's, at most a tenth of the timeout late
+        self.assertEqual(len(sink.errors), 2)
+        self.assertEqual(self.proto.outstanding, {})
+
+    def test_answered_requests_leave_no_timer(self):
+        sink = _Sink()
+        self.send(sink)
+        [req] = take(self.transport)
+        self.feed(wire("submit_sm_resp", req.sequence_number, message_id="a"))
+        self.clock.advance(10)
+        self.assertEqual(sink.errors, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [self.proto._enquire_call])
+
+    def test_connection_lost_fails_them(self):
+        sink = _Sink()
+        for _ in range(self.window + 1):
+            self.send(sink)
+        self.lose()
+        self.assertEqual(len(sink.errors), self.window + 1)
+        self.assertTrue(all(isinstance(e, SMPPConnectionLost) for e in sink.errors))
+        self.assertEqual(self.clock.getDelayedCalls(), [])

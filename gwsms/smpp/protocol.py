@@ -53,6 +53,8 @@ HEADER_LENGTH = 16
 _pack_header = smpp_pdu.HEADER.pack
 _ENQUIRE_LINK_RESP = int(CommandId.enquire_link_resp)
 _UNBIND_RESP = int(CommandId.unbind_resp)
+_SUBMIT_SM = int(CommandId.submit_sm)
+_SUBMIT_SM_RESP = int(CommandId.submit_sm_resp)
 _KNOWN = {int(c) for c in CommandId}
 #: Requests that have no response PDU.
 _NO_RESPONSE = {int(CommandId.outbind), int(CommandId.alert_notification)}
@@ -61,15 +63,43 @@ _KEEPALIVE = {int(CommandId.enquire_link), int(CommandId.enquire_link_resp)}
 
 
 class _Pending:
-    """One request waiting for its response."""
+    """
+    One request waiting for its response: a response timer of its own
+    (C{timer}), or, for the hot path's requests (L{send_request_to}), only a
+    C{deadline} that the session's one sweep timer checks.
+    """
 
-    __slots__ = ("deferred", "timer", "command_id", "windowed")
+    __slots__ = ("deferred", "timer", "command_id", "windowed", "deadline", "timeout")
 
-    def __init__(self, deferred, timer, command_id: int, windowed: bool):
+    def __init__(self, deferred, timer, command_id: int, windowed: bool,
+                 deadline: float = 0.0, timeout: float = 0.0):
         self.deferred = deferred
         self.timer = timer
         self.command_id = command_id
         self.windowed = windowed
+        self.deadline = deadline
+        self.timeout = timeout
+
+
+class _FastResponse:
+    """
+    A C{submit_sm_resp} read without the codec (status, message_id, no
+    TLVs): what L{gwsms.smpp.esme.ESMEProtocol} reads of a response.
+    """
+
+    __slots__ = ("command_status", "sequence_number", "message_id")
+    command_id = 0x80000004
+    command = "submit_sm_resp"
+    tlvs = None
+
+    def __init__(self, status: int, seq: int, message_id):
+        self.command_status = status
+        self.sequence_number = seq
+        self.message_id = message_id
+
+    @property
+    def params(self) -> dict:
+        return {} if self.message_id is None else {"message_id": self.message_id}
 
 
 class SMPPProtocol(SessionTimers, Protocol):
@@ -142,6 +172,7 @@ class SMPPProtocol(SessionTimers, Protocol):
         self._buffer = bytearray()
         self._next_sequence = 1
         self._in_window = 0
+        self._sweep_call = None
         self._queue: collections.deque = collections.deque()
         self._connected = False
         self._closing = False
@@ -354,7 +385,7 @@ class SMPPProtocol(SessionTimers, Protocol):
             reason.getErrorMessage() if reason is not None else "connection lost"
         )
         for pending in outstanding.values():
-            if pending.timer.active():
+            if pending.timer is not None and pending.timer.active():
                 pending.timer.cancel()
             pending.deferred.errback(
                 SMPPConnectionLost(f"smsc {self.name}: connection lost ({why})")
@@ -378,6 +409,10 @@ class SMPPProtocol(SessionTimers, Protocol):
             f"invalid command_length {length} (must be 16..{self.max_command_length})"
         )
 
+    def _cancel_timers(self) -> None:
+        super()._cancel_timers()
+        self._cancel_call("_sweep_call")
+
     def _frame_received(self, frame: bytes) -> None:
         self.stats["received"] += 1
         command_id = int.from_bytes(frame[4:8], "big")
@@ -385,6 +420,8 @@ class SMPPProtocol(SessionTimers, Protocol):
         self._last_received = now
         if command_id not in _KEEPALIVE:
             self._last_activity = now
+        if command_id == _SUBMIT_SM_RESP and self._fast_response(frame):
+            return
         try:
             request = smpp_pdu.decode(frame)
         except smpp_pdu.PduError as e:
@@ -407,6 +444,34 @@ class SMPPProtocol(SessionTimers, Protocol):
                 name=self.name,
                 command=command_name(command_id),
             )
+
+    def _fast_response(self, frame: bytes) -> bool:
+        """
+        A C{submit_sm_resp} to a hot-path request (L{send_request_to})
+        that is just a message id (or no body with an error status): read
+        it without the codec.
+
+        @return: C{False} when the full decoder must read it.
+        """
+        seq = int.from_bytes(frame[12:16], "big")
+        pending = self.outstanding.get(seq)
+        if pending is None or pending.timer is not None or pending.command_id != _SUBMIT_SM:
+            return False
+        status = int.from_bytes(frame[8:12], "big")
+        size = len(frame)
+        if size == HEADER_LENGTH:
+            if not status:
+                return False
+            message_id = None
+        else:
+            end = frame.find(b"\0", HEADER_LENGTH)
+            if end != size - 1 or end - HEADER_LENGTH > 64:
+                return False  # TLVs, or not one C-Octet string of 65
+            message_id = frame[HEADER_LENGTH:end].decode("latin-1")
+        self._finish(seq, pending)
+        pending.deferred.callback(_FastResponse(status, seq, message_id))
+        self.window_changed()
+        return True
 
     def _malformed_received(self, frame: bytes, status, message: str) -> None:
         command_id = int.from_bytes(frame[4:8], "big")
@@ -508,8 +573,15 @@ class SMPPProtocol(SessionTimers, Protocol):
         data[12:16] = seq.to_bytes(4, "big")
         if timeout is None:
             timeout = self.response_timeout
-        timer = self.clock.callLater(timeout, self._request_timed_out, seq, timeout)
-        self.outstanding[seq] = _Pending(d, timer, request.command_id, windowed)
+        if d.__class__ is defer.Deferred:
+            timer = self.clock.callLater(timeout, self._request_timed_out, seq, timeout)
+            self.outstanding[seq] = _Pending(d, timer, request.command_id, windowed)
+        else:
+            # hot path: no timer per request, the sweep checks the deadline
+            self.outstanding[seq] = _Pending(d, None, request.command_id, windowed,
+                                             self.clock.seconds() + timeout, timeout)
+            if self._sweep_call is None:
+                self._sweep_call = self.clock.callLater(timeout, self._sweep_deadlines)
         if windowed:
             self._in_window += 1
         self._write(bytes(data))
@@ -517,8 +589,9 @@ class SMPPProtocol(SessionTimers, Protocol):
     def _finish(self, seq: int, pending: _Pending) -> None:
         """Remove a request from the map, stop its timer, refill the window."""
         del self.outstanding[seq]
-        if pending.timer.active():
-            pending.timer.cancel()
+        timer = pending.timer
+        if timer is not None and timer.active():
+            timer.cancel()
         if pending.windowed:
             self._in_window -= 1
             self._pump_queue()
@@ -527,6 +600,25 @@ class SMPPProtocol(SessionTimers, Protocol):
         while self._queue and self._in_window < self.window and self.is_open:
             request, data, d, timeout = self._queue.popleft()
             self._transmit(request, data, d, True, timeout)
+
+    def _sweep_deadlines(self) -> None:
+        """Time out the hot path's requests past their deadline; re-arm."""
+        self._sweep_call = None
+        now = self.clock.seconds()
+        expired = []
+        earliest = None
+        for seq, pending in self.outstanding.items():
+            if pending.timer is None:
+                if pending.deadline <= now:
+                    expired.append((seq, pending.timeout))
+                elif earliest is None or pending.deadline < earliest:
+                    earliest = pending.deadline
+        for seq, timeout in expired:
+            self._request_timed_out(seq, timeout)
+        if earliest is not None and self._sweep_call is None and self._connected:
+            # at most a tenth of the timeout late, never a timer per request
+            delay = max(earliest - now, self.response_timeout / 10.0, 0.001)
+            self._sweep_call = self.clock.callLater(delay, self._sweep_deadlines)
 
     def _request_timed_out(self, seq: int, timeout: float) -> None:
         pending = self.outstanding.get(seq)
