@@ -1,0 +1,309 @@
+"""
+Tests for L{gwsms.store.lane}: the bulk writes of the SIP -> SMPP lane must
+leave exactly the rows the one-message functions of L{gwsms.store.messages}
+leave (C{_insert}, C{_part_submitted}), on every back-end.
+
+Each comparison runs the bulk form on this test's database and the
+one-message form on a second, fresh database of the same kind with the same
+history, and compares the tables row by row (ids included).
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer
+
+from gwsms.store import migrate
+from gwsms.store.batch import BatchWriter
+from gwsms.store.lane import Batch, insert_batch, insert_many, submitted_batch, submitted_many
+from gwsms.store.messages import MT, _insert, _part_submitted, dedup_key
+from tests.mysql_helpers import backend_tests, fresh_mysql_url
+
+WINDOW = 600.0
+
+_TABLES = (
+    ("messages", "id"),
+    ("message_parts", "message_id, seq"),
+    ("message_dedup", "dedup_key"),
+    ("receipt_ids", "message_id, seq, variant, smsc, id_key"),
+)
+
+
+def _dump(txn) -> dict:
+    out = {}
+    for table, order in _TABLES:
+        out[table] = [tuple(row) for row in
+                      txn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()]
+    return out
+
+
+def _one_by_one(txn, items, window):
+    return [_insert(txn, record, now, key, window, None, None, True)
+            for record, key, now in items]
+
+
+def _submitted_one_by_one(txn, items):
+    return [_part_submitted(txn, message_id, 1, smsc, mid, now, index)
+            for message_id, smsc, mid, now, index in items]
+
+
+def _purge(txn, ids) -> None:
+    for message_id in ids:
+        txn.execute("DELETE FROM message_parts WHERE message_id = ?", (message_id,))
+        txn.execute("DELETE FROM message_dedup WHERE message_id = ?", (message_id,))
+        txn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+
+def record(n, **kw):
+    """An MT row as the lane builds it (C{n} makes it distinct)."""
+    values = {
+        "direction": MT, "state": "queued", "source_addr": "4930123", "source_ton": 1,
+        "source_npi": 1, "dest_addr": f"49151{n:07d}", "dest_ton": 1, "dest_npi": 1,
+        "smsc": "smsc1", "sip_from": "sip:+4930123@example.org",
+        "sip_to": f"sip:+49151{n:07d}@gw.example", "call_id": f"call-{n}",
+        "body": f"hello {n} ✓", "content_type": "text/plain", "data_coding": 8,
+        "concat_ref": n % 256, "parts_total": 1, "registered_delivery": n % 2,
+        "expires_at": 90000.0 + n, "next_attempt_at": 1006.0 + n,
+    }
+    values.update(kw)
+    return values
+
+
+def key(n):
+    return dedup_key(MT, f"call-{n}", "1 MESSAGE", f"tag{n}", "sip:+4930123@example.org")
+
+
+class LaneStoreMixin:
+    """Test methods; mixed with a back-end from L{tests.mysql_helpers}."""
+
+    @defer.inlineCallbacks
+    def other_db(self):
+        """A second, migrated, empty database of the same kind."""
+        if self.url.startswith("mysql"):
+            url = fresh_mysql_url(self)
+        elif self.url == "sqlite::memory:":
+            url = self.url  # every handle is a database of its own
+        else:
+            url = "sqlite:" + os.path.join(os.path.abspath(self.mktemp()), "other.sqlite3")
+        db = self.open_db(url)
+        yield migrate.upgrade(db)
+        tables = yield db.run_interaction("dump", _dump)
+        self.assertEqual(tables["messages"], [])
+        return db
+
+    @defer.inlineCallbacks
+    def both(self, history=None):
+        """
+        This test's database and a second one, both with C{history(txn)}
+        run on them.
+        """
+        other = yield self.other_db()
+        for db in (self.db, other):
+            if history is not None:
+                yield db.run_interaction("history", history)
+        return self.db, other
+
+    @defer.inlineCallbacks
+    def assertSameTables(self, bulk_db, single_db):
+        bulk = yield bulk_db.run_interaction("dump", _dump)
+        single = yield single_db.run_interaction("dump", _dump)
+        for table, _order in _TABLES:
+            self.assertEqual(bulk[table], single[table], table)
+        return bulk
+
+    # -- insert_many ------------------------------------------------------
+    @defer.inlineCallbacks
+    def test_insert_many_rows_equal_insert_one_by_one(self):
+        items = [(record(n, parts_total=(1, 3, 1, 2, 1)[n]), key(n), 1000.0 + n * 0.001)
+                 for n in range(5)]
+        bulk_db, single_db = yield self.both()
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual(bulk, single)
+        ids = [message_id for message_id, _dup in bulk]
+        self.assertEqual(ids, sorted(set(ids)))  # unique, ascending in item order
+        self.assertEqual([dup for _id, dup in bulk], [None] * 5)
+        tables = yield self.assertSameTables(bulk_db, single_db)
+        self.assertEqual(len(tables["messages"]), 5)
+        self.assertEqual(len(tables["message_parts"]), 1 + 3 + 1 + 2 + 1)
+        self.assertEqual(len(tables["message_dedup"]), 5)
+
+    @defer.inlineCallbacks
+    def test_ids_never_reused_after_purge(self):
+        """AUTOINCREMENT: the ids of deleted (purged) rows are not given again."""
+        def history(txn):
+            earlier = _one_by_one(txn, [(record(100 + n), key(100 + n), 900.0)
+                                        for n in range(3)], WINDOW)
+            _purge(txn, [message_id for message_id, _dup in earlier])  # all of them
+        bulk_db, single_db = yield self.both(history)
+        items = [(record(n), key(n), 1000.0) for n in range(3)]
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual([i for i, _ in bulk], [4, 5, 6])
+        self.assertEqual(bulk, single)
+        yield self.assertSameTables(bulk_db, single_db)
+        # the highest row deleted: its id stays used
+        yield bulk_db.run_interaction("purge", _purge, [6])
+        again = yield bulk_db.run_interaction(
+            "bulk", insert_many, [(record(7), key(7), 1001.0), (record(8), key(8), 1001.0)],
+            WINDOW)
+        self.assertEqual([i for i, _ in again], [7, 8])
+
+    @defer.inlineCallbacks
+    def test_duplicate_of_a_stored_key(self):
+        def history(txn):
+            _one_by_one(txn, [(record(1, body="first"), key(1), 990.0)], WINDOW)
+        bulk_db, single_db = yield self.both(history)
+        items = [(record(2), key(2), 1000.0), (record(1, body="again"), key(1), 1000.0),
+                 (record(3), key(3), 1000.0)]
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual(bulk[1][0], 1)
+        self.assertEqual((bulk[1][1]["id"], bulk[1][1]["body"]), (1, "first"))
+        self.assertIsNone(bulk[0][1])
+        self.assertIsNone(bulk[2][1])
+        self.assertEqual(bulk, single)
+        yield self.assertSameTables(bulk_db, single_db)
+
+    @defer.inlineCallbacks
+    def test_same_key_twice_in_one_batch(self):
+        bulk_db, single_db = yield self.both()
+        items = [(record(1, body="first"), key(1), 1000.0), (record(2), key(2), 1000.0),
+                 (record(1, body="retry"), key(1), 1000.0)]
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        first_id = bulk[0][0]
+        self.assertIsNone(bulk[0][1])
+        self.assertEqual(bulk[2][0], first_id)
+        self.assertEqual((bulk[2][1]["id"], bulk[2][1]["body"]), (first_id, "first"))
+        self.assertEqual(bulk, single)
+        tables = yield self.assertSameTables(bulk_db, single_db)
+        self.assertEqual(len(tables["messages"]), 2)
+
+    @defer.inlineCallbacks
+    def test_expired_key_is_replaced(self):
+        def history(txn):
+            _one_by_one(txn, [(record(1, body="old"), key(1), 100.0)], WINDOW)
+        bulk_db, _single = yield self.both(history)
+        items = [(record(1, body="new"), key(1), 1000.0), (record(2), key(2), 1000.0)]
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        self.assertEqual([dup for _id, dup in bulk], [None, None])
+        self.assertNotIn(1, [i for i, _ in bulk])
+        tables = yield bulk_db.run_interaction("dump", _dump)
+        dedup = {row[0]: row[1:] for row in tables["message_dedup"]}
+        self.assertEqual(dedup[key(1)], (bulk[0][0], 1000.0))  # points at the new message
+        self.assertEqual(len(tables["messages"]), 3)  # the old message stays
+
+    @defer.inlineCallbacks
+    def test_mixed_batch_rows_equal_insert_one_by_one(self):
+        """New, expired, stored-duplicate and in-batch-duplicate keys in one batch."""
+        def history(txn):
+            _one_by_one(txn, [(record(1, body="expired"), key(1), 100.0),
+                              (record(2, body="stored"), key(2), 990.0)], WINDOW)
+        bulk_db, single_db = yield self.both(history)
+        items = [(record(3), key(3), 1000.0), (record(1), key(1), 1000.0),
+                 (record(4, parts_total=2), key(4), 1000.0), (record(2), key(2), 1000.0),
+                 (record(3, body="retry"), key(3), 1000.0), (record(5), key(5), 1000.0)]
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual(bulk, single)
+        yield self.assertSameTables(bulk_db, single_db)
+
+    # -- submitted_many ---------------------------------------------------
+    def _three(self, txn):
+        _one_by_one(txn, [(record(n), key(n), 1000.0) for n in range(1, 4)], WINDOW)
+
+    @defer.inlineCallbacks
+    def test_submitted_many_equals_part_submitted(self):
+        bulk_db, single_db = yield self.both(self._three)
+        items = [(1, "smsc1", "0A1B", 1001.0, True), (2, "smsc2", "", 1001.5, True),
+                 (3, "smsc1", "77", 1002.0, False)]
+        bulk = yield bulk_db.run_interaction("bulk", submitted_many, items)
+        yield single_db.run_interaction("single", _submitted_one_by_one, items)
+        self.assertEqual(bulk, [None] * 3)
+        tables = yield self.assertSameTables(bulk_db, single_db)
+        messages = {row[0]: row for row in tables["messages"]}
+        self.assertEqual(len(messages), 3)
+        parts = {row[0]: row for row in tables["message_parts"]}
+        self.assertEqual([parts[n][2:4] for n in (1, 2, 3)],
+                         [("submitted", "0A1B"), ("submitted", ""), ("submitted", "77")])
+        self.assertEqual({row[3] for row in tables["receipt_ids"]}, {1})  # indexed, with an id
+
+    @defer.inlineCallbacks
+    def test_submitted_many_states(self):
+        yield self.db.run_interaction("history", self._three)
+        yield self.db.run_interaction(
+            "bulk", submitted_many, [(1, "smscA", "x1", 1001.0, True),
+                                     (2, "smscB", "x2", 1001.0, False)])
+        tables = yield self.db.run_interaction("dump", _dump)
+        from gwsms.store.messages import MESSAGE_COLUMNS
+
+        rows = [dict(zip(MESSAGE_COLUMNS, row)) for row in tables["messages"]]
+        self.assertEqual([(r["state"], r["parts_done"], r["smsc"], r["updated_at"])
+                          for r in rows],
+                         [("submitted", 1, "smscA", 1001.0), ("submitted", 1, "smscB", 1001.0),
+                          ("queued", 0, "smsc1", 1000.0)])
+        self.assertEqual(sorted({(r[0], r[3], r[4]) for r in tables["receipt_ids"]}),
+                         [("smscA", 1, 1)])
+
+    @defer.inlineCallbacks
+    def test_recording_twice_is_a_no_op(self):
+        bulk_db, single_db = yield self.both(self._three)
+        items = [(1, "smsc1", "0A1B", 1001.0, True), (2, "smsc1", "0A1C", 1001.0, True)]
+        yield bulk_db.run_interaction("bulk", submitted_many, items)
+        once = yield bulk_db.run_interaction("dump", _dump)
+        later = [(m, s, i, 1005.0, x) for m, s, i, _now, x in items]
+        yield bulk_db.run_interaction("bulk again", submitted_many, later)
+        twice = yield bulk_db.run_interaction("dump", _dump)
+        for table, _order in _TABLES:
+            self.assertEqual(twice[table], once[table], table)
+        yield single_db.run_interaction("single", _submitted_one_by_one, items)
+        yield single_db.run_interaction("single again", _submitted_one_by_one, later)
+        yield self.assertSameTables(bulk_db, single_db)
+
+    # -- Batch ------------------------------------------------------------
+    @defer.inlineCallbacks
+    def test_insert_batch_and_submitted_batch_seal(self):
+        batch = Batch()
+        self.assertEqual((batch.sealed, batch.owners, list(batch)), (False, [], []))
+        batch.append((record(1), key(1), 1000.0))
+        batch.append((record(2), key(2), 1000.0))
+        batch.owners.extend(["a", "b"])
+        results = yield self.db.run_interaction("bulk", insert_batch, batch, WINDOW)
+        self.assertTrue(batch.sealed)
+        self.assertEqual([dup for _id, dup in results], [None, None])
+        submits = Batch()
+        submits.extend((message_id, "smsc1", f"m{message_id}", 1001.0, False)
+                       for message_id, _dup in results)
+        done = yield self.db.run_interaction("bulk", submitted_batch, submits)
+        self.assertTrue(submits.sealed)
+        self.assertEqual(done, [None, None])
+        tables = yield self.db.run_interaction("dump", _dump)
+        self.assertEqual([row[2:4] for row in tables["message_parts"]],
+                         [("submitted", f"m{i}") for i, _ in results])
+
+    @defer.inlineCallbacks
+    def test_batch_through_the_group_commit(self):
+        """write_then: items appended before the write runs are in it; it seals the batch."""
+        from twisted.internet import reactor
+
+        writer = BatchWriter(self.db, reactor, interval=0.0)
+        batch = Batch()
+        outcome = defer.Deferred()
+        writer.write_then(lambda ok, result: outcome.callback((ok, result)),
+                          insert_batch, batch, WINDOW)
+        for n in range(3):
+            self.assertFalse(batch.sealed)
+            batch.append((record(n), key(n), 1000.0))
+        ok, results = yield outcome
+        self.assertTrue(ok)
+        self.assertTrue(batch.sealed)
+        self.assertEqual(len({i for i, _ in results}), 3)
+        tables = yield self.db.run_interaction("dump", _dump)
+        self.assertEqual(sorted(row[0] for row in tables["messages"]),
+                         sorted(i for i, _ in results))
+        yield writer.drain()
+
+
+backend_tests(globals(), LaneStoreMixin)
