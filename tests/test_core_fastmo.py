@@ -5,7 +5,6 @@ fake UDP socket and the real store (SQLite file, synchronous).
 
 from __future__ import annotations
 
-import re
 import socket
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -33,6 +32,13 @@ class FakeSocket:
     def __init__(self):
         self.sent = []
         self.error = None
+        self.options = {(socket.SOL_SOCKET, socket.SO_RCVBUF): 212992}
+
+    def getsockopt(self, level, name):
+        return self.options[level, name]
+
+    def setsockopt(self, level, name, value):
+        self.options[level, name] = value
 
     def sendto(self, data, addr):
         if self.error is not None:
@@ -88,7 +94,7 @@ class LaneTestsBase(SynchronousTestCase):
         return d
 
     def answer(self, data, status=200, reason="OK", **kw):
-        return self.lane.datagram_received(None, response(data, status, reason, **kw), UAS)
+        return self.lane.uac.datagram_received(None, response(data, status, reason, **kw), UAS)
 
 
 class WireTests(LaneTestsBase):
@@ -114,6 +120,11 @@ class WireTests(LaneTestsBase):
         TransportLayer(self.h.clock)._stamp_via(slow, "udp", SENT_BY)
         self.assertEqual(data, slow.to_bytes())
         self.assertTrue(ours.call_id.endswith("@gw.example"))
+
+    def test_receive_buffer_holds_a_burst_of_answers(self):
+        self.deliver(deliver_pdu())
+        self.assertEqual(self.layer.socket.options[socket.SOL_SOCKET, socket.SO_RCVBUF],
+                         fastmo.RECEIVE_BUFFER)
 
     def test_target_without_user_gets_the_destination(self):
         self.h.gateway.set_routes([mo_route(f"sip:{UAS[0]}:{UAS[1]};user=phone")])
@@ -197,7 +208,7 @@ class OutcomeTests(LaneTestsBase):
         self.assertEqual([e["event"] for e in row["events"]], ["retry"])
         self.assertEqual(self.lane.stats["timeouts"], 1)
         self.assertEqual(self.lane.inflight, {})
-        self.assertEqual(self.lane._wheel, {})
+        self.assertEqual(self.lane.uac._wheel, {})
         # then the slow path retries it (backoff retry_initial = 1 s)
         h.flush(2)
         self.assertEqual(len(h.uac.sent), 1)
@@ -306,15 +317,15 @@ class TimerTests(LaneTestsBase):
         self.send_times(start + 32 + 0.25)
         self.assertEqual(self.lane.stats["timeouts"], 1)
         self.h.flush(0.25)
-        self.assertIsNone(self.lane._sweep)  # the sweep stops when nothing is open
-        self.assertEqual(self.lane._wheel, {})
+        self.assertIsNone(self.lane.uac._sweep)  # the sweep stops when nothing is open
+        self.assertEqual(self.lane.uac._wheel, {})
 
     def test_answered_early_no_retransmission(self):
         self.deliver(deliver_pdu())
         self.answer(self.sent[0])
         self.send_times(self.h.clock.seconds() + 5)
         self.assertEqual(len(self.sent), 1)
-        self.assertIsNone(self.lane._sweep)
+        self.assertIsNone(self.lane.uac._sweep)
 
 
 class MatchingTests(LaneTestsBase):
@@ -323,25 +334,25 @@ class MatchingTests(LaneTestsBase):
         [data] = self.sent
         lane = self.lane
         # a request, another branch, our branch below another Via, another method
-        self.assertFalse(lane.datagram_received(None, data, UAS))
+        self.assertFalse(lane.uac.datagram_received(None, data, UAS))
         other = response(data, via="SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKother")
-        self.assertFalse(lane.datagram_received(None, other, UAS))
+        self.assertFalse(lane.uac.datagram_received(None, other, UAS))
         top = sipmsg.parse_message(data).headers.get("Via")
         below = response(data, via=f"SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKx, {top}")
-        self.assertFalse(lane.datagram_received(None, below, UAS))
-        self.assertFalse(lane.datagram_received(None, response(data, method="OPTIONS"), UAS))
+        self.assertFalse(lane.uac.datagram_received(None, below, UAS))
+        self.assertFalse(lane.uac.datagram_received(None, response(data, method="OPTIONS"), UAS))
         self.assertEqual(len(lane.inflight), 1)
 
     def test_compact_and_lower_case_headers(self):
         self.deliver(deliver_pdu())
         [data] = self.sent
         raw = response(data).replace(b"\r\nVia:", b"\r\nv:").replace(b"CSeq:", b"cseq:")
-        self.assertTrue(self.lane.datagram_received(None, raw, UAS))
+        self.assertTrue(self.lane.uac.datagram_received(None, raw, UAS))
         self.assertEqual(self.lane.inflight, {})
 
     def test_responses_reach_the_lane_through_the_transport_layer(self):
         """The handler is registered in the transport layer's fast paths."""
-        self.assertEqual(self.layer.fast_paths, [self.lane.datagram_received])
+        self.assertEqual(self.layer.fast_paths, [self.lane.uac.datagram_received])
 
 
 class DedupTests(LaneTestsBase):

@@ -20,13 +20,9 @@ The path, per batch of deliver_sm collected in one reactor turn:
   2. the SIP MESSAGE, exactly as L{gwsms.sip.ua.MessageUAC} builds it
      (see L{gwsms.core.mo}), from a template, sent with C{sendto} on the
      SIP UDP listener's socket; its Via branch starts with L{PREFIX};
-  3. responses are recognised on the raw datagram
-     (C{TransportLayer.fast_paths}: status line, top Via branch, CSeq);
-     RFC 3261 17.1.2 non-INVITE client transaction over UDP: Timer E
-     retransmits (T1 doubling to T2; T2 after a 1xx), Timer F (64*T1)
-     gives up, late and retransmitted responses are absorbed.  One
-     periodic sweep over a timer wheel runs the timers (no timer per
-     message), and only while transactions are open;
+  3. the answers, retransmissions and timeouts: L{gwsms.sip.fastuac}
+     (RFC 3261 17.1.2 on raw datagrams, one timer sweep, no per-message
+     Deferred or timer);
   4. a 2xx becomes C{delivered} in one batched UPDATE; a timeout, a
      transport error, 408, 480 and 5xx are handed to the retry machinery
      (L{gwsms.core.mo.MoFlow._retry}: state C{queued}, C{attempts},
@@ -39,28 +35,27 @@ the queue runner never starts it a second time.
 
 from __future__ import annotations
 
-import os
-import re
 import socket
 import struct
 from hashlib import sha1
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from gwsms.core import numbers
 from gwsms.core.inbound import ESM_UDHI, decode_payload
 from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, target_uri
+from gwsms.sip.fastuac import PREFIX, UdpTransactions, reason_of
 from gwsms.smpp.constants import CommandId, CommandStatus
 from gwsms.store.messages import MO, dedup_key, mo_lane_delivered, mo_lane_insert
 
-#: the Via branch prefix of the lane's requests (RFC 3261 magic cookie + "gwf")
-PREFIX = "z9hG4bKgwf"
-_PREFIX_B = PREFIX.encode("ascii")
+__all__ = ["PREFIX", "FastMoLane", "lane_target"]
+
 #: RFC 3261 18.1.1: larger requests do not go over UDP (the slow path moves them)
 UDP_SIZE_LIMIT = 1300
-#: the timer wheel's slots per T1
-_SLOTS_PER_T1 = 4
+#: bytes of receive buffer asked for the SIP UDP socket the lane sends from
+#: (the kernel caps it at net.core.rmem_max)
+RECEIVE_BUFFER = 4 * 1024 * 1024
 #: parsed targets remembered (cleared when full)
 _TARGET_CACHE = 1024
 _DELIVER_SM = int(CommandId.deliver_sm)
@@ -72,8 +67,8 @@ _CONCAT_TLVS = frozenset({"message_payload", "sar_msg_ref_num", "sar_total_segme
 #: (receipts, acknowledgements; RECEIPT_KINDS) and UDHI
 _NOT_PLAIN_ESM = 0x3C | ESM_UDHI
 _LEN = struct.Struct(">I").pack
-_TOP_VIA = re.compile(rb"\r?\n(?:via|v)[ \t]*:[ \t]*([^\r\n]*)", re.I).search
-_CSEQ = re.compile(rb"\r?\n(?:cseq)[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.I).search
+#: index of next_attempt_at in the values of MO_LANE_COLUMNS
+_NEXT_AT = 15
 
 
 def _sip_user(addr: str, ton: int):
@@ -88,6 +83,20 @@ def _sip_user(addr: str, ton: int):
         return numbers.smpp_to_sip_user(addr, ton, 0)
     except numbers.AddressError:
         return None
+
+
+def _grow_receive_buffer(sock) -> None:
+    """
+    Let the socket hold the answers to a burst of MESSAGEs: a batch of a
+    few hundred sent in one reactor turn is answered before the reactor
+    reads again, and the default buffer (~200 KiB, ~1 KiB of it per small
+    datagram) drops the tail, which then costs retransmissions.
+    """
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_BUFFER:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    except (OSError, AttributeError) as e:
+        FastMoLane._log.info("cannot enlarge the SIP UDP receive buffer: {error}", error=e)
 
 
 def lane_target(uri: str):
@@ -115,36 +124,23 @@ def lane_target(uri: str):
     return str(parsed), host, parsed.port or 5060
 
 
-class _Tx:
-    """One open client transaction of the lane (RFC 3261 17.1.2, UDP)."""
+class _Sending:
+    """What a lane transaction needs to record its outcome (C{tx.context})."""
 
-    __slots__ = ("branch", "message_id", "data", "addr", "sock", "interval", "next_e",
-                 "deadline", "proceeding", "done", "row", "uri", "sip_to")
+    __slots__ = ("message_id", "values", "uri", "sip_to")
 
-    def __init__(self, branch, message_id, data, addr, sock, row, uri, sip_to):
-        self.branch = branch
+    def __init__(self, message_id, values, uri, sip_to):
         self.message_id = message_id
-        self.data = data
-        self.addr = addr
-        self.sock = sock
-        self.row = row
+        self.values = values
         self.uri = uri
         self.sip_to = sip_to
-        self.interval = 0.0
-        self.next_e = 0.0
-        self.deadline = 0.0
-        self.proceeding = False
-        self.done = False
 
 
 class FastMoLane:
     """
     The SMPP -> SIP lane (see the module docstring).
 
-    @ivar stats: counters: C{taken}, C{duplicates}, C{sent},
-        C{retransmissions}, C{delivered}, C{timeouts}, C{handed_over},
-        C{failed}, C{absorbed}, C{send_dropped}, C{not_sent} (stored, left
-        to the queue runner: no listener or C{max_pending} reached).
+    @ivar uac: the lane's L{UdpTransactions}.
     """
 
     _log = Logger()
@@ -164,12 +160,7 @@ class FastMoLane:
         self.flow = flow
         self.layer = transport_layer
         self.clock = ctx.clock
-        self.t1, self.t2 = t1, t2
-        self._slot = t1 / _SLOTS_PER_T1
-        self.inflight: dict[str, _Tx] = {}
-        self._wheel: dict[int, list] = {}
-        self._next_slot = 0
-        self._sweep = None
+        self.uac = UdpTransactions(ctx.clock, self, t1, t2)
         self._incoming: list = []
         self._flush_call = None
         self._delivered: list = []
@@ -179,14 +170,24 @@ class FastMoLane:
         self._key_prefixes: dict = {}
         #: C{is IPv6: (protocol, socket, Via sent-by text)}
         self._senders: dict = {}
-        self._counter = 0
-        self._pool: list = []
-        self._last_tick = 0.0
-        self._process = os.urandom(3).hex()
-        self.stats = dict.fromkeys(
-            ("taken", "duplicates", "sent", "retransmissions", "delivered", "timeouts",
-             "handed_over", "failed", "absorbed", "send_dropped", "not_sent"), 0)
-        transport_layer.fast_paths.append(self.datagram_received)
+        self._stats = dict.fromkeys(
+            ("taken", "duplicates", "delivered", "handed_over", "failed", "not_sent"), 0)
+        transport_layer.fast_paths.append(self.uac.datagram_received)
+
+    @property
+    def stats(self) -> dict:
+        """
+        Counters: C{taken}, C{duplicates}, C{delivered}, C{handed_over}
+        (to the slow path: a challenge, no listener, too large), C{failed},
+        C{not_sent} (stored, left to the queue runner: C{max_pending}
+        reached), plus the transactions' (L{UdpTransactions.stats}).
+        """
+        return {**self._stats, **self.uac.stats}
+
+    @property
+    def inflight(self) -> dict:
+        """@return: the open transactions by branch."""
+        return self.uac.inflight
 
     def _key(self, link_name: str, source, dest, data_coding: int, payload: bytes) -> str:
         """
@@ -269,7 +270,7 @@ class FastMoLane:
         self._incoming.append((key, values, d, target, source_user, dest_user, uri))
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush)
-        self.stats["taken"] += 1
+        self._stats["taken"] += 1
         return d
 
     def _flush(self) -> None:
@@ -311,32 +312,33 @@ class FastMoLane:
         for item, message_id in zip(batch, result):
             item[2].callback(ROK)
             if message_id is None:
-                self.stats["duplicates"] += 1
+                self._stats["duplicates"] += 1
                 continue
             if len(active) >= max_pending:
-                self.stats["not_sent"] += 1  # stored; the queue runner sends it
+                self._stats["not_sent"] += 1  # stored; the queue runner sends it
                 continue
             self._start(message_id, item)
 
     # -- sending ------------------------------------------------------------
     def _start(self, message_id: int, item) -> None:
-        key, values, _d, target, source_user, dest_user, uri = item
+        _key, values, _d, target, source_user, dest_user, uri = item
         request_uri, host, port = target
         sender = self._sender(":" in host)
         if sender is None:
             self._slow(message_id, values, "no UDP listener for the lane")
             return
         sock, sent_by = sender
-        self._counter += 1
-        branch = f"{PREFIX}{self._process}{self._counter:x}"
-        token = self._random()
-        domain = self.ctx.sip_config.domain
         try:
             body = values[11].encode("utf-8")
         except UnicodeError:
             self._slow(message_id, values, "body not UTF-8 encodable")
             return
+        uac = self.uac
+        branch = uac.new_branch()
+        token = uac.token()
+        domain = self.ctx.sip_config.domain
         call_id = f"{token[16:]}@{domain}" if domain else token[16:]
+        # exactly what MessageUAC.build_request + TransportLayer send
         data = (
             f"MESSAGE {request_uri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {sent_by};branch={branch};rport\r\n"
@@ -352,24 +354,9 @@ class FastMoLane:
         if len(data) > UDP_SIZE_LIMIT:
             self._slow(message_id, values, "request too large for UDP")
             return
-        tx = _Tx(branch, message_id, data, (host, port), sock, values, uri, request_uri[:512])
-        now = self.clock.seconds()
-        tx.interval = self.t1
-        tx.next_e = now + self.t1
-        tx.deadline = now + 64 * self.t1
         self.flow.active.add(message_id)
-        self.inflight[branch] = tx
-        self._schedule(tx, tx.next_e)
-        self.stats["sent"] += 1
-        self._send(tx)
-
-    def _random(self) -> str:
-        """@return: 40 random hex digits (tag + Call-ID), from a pool refilled in bulk."""
-        pool = self._pool
-        if not pool:
-            text = os.urandom(20 * 256).hex()
-            pool.extend(text[i:i + 40] for i in range(0, len(text), 40))
-        return pool.pop()
+        uac.start(branch, data, (host, port), sock,
+                  _Sending(message_id, values, uri, request_uri[:512]))
 
     def _sender(self, ipv6: bool):
         """
@@ -387,26 +374,16 @@ class FastMoLane:
                 (sock.family == socket.AF_INET6) != ipv6:
             self._senders.pop(ipv6, None)
             return None
+        _grow_receive_buffer(sock)
         host, port = protocol.sent_by
         if ":" in host:
             host = f"[{host.strip('[]')}]"
         self._senders[ipv6] = (protocol, sock, f"{host}:{port}")
         return sock, f"{host}:{port}"
 
-    def _send(self, tx: _Tx) -> None:
-        try:
-            tx.sock.sendto(tx.data, tx.addr)
-        except BlockingIOError:
-            self.stats["send_dropped"] += 1  # lost like any datagram: Timer E resends
-        except InterruptedError:
-            self._send(tx)
-        except OSError as e:
-            self._end(tx)
-            self._retry(tx, 0, f"{tx.uri}: UDP send to {tx.addr[0]}:{tx.addr[1]} failed: {e}")
-
     def _slow(self, message_id: int, values, why: str) -> None:
         """Give a stored message to the slow path's delivery."""
-        self.stats["handed_over"] += 1
+        self._stats["handed_over"] += 1
         self._log.debug("MO lane: message {id} to the slow path ({why})", id=message_id,
                         why=why)
         self.flow.deliver(self._row(message_id, values))
@@ -422,201 +399,91 @@ class FastMoLane:
                 "content_type": content_type, "data_coding": data_coding, "attempts": 0,
                 "next_attempt_at": next_at, "expires_at": expires_at, "owner": owner}
 
-    # -- timers ---------------------------------------------------------------
-    def _schedule(self, tx: _Tx, when: float) -> None:
-        # the first slot not before it (and not one the sweep has passed)
-        slot = max(-int(-min(when, tx.deadline) // self._slot), self._next_slot)
-        bucket = self._wheel.get(slot)
-        if bucket is None:
-            self._wheel[slot] = [tx]
-        else:
-            bucket.append(tx)
-        if self._sweep is None:
-            self._next_slot = int(self.clock.seconds() / self._slot)
-            self._last_tick = self.clock.seconds()
-            self._sweep = task.LoopingCall(self._tick)
-            self._sweep.clock = self.clock
-            d = self._sweep.start(self._slot, now=False)
-            d.addErrback(lambda f: self._log.failure("MO lane timer sweep stopped", f))
-
-    def _tick(self) -> None:
-        try:
-            now = self.clock.seconds()
-            # A tick more than a slot late means the reactor lagged: answers
-            # may wait unread in the socket buffer, so retransmit only after
-            # the next poll (timers run before the reactor reads)
-            lagging = now - self._last_tick > 2 * self._slot
-            self._last_tick = now
-            self.sweep(now, retransmit=not lagging)
-        except Exception:
-            self._log.failure("MO lane timer sweep failed")
-
-    def sweep(self, now: float, retransmit: bool = True) -> None:
-        """
-        Run the timers due at C{now}: Timer E retransmissions, Timer F
-        timeouts; stops the periodic sweep when nothing is open.
-
-        @param retransmit: C{False}: due retransmissions wait for the next
-            sweep (the reactor lagged).
-        """
-        current = int(now / self._slot)
-        wheel = self._wheel
-        while self._next_slot <= current:
-            bucket = wheel.pop(self._next_slot, None)
-            self._next_slot += 1
-            if not bucket:
-                continue
-            for tx in bucket:
-                if tx.done:
-                    continue
-                if now >= tx.deadline:
-                    self.stats["timeouts"] += 1
-                    self._end(tx)
-                    self._retry(tx, 0, f"{tx.uri}: no final response to MESSAGE within"
-                                f" {64 * self.t1:g} s")
-                    continue
-                if now >= tx.next_e and retransmit:
-                    tx.interval = self.t2 if tx.proceeding else min(2 * tx.interval, self.t2)
-                    # from when it was due: the sweep's lateness does not add up
-                    tx.next_e = max(tx.next_e + tx.interval, now)
-                    self.stats["retransmissions"] += 1
-                    self._send(tx)
-                if not tx.done:
-                    self._schedule(tx, tx.next_e)
-        if not self.inflight and not wheel and self._sweep is not None:
-            if self._sweep.running:
-                self._sweep.stop()
-            self._sweep = None
-
     def stop(self) -> None:
-        """Stop the sweep; open transactions are dropped (their messages stay queued)."""
+        """
+        Hand collected writes to the writer and forget the open
+        transactions (their messages stay queued: the queue runner sends
+        them again, with the same X-Gwsms-Message-Id).
+        """
         self.flush()
-        for tx in self.inflight.values():
-            tx.done = True
-            self.flow.active.discard(tx.message_id)
-        self.inflight.clear()
-        self._wheel.clear()
-        if self._sweep is not None and self._sweep.running:
-            self._sweep.stop()
-        self._sweep = None
+        for tx in self.uac.stop():
+            self.flow.active.discard(tx.context.message_id)
 
-    # -- responses -------------------------------------------------------------
-    def datagram_received(self, protocol, data: bytes, addr) -> bool:
-        """
-        C{TransportLayer.fast_paths} handler: a response to one of the
-        lane's requests (C{True}: consumed), else C{False}.
-        """
-        if data[:8] != b"SIP/2.0 " or _PREFIX_B not in data:
-            return False
-        via = _TOP_VIA(data)
-        if via is None:
-            return False
-        line = via.group(1)
-        at = line.find(b"branch=" + _PREFIX_B)
-        comma = line.find(b",")
-        if at < 0 or (0 <= comma < at):
-            return False
-        end = at + 7
-        stop = len(line)
-        for sep in (b";", b",", b" ", b"\t"):
-            i = line.find(sep, end)
-            if 0 <= i < stop:
-                stop = i
-        branch = line[end:stop].decode("ascii", "replace")
-        cseq = _CSEQ(data)
-        if cseq is None or cseq.group(1).upper() != b"MESSAGE":
-            return False
-        try:
-            status = int(data[8:11])
-        except ValueError:
-            return False
-        if not 100 <= status <= 699:
-            return False
-        tx = self.inflight.get(branch)
-        if tx is None:
-            self.stats["absorbed"] += 1  # late / retransmitted: Timer K's job
-            return True
-        if status < 200:
-            tx.proceeding = True
-            return True
-        self._end(tx)
+    # -- outcomes (UdpTransactions owner) ---------------------------------------
+    def final(self, tx, status: int, data: bytes) -> None:
+        """A final answer to the lane's MESSAGE C{tx}."""
+        sending = tx.context
         if status < 300:
-            self._delivered.append((self.clock.seconds(), status, tx.sip_to, tx.message_id))
-            self._delivered_txs.append(tx)
+            self._delivered.append((self.clock.seconds(), status, sending.sip_to,
+                                    sending.message_id))
+            self._delivered_txs.append(sending)
             if self._delivered_call is None:
                 self._delivered_call = self.clock.callLater(0, self._write_delivered)
-            return True
-        reason = _reason(data)
-        detail = f"{tx.uri}: {status} {reason}"
+            return
+        detail = f"{sending.uri}: {status} {reason_of(data)}"
+        row = self._row(sending.message_id, sending.values)
         if status in (401, 407):
-            self.stats["handed_over"] += 1
-            self.flow.active.discard(tx.message_id)
-            self.flow.deliver(self._row(tx.message_id, tx.row))
+            # the slow path answers the challenge with the outbound credentials
+            self._stats["handed_over"] += 1
+            self.flow.active.discard(sending.message_id)
+            self.flow.deliver(row)
         elif status in RETRY_STATUSES or 500 <= status < 600:
-            self._retry(tx, status, detail)
+            self._job(row, self.flow._retry(row, status, detail))
         else:
-            self.stats["failed"] += 1
-            row = self._row(tx.message_id, tx.row)
-            self._job(tx, row, self.flow._finish(row, "failed", status, detail))
-        return True
+            self._stats["failed"] += 1
+            self._job(row, self.flow._finish(row, "failed", status, detail))
 
-    def _end(self, tx: _Tx) -> None:
-        tx.done = True
-        self.inflight.pop(tx.branch, None)
+    def failed(self, tx, detail: str) -> None:
+        """Timer F or a send error: the retry machinery takes over."""
+        sending = tx.context
+        row = self._row(sending.message_id, sending.values)
+        self._job(row, self.flow._retry(row, 0, f"{sending.uri}: {detail}"))
 
-    # -- outcomes ---------------------------------------------------------------
     def _write_delivered(self) -> None:
         self._delivered_call = None
         rows, self._delivered = self._delivered, []
-        txs, self._delivered_txs = self._delivered_txs, []
+        done, self._delivered_txs = self._delivered_txs, []
         if not rows:
             return
-        self.ctx.store.writer.write_then(self._delivered_cb(txs, rows[-1][0]),
+        self.ctx.store.writer.write_then(self._delivered_cb(done, rows[-1][0]),
                                          mo_lane_delivered, rows)
 
-    def _delivered_cb(self, txs, written_at):
+    def _delivered_cb(self, done, written_at):
         def written(ok, result):
             try:
-                if not ok:
-                    # stays queued: the queue runner sends it again after _GRACE
-                    self._log.failure("MO lane: recording {n} deliveries failed", result,
-                                      n=len(txs))
-                self._ended(txs, written_at)
                 if ok:
-                    self.stats["delivered"] += len(txs)
+                    self._stats["delivered"] += len(done)
+                else:
+                    # they stay queued: the queue runner sends them again
+                    self._log.failure("MO lane: recording {n} deliveries failed", result,
+                                      n=len(done))
+                self._ended(done, written_at)
             except Exception:
                 self._log.failure("MO lane: after recording deliveries")
         return written
 
-    def _ended(self, txs, written_at: float) -> None:
+    def _ended(self, done, written_at: float) -> None:
         active = self.flow.active
         ctx = self.ctx
         # a queue pass may have read a row that became due while it was in
-        # flight (only then): remember it like MoFlow.deliver does
+        # flight (only then): remember it as MoFlow.deliver does
         soon = ctx.clock.seconds() + 1.0
-        for tx in txs:
-            active.discard(tx.message_id)
-            if tx.row[15] <= soon:
-                ctx.job_ended({"id": tx.message_id, "next_attempt_at": tx.row[15]},
+        for sending in done:
+            active.discard(sending.message_id)
+            next_at = sending.values[_NEXT_AT]
+            if next_at <= soon:
+                ctx.job_ended({"id": sending.message_id, "next_attempt_at": next_at},
                               written_at)
 
-    def _retry(self, tx: _Tx, status: int, detail: str) -> None:
-        row = self._row(tx.message_id, tx.row)
-        self._job(tx, row, self.flow._retry(row, status, detail))
-
-    def _job(self, tx: _Tx, row: dict, coro) -> None:
+    def _job(self, row: dict, coro) -> None:
+        """Run a slow-path outcome recording; the message stays active until it ends."""
         d = defer.ensureDeferred(coro)
         d.addErrback(lambda f: self._log.failure("MO lane: message {id}: recording the"
-                                                 " outcome failed", f, id=tx.message_id))
+                                                 " outcome failed", f, id=row["id"]))
 
         def done(_):
-            self.flow.active.discard(tx.message_id)
+            self.flow.active.discard(row["id"])
             self.ctx.job_ended(row, row.get("_written_at", 0.0))
 
         d.addBoth(done)
         d.addErrback(lambda f: self._log.failure("MO lane: bookkeeping", f))
-
-
-def _reason(data: bytes) -> str:
-    end = data.find(b"\r\n")
-    return data[12:end if end >= 0 else 80].decode("utf-8", "replace").strip()[:80]
