@@ -590,6 +590,10 @@ _MO_LANE_INSERT = (
     f"INSERT INTO messages ({', '.join(MO_LANE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in MO_LANE_COLUMNS)})"
 )
+_MO_LANE_INSERT_WITH_ID = (
+    f"INSERT INTO messages (id, {', '.join(MO_LANE_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' for _ in MO_LANE_COLUMNS)})"
+)
 _MO_LANE_DELIVERED = (
     "UPDATE messages SET updated_at = ?, state = 'delivered', sip_status = ?,"
     " attempts = attempts + 1, sip_to = ?, last_error = '' WHERE id = ?"
@@ -602,11 +606,15 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
     a key stored less than C{window} seconds ago, whose message still
     exists, makes the message a duplicate and nothing is stored).
 
+    On SQLite the batch holds the write lock (C{BEGIN IMMEDIATE}), so the
+    new rows are numbered from C{sqlite_sequence} and written with one
+    C{executemany}; other engines insert them one by one.
+
     @param items: C{[(dedup key, values in L{MO_LANE_COLUMNS} order)]}.
     @param now: the time the keys are stored with.
     @return: per item, the new message id, or C{None} for a duplicate.
     """
-    keys = [key for key, _values in items]
+    keys = list({key for key, _values in items})
     known: dict = {}
     for start in range(0, len(keys), 400):
         chunk = keys[start:start + 400]
@@ -615,20 +623,46 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
                 "SELECT dedup_key, message_id, created_at FROM message_dedup"
                 f" WHERE dedup_key IN ({marks})", chunk).fetchall():
             known[key] = (message_id, created_at)
-    out: list = []
+    sqlite = txn.engine.dialect == "sqlite"
+    next_id = 0
+    if sqlite:
+        seq = txn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        next_id = (seq[0] if seq else 0) + 1
+    out: list = [None] * len(items)
+    fresh: list = []
     new_keys: list = []
-    for key, values in items:
-        found = known.get(key)
-        if found is not None:
-            if found[1] >= now - window and (found[0] is None or txn.execute(
-                    "SELECT 1 FROM messages WHERE id = ?", (found[0],)).fetchone()):
-                out.append(None)
-                continue
-            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
-        message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
-        known[key] = (None, now)  # a second copy in this batch is a duplicate
+    seen: set = set()
+    later: list = []
+    for index, (key, values) in enumerate(items):
+        if key in known:
+            later.append(index)  # an old key: checked one by one below
+            continue
+        if key in seen:
+            continue  # a second copy in this batch: a duplicate
+        seen.add(key)
+        if sqlite:
+            fresh.append((next_id,) + tuple(values))
+            message_id = next_id
+            next_id += 1
+        else:
+            message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
         new_keys.append((key, message_id, now))
-        out.append(message_id)
+        out[index] = message_id
+    if fresh:
+        txn.executemany(_MO_LANE_INSERT_WITH_ID, fresh)
+    for index in later:
+        key, values = items[index]
+        if key in seen:
+            continue
+        seen.add(key)
+        found_id, created_at = known[key]
+        if created_at >= now - window and txn.execute(
+                "SELECT 1 FROM messages WHERE id = ?", (found_id,)).fetchone():
+            continue
+        txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+        message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
+        new_keys.append((key, message_id, now))
+        out[index] = message_id
     if new_keys:
         txn.executemany(
             "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
