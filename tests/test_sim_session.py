@@ -9,10 +9,11 @@ response timer per session, and the direct socket write.
 import socket
 
 from hypothesis import given, settings, strategies as st
-from twisted.internet import defer, error, reactor, task, threads
+from twisted.internet import defer, error, protocol, reactor, task, tcp, threads
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.protocols import policies
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gwsms.sim import session as session_module
@@ -312,39 +313,75 @@ class RawDeliverTests(SynchronousTestCase):
 
 class DirectWriteTests(SynchronousTestCase):
     """
-    With a real socket and nothing held back by Twisted, answers go
+    On a plain TCP connection with nothing held back by Twisted, answers go
     straight to the socket; what does not fit is handed to the transport.
+    A wrapper (TLS) never gets direct writes.
     """
 
-    def test_direct_then_transport(self):
-        a, b = socket.socketpair()
-        self.addCleanup(a.close)
-        self.addCleanup(b.close)
-        a.setblocking(False)
-        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    def setUp(self):
+        self.a, self.b = socket.socketpair()
+        self.addCleanup(self.a.close)
+        self.addCleanup(self.b.close)
+        self.a.setblocking(False)
+        self.a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        self.transport = FakeTcp(self.a)
+        self.factory = SimulatedSMSC(Clock(), record=False)
 
-        class Transport(CountingTransport):
-            socket = a
-            _tempDataLen = 0
-            dataBuffer = b""
-            connected = True
-
-        factory = SimulatedSMSC(Clock(), record=False)
+    def session(self, transport):
         proto = SmscProtocol()
-        proto.factory = factory
-        transport = Transport()
+        proto.factory = self.factory
         proto.makeConnection(transport)
+        return proto
+
+    def test_direct_then_transport(self):
+        proto = self.session(self.transport)
         proto._write(b"hello")
-        self.assertEqual(b.recv(100), b"hello")
-        self.assertEqual(transport.writes, 0)
+        self.assertEqual(self.b.recv(100), b"hello")
+        self.assertEqual(self.transport.written, [])
         big = b"x" * (1 << 20)
         proto._write(big)
-        self.assertEqual(transport.writes, 1)
-        self.assertLess(len(transport.value()), len(big))
-        self.assertTrue(big.endswith(transport.value()))
-        transport.connected = False
+        (rest,) = self.transport.written
+        self.assertLess(len(rest), len(big))
+        self.assertTrue(big.endswith(rest))
+        self.transport._tempDataLen = len(rest)  # Twisted now holds data: queue behind it
         proto._write(b"later")
-        self.assertEqual(transport.writes, 2)
+        self.assertEqual(self.transport.written[-1], b"later")
+        self.transport._tempDataLen = 0
+        self.transport.connected = False
+        proto._write(b"closed")
+        self.assertEqual(self.transport.written[-1], b"closed")
+
+    def test_not_through_a_wrapper(self):
+        wrapper = policies.ProtocolWrapper(policies.WrappingFactory(protocol.Factory()), protocol.Protocol())
+        wrapper.makeConnection(self.transport)
+        self.assertIs(wrapper.socket, self.a)  # attribute look-ups reach the TCP transport...
+        proto = self.session(wrapper)
+        proto._write(b"secret")
+        self.assertEqual(self.transport.written, [b"secret"])  # ...but the write goes through the wrapper
+        self.a.setblocking(False)
+        self.b.setblocking(False)
+        self.assertRaises(BlockingIOError, self.b.recv, 100)
+
+
+class FakeTcp(tcp.Connection):
+    """
+    A plain TCP transport over a real socket pair, recording what goes
+    through Twisted's C{write}.
+    """
+
+    def __init__(self, sock):
+        self.socket = sock
+        self._tempDataLen = 0
+        self.dataBuffer = b""
+        self.connected = True
+        self.disconnecting = False
+        self.written = []
+
+    def write(self, data):
+        self.written.append(data)
+
+    def setTcpNoDelay(self, enabled):
+        pass
 
 
 def receiving_client(port, count):

@@ -19,11 +19,9 @@ the full codec L{gwsms.smpp.pdu} as before.  Outstanding requests share
 one response timer per session (armed for the oldest), not one per PDU.
 """
 
-import socket
-import struct
 from collections import deque
 
-from twisted.internet import defer, error, protocol
+from twisted.internet import defer, error, protocol, tcp
 from twisted.logger import Logger
 
 from gwsms.smpp import pdu as smpp_pdu
@@ -140,9 +138,11 @@ class SmscProtocol(protocol.Protocol):
                 set_no_delay(True)
             except OSError:
                 pass
-        sock = getattr(self.transport, "socket", None)
-        if isinstance(sock, socket.socket) and hasattr(self.transport, "_tempDataLen"):
-            self._socket = sock
+        # Only a plain TCP connection: a wrapper (TLS) forwards attribute
+        # look-ups to the TCP transport below it, whose socket must not be
+        # written to directly.
+        if isinstance(self.transport, tcp.Connection) and hasattr(self.transport, "_tempDataLen"):
+            self._socket = self.transport.socket
         if self._outbind is not None:
             system_id, password = self._outbind
             self.state = "outbound"
