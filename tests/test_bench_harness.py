@@ -169,3 +169,67 @@ class DriverTests(SynchronousTestCase):
     def test_bad_command(self):
         self.assertIn("error", self.command(b"mo x"))
         self.assertIn("error", self.command(b"mo 1 x"))
+
+
+class SimLoadTests(SynchronousTestCase):
+    """
+    C{bench/sim_load.py}: its prebuilt PDUs are what the codec makes of
+    them, and a short run against the real simulator process completes.
+    """
+
+    def test_pdus(self):
+        from bench import sim_load
+
+        bind = pdu.decode(sim_load.bind_pdu(1))
+        self.assertEqual((bind.command, bind.params["system_id"]), ("bind_transceiver", "load"))
+        body = sim_load.submit_sm_body(b"hello")
+        submit = pdu.decode(pdu.HEADER.pack(16 + len(body), 4, 0, 9) + body)
+        self.assertEqual((submit.params["source_addr"], submit.params["destination_addr"]),
+                         ("4915112345678", "491701234567"))
+        self.assertEqual((submit.params["short_message"], submit.params["registered_delivery"]), (b"hello", 0))
+        esme = sim_load.Esme.__new__(sim_load.Esme)
+        esme.submit_head = pdu.HEADER.pack(16 + len(body), 4, 0, 0)[:12]
+        esme.submit_body, esme.seq, esme.outstanding = body, 5, 0
+        data = esme.submits(3)
+        seqs = []
+        while data:
+            length = int.from_bytes(data[:4], "big")
+            seqs.append(pdu.decode(data[:length]).sequence_number)
+            data = data[length:]
+        self.assertEqual((seqs, esme.seq, esme.outstanding), ([5, 6, 7], 8, 3))
+
+    def test_short_run(self):
+        import subprocess
+        import sys
+
+        script = os.path.join(os.path.dirname(harness.HERE), "bench", "sim_load.py")
+        proc = subprocess.run([sys.executable, script, "--rate", "1000", "--duration", "0.5", "--json"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        results = [json.loads(line) for line in proc.stdout.splitlines()]
+        self.assertEqual([(r["direction"], r["pdus"], r["errors"]) for r in results], [("mt", 500, 0), ("mo", 500, 0)])
+        self.assertTrue(all(r["sim_us_per_pdu"] is not None for r in results))
+
+
+class SippCostTests(SynchronousTestCase):
+    """
+    C{bench/sipp_cost.py}: the harness's UAC against the harness's UAS,
+    without a gateway (real sipp processes on loopback).
+    """
+
+    def test_measure(self):
+        import shutil
+
+        from twisted.trial.unittest import SkipTest
+
+        from bench import sipp_cost
+
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            raise SkipTest("sipp (sip-tester) is not installed")
+        tmp = self.mktemp()
+        os.mkdir(tmp)
+        result = sipp_cost.measure(sipp, 500, 1.0, uacs=1, tmp=tmp)
+        self.assertEqual((result["calls"], result["failed"], result["retransmissions"]), (500, 0, 0))
+        self.assertIsNotNone(result["p99_ms"])
+        self.assertIsNotNone(result["uac_cpu_percent"])
