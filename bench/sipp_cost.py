@@ -44,6 +44,7 @@ def measure(sipp: str, rate: int, duration: float, uacs: int = 1, extra=(), tmp:
         "uas_us_per_call"}}.
     """
     procs = harness.Processes()
+    tmp = os.path.abspath(tmp)  # sipp runs in its own directory
     uas_port = harness.free_port()
     count = int(rate * duration)
     try:
