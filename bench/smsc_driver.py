@@ -93,7 +93,7 @@ class MoGenerator:
             self._credit = min(self._credit + (now - self._last) * self._rate, max(1.0, self._rate))
             self._last = now
             count = min(int(self._credit), self.left)
-            if count < 1 or self.smsc.receiver() is None:
+            if count < 1 or not self.smsc.has_receiver():
                 return
             self.ticks += 1
             if any(s.backlog for s in self.smsc.sessions):

@@ -337,6 +337,13 @@ class SimulatedSMSC(protocol.ServerFactory):
         self._receiver_index = (self._receiver_index + 1) % len(receivers)
         return receivers[self._receiver_index]
 
+    def has_receiver(self):
+        """
+        @return: whether a receiver-capable bind is open (without moving
+            the round robin of L{receiver}).
+        """
+        return any(s.state in RECEIVER_STATES for s in self.sessions)
+
     def send_deliver(self, request, system_id=None):
         """
         Send a deliver_sm to a receiver-capable session.
@@ -461,7 +468,7 @@ class SimulatedSMSC(protocol.ServerFactory):
             self._mo_credit = min(self._mo_credit + (now - self._mo_last) * self.mo_rate,
                                   max(1.0, self.mo_rate))
             self._mo_last = now
-            if self.receiver() is None:
+            if not self.has_receiver():
                 return
             count = int(self._mo_credit + 1e-9)
             if count < 1:
