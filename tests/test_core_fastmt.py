@@ -643,6 +643,39 @@ class OutcomeTests(LaneTestsBase):
         self.assertEqual(h.smpp.calls, [])
         self.assertEqual(len(h.rows()), 1)
 
+    def test_accepted_mode_temporary_status_hands_over_without_second_answer(self):
+        h = self.h = LaneHarness(self, sip_reply="accepted")
+        data = self.send()
+        [(response, _raw, _addr)] = h.responses()
+        self.assertAccepted(response, data)
+        h.session.answer(status=int(S.ESME_RTHROTTLED))
+        h.flush()
+        self.assertEqual(h.lane.stats["handed_over"], 1)
+        self.assertEqual(len(h.smpp.calls), 1)
+        h.smpp.answer(0, message_id="full2")
+        h.flush()
+        self.assertEqual(len(h.responses()), 1)  # answered once, before
+        [row] = h.rows()
+        self.assertEqual(row["state"], "submitted")
+        self.assertEqual(h.row(row["id"])["parts"][0]["smsc_message_id"], "full2")
+
+    def test_session_refuses_the_submit_hands_over(self):
+        """The link unbinds between the check and the commit: submit_then says False."""
+        h = self.h
+        data = datagram()
+        self.assertTrue(h.take(data))
+        h.session.bound = False
+        h.flush()
+        self.assertEqual(h.session.submits, [])
+        self.assertEqual(h.lane.stats["handed_over"], 1)
+        [(link, _params, _tlvs, _d)] = h.smpp.calls
+        self.assertEqual(link, "smsc1")
+        h.smpp.answer(0)
+        h.flush()
+        [(response, _raw, _addr)] = h.responses()
+        self.assertAccepted(response, data)
+        self.assertEqual(h.rows()[0]["state"], "submitted")
+
     def test_duplicate_in_flight_gets_the_same_answer(self):
         """
         As the full path (tests.test_core_mt
@@ -662,6 +695,92 @@ class OutcomeTests(LaneTestsBase):
         self.assertEqual(len(h.rows()), 1)
 
 
+class HeaderFormTests(LaneTestsBase):
+    def test_compact_header_names(self):
+        h = self.h
+        data = (datagram()
+                .replace(b"\r\nVia: ", b"\r\nv: ").replace(b"\r\nFrom: ", b"\r\nf: ")
+                .replace(b"\r\nTo: ", b"\r\nt: ").replace(b"\r\nCall-ID: ", b"\r\ni: ")
+                .replace(b"\r\nContent-Type: ", b"\r\nc: ")
+                .replace(b"\r\nContent-Length: ", b"\r\nl: "))
+        self.assertTrue(h.take(data))
+        h.flush()
+        h.session.answer()
+        h.flush()
+        [(response, _raw, _addr)] = h.responses()
+        self.assertAccepted(response, data)
+        [row] = h.rows()
+        self.assertEqual((row["call_id"], row["body"]), ("call-1", "hello"))
+
+    def test_to_tag_after_whitespace(self):
+        """
+        RFC 3261 25.1: SEMI = SWS ";" SWS, so C{To: <...> ; tag=abc} has a
+        tag; the answer must keep that one tag (as the full path does), not
+        add a second.
+        """
+        h = self.h
+        data = datagram().replace(b"To: <sip:+4915112345678@gw.example>",
+                                  b"To: <sip:+4915112345678@gw.example> ; tag=abc")
+        h.smpp.auto = True
+        h.receive(data)
+        if h.session.submits:
+            h.session.answer()
+        h.flush()
+        [(response, raw, _addr)] = h.finals()
+        to_line = [line for line in raw.split(b"\r\n") if line.startswith(b"To:")][0]
+        self.assertEqual(to_line.lower().count(b"tag="), 1, to_line)
+        self.assertEqual(response.to.params.get("tag"), "abc")
+
+
+class AcrossPathsTests(LaneTestsBase):
+    """
+    Duplicate recognition must not depend on which path stored a message:
+    the lane and the full path compute the same key (exactly once).
+    """
+
+    def lane_first(self, sender):
+        h = self.h
+        self.assertTrue(h.take(datagram(sender=sender)))
+        h.flush()
+        h.session.answer()
+        h.flush()
+        h.smpp.unbound = {"smsc1", "smsc2"}  # the lane declines: the full path
+        h.smpp.auto = True
+        h.receive(datagram(sender=sender, branch="z9hG4bKagain"))
+        h.flush(1)
+        self.assertEqual(h.lane.stats["declined"], 1)
+        self.assertEqual([r.status for r, _d, _a in h.finals()], [202, 202])
+        self.assertEqual(h.smpp.calls, [])  # not submitted again
+        self.assertEqual(len(h.rows()), 1)
+
+    def full_first(self, sender):
+        h = self.h
+        h.smpp.unbound = {"smsc1", "smsc2"}
+        h.smpp.auto = True
+        h.receive(datagram(sender=sender))
+        h.flush(1)
+        self.assertEqual(len(h.smpp.calls), 1)
+        h.smpp.unbound = set()
+        h.receive(datagram(sender=sender, branch="z9hG4bKagain"))
+        h.flush(1)
+        self.assertEqual(h.lane.stats["taken"], 1)
+        self.assertEqual(h.session.submits, [])  # recognised: not submitted again
+        self.assertEqual([r.status for r, _d, _a in h.finals()], [202, 202])
+        self.assertEqual(len(h.rows()), 1)
+
+    def test_lane_then_full_path(self):
+        self.lane_first("sip:+4930123@example.org")
+
+    def test_full_path_then_lane(self):
+        self.full_first("sip:+4930123@example.org")
+
+    def test_escaped_sender_lane_then_full_path(self):
+        self.lane_first("sip:%2B4930123@example.org")
+
+    def test_escaped_sender_full_path_then_lane(self):
+        self.full_first("sip:%2B4930123@example.org")
+
+
 def _comparable(row):
     return {k: v for k, v in row.items()
             if k not in ("id", "created_at", "updated_at", "concat_ref", "events")}
@@ -677,13 +796,20 @@ class SameAsFullPathTests(SynchronousTestCase):
         dict(body="national", call_id="d", sender="sip:0301234@example.org;user=phone"),
         dict(body="", call_id="e"),
         dict(body="quoted", call_id="f", content_type='text/plain; charset="utf-8"'),
+        dict(body="display", call_id="g",
+             replace=(b"From: <", b'From: "Alice B." <')),
+        dict(body="bare", call_id="h",
+             replace=(b"From: <sip:+4930123@example.org>", b"From: sip:+4930123@example.org")),
+        dict(body="port", call_id="i", sender="sip:+4930123@Example.ORG:5070"),
     ]
 
     def run_path(self, lane: bool, **config):
         h = LaneHarness(self, lane=lane, **config)
         h.smpp.auto = not lane
         for n, kw in enumerate(self.inputs):
-            h.receive(datagram(**kw))
+            kw = dict(kw)
+            old, new = kw.pop("replace", (b"", b""))
+            h.receive(datagram(**kw).replace(old, new, 1) if old else datagram(**kw))
             if lane and h.session.submits and len(h.session.submits) == n + 1:
                 h.session.answer(message_id=f"{n + 1:x}")
                 h.flush()
@@ -727,3 +853,8 @@ class SameAsFullPathTests(SynchronousTestCase):
 
     def test_accepted_mode_with_receipts(self):
         self.compare(sip_reply="accepted", receipts="text")
+
+    def test_escaped_sender(self):
+        """C{sip:%2B4930123@...}: the full path stores the URI as parsed (unescaped)."""
+        self.inputs = [dict(body="escaped", call_id="x", sender="sip:%2B4930123@example.org")]
+        self.compare()
