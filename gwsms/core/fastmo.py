@@ -166,6 +166,8 @@ class FastMoLane:
         self._delivered: list = []
         self._delivered_txs: list = []
         self._delivered_call = None
+        self._to_send: list = []
+        self._send_call = None
         self._targets: dict = {}
         self._key_prefixes: dict = {}
         #: C{is IPv6: (protocol, socket, Via sent-by text)}
@@ -307,17 +309,34 @@ class FastMoLane:
             for item in batch:
                 item[2].callback(_APPN)
             return
-        active = self.flow.active
-        max_pending = self.ctx.config.max_pending
+        new = []
         for item, message_id in zip(batch, result):
             item[2].callback(ROK)
             if message_id is None:
                 self._stats["duplicates"] += 1
-                continue
+            else:
+                new.append((message_id, item))
+        if new:
+            # after this callback the writer starts its next batch: let its
+            # commit overlap the sending instead of waiting for it
+            self._to_send.extend(new)
+            if self._send_call is None:
+                self._send_call = self.clock.callLater(0, self._send_stored)
+
+    def _send_stored(self) -> None:
+        self._send_call = None
+        new, self._to_send = self._to_send, []
+        active = self.flow.active
+        max_pending = self.ctx.config.max_pending
+        for message_id, item in new:
             if len(active) >= max_pending:
                 self._stats["not_sent"] += 1  # stored; the queue runner sends it
                 continue
-            self._start(message_id, item)
+            try:
+                self._start(message_id, item)
+            except Exception:
+                # stays queued: the queue runner sends it after _GRACE
+                self._log.failure("MO lane: sending message {id} failed", id=message_id)
 
     # -- sending ------------------------------------------------------------
     def _start(self, message_id: int, item) -> None:
@@ -406,6 +425,10 @@ class FastMoLane:
         them again, with the same X-Gwsms-Message-Id).
         """
         self.flush()
+        if self._send_call is not None and self._send_call.active():
+            self._send_call.cancel()
+        self._send_call = None
+        self._to_send = []  # stored and queued: sent after the restart
         for tx in self.uac.stop():
             self.flow.active.discard(tx.context.message_id)
 
