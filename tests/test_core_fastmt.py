@@ -53,6 +53,12 @@ class FakeSocket:
         self.sent.append((data, addr))
 
 
+def _raise(error):
+    def sendto(data, addr):
+        raise error
+    return sendto
+
+
 class FakeSession:
     """An ESMEProtocol as the lane uses it."""
 
@@ -675,6 +681,52 @@ class OutcomeTests(LaneTestsBase):
         [(response, _raw, _addr)] = h.responses()
         self.assertAccepted(response, data)
         self.assertEqual(h.rows()[0]["state"], "submitted")
+
+    def test_duplicate_of_a_handed_over_message_waits_for_the_job(self):
+        h = self.h
+        self.send()
+        h.session.answer(status=int(S.ESME_RTHROTTLED))
+        h.flush()
+        [_call] = h.smpp.calls  # the job's submit is outstanding
+        h.receive(datagram(branch="z9hG4bKdup"))
+        self.assertEqual(h.socket.sent, [])
+        h.smpp.answer(0)
+        h.flush()
+        self.assertEqual([r.status for r, _d, _a in h.responses()], [202, 202])
+        self.assertEqual((len(h.smpp.calls), len(h.session.submits), len(h.rows())), (1, 1, 1))
+
+    def test_full_socket_buffer_loses_the_answer_like_a_datagram(self):
+        h = self.h
+        data = self.send()
+        h.socket.sendto = _raise(BlockingIOError())
+        h.session.answer()
+        h.flush()
+        self.assertEqual(h.proto.send_dropped, 1)
+        del h.socket.sendto
+        h.receive(data)  # the client retransmits: the answer again
+        [(response, _raw, _addr)] = h.responses()
+        self.assertAccepted(response, data)
+
+    def test_receipts_match_what_the_lane_recorded(self):
+        """Submit ids recorded in one batch (bulk write) are found by their receipts."""
+        from tests.test_core_gateway import deliver_pdu
+
+        h = self.h = LaneHarness(self, registered_delivery=1)
+        for n in range(3):
+            self.assertTrue(h.take(datagram(call_id=f"r{n}")))
+        h.flush()
+        for n in range(3):
+            h.session.answer(n, message_id=f"a{n}")
+        h.flush()
+        self.assertEqual(len(h.responses()), 3)
+        for n in range(3):
+            text = (f"id:a{n} sub:001 dlvrd:001 submit date:2601011200 done date:2601011201 "
+                    "stat:DELIVRD err:000 text:hello").encode()
+            d = h.gateway.deliver_received("smsc1", deliver_pdu(text=text, esm_class=4))
+            h.flush()
+            self.assertEqual(self.successResultOf(d), 0)
+        self.assertEqual(h.gateway.dlr.stats["matched"], 3)
+        self.assertEqual({r["state"] for r in h.rows()}, {"delivered"})
 
     def test_duplicate_in_flight_gets_the_same_answer(self):
         """
