@@ -133,6 +133,13 @@ class WireTests(LaneTestsBase):
         self.assertTrue(data.startswith(
             f"MESSAGE sip:4930123@{UAS[0]}:{UAS[1]};user=phone SIP/2.0\r\n".encode()))
 
+    def test_routes_reloaded(self):
+        self.deliver(deliver_pdu(text=b"one"))
+        self.h.gateway.set_routes([mo_route("sip:other@10.0.0.10:5090")])
+        self.deliver(deliver_pdu(text=b"two"))
+        self.assertEqual([addr for _data, addr in self.layer.socket.sent],
+                         [UAS, ("10.0.0.10", 5090)])
+
     def test_outbound_uri_when_no_route(self):
         self.h.gateway.set_routes([])
         self.h.sip_config = self.h.gateway.ctx.sip_config = type(self.h.sip_config)(
@@ -465,3 +472,18 @@ class LagTests(LaneTestsBase):
         self.h.clock.advance(2.0)
         self.h.clock.advance(0.125)
         self.assertEqual(len(self.sent), 2)
+
+
+class DecodeTests(SynchronousTestCase):
+    def test_same_text_as_decode_payload(self):
+        from gwsms.core.inbound import decode_payload
+
+        payloads = [b"", b"Hello \x00\x1b\x65\x1b", bytes(range(256)), "Grüße".encode("latin-1"),
+                    "😀 é".encode("utf-16-be"), b"\xd8\x00x"]
+        for dc0 in ("gsm", "ascii", "latin1"):
+            for coding in (0, 1, 2, 3, 4, 5, 6, 7, 8, 0x10, 0x11, 0x18, 0xF0, 0xF4):
+                for payload in payloads:
+                    want = decode_payload(payload, coding, dc0)
+                    got = fastmo._decode(payload, coding, dc0)
+                    self.assertEqual(got, None if want.binary else want.text,
+                                     (dc0, coding, payload))

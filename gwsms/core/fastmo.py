@@ -42,7 +42,7 @@ from hashlib import sha1
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from gwsms.core import numbers
+from gwsms.core import gsm, numbers
 from gwsms.core.inbound import ESM_UDHI, decode_payload
 from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, target_uri
 from gwsms.sip.fastuac import PREFIX, UdpTransactions, reason_of
@@ -83,6 +83,33 @@ def _sip_user(addr: str, ton: int):
         return numbers.smpp_to_sip_user(addr, ton, 0)
     except numbers.AddressError:
         return None
+
+
+#: data_coding -> charset whose decoding L{_decode} does inline (the rest:
+#: L{decode_payload}); C{None}: what C{dc0_charset} says
+_INLINE_CODINGS = {0: None, 1: "ascii", 3: "latin1", 8: "ucs2"}
+
+
+def _decode(payload: bytes, data_coding: int, dc0_charset: str):
+    """
+    The text of a single-part message, as L{decode_payload} gives it, with
+    the common codings inline.
+
+    @return: the text, or C{None} for a binary coding (slow path).
+    """
+    charset = _INLINE_CODINGS.get(data_coding, "") if type(data_coding) is int else ""
+    if charset is None:
+        charset = dc0_charset
+    if charset == "gsm":
+        return gsm.decode(payload)
+    if charset == "latin1":
+        return payload.decode("latin-1")
+    if charset == "ucs2":
+        return payload.decode("utf-16-be", "replace")
+    if charset == "ascii":
+        return payload.decode("ascii", "replace")
+    decoded = decode_payload(payload, data_coding, dc0_charset)
+    return None if decoded.binary else decoded.text
 
 
 def _grow_receive_buffer(sock) -> None:
@@ -169,6 +196,9 @@ class FastMoLane:
         self._to_send: list = []
         self._send_call = None
         self._targets: dict = {}
+        #: C{(dest, source, link): route sip_uri or ""} for L{_routing}
+        self._routes: dict = {}
+        self._routing = None
         self._key_prefixes: dict = {}
         #: C{is IPv6: (protocol, socket, Via sent-by text)}
         self._senders: dict = {}
@@ -212,6 +242,35 @@ class FastMoLane:
         return sha1(b"".join((prefix, _LEN(len(s)), s, _LEN(len(d)), d, _LEN(len(c)), c,
                               _LEN(len(payload)), payload))).hexdigest()
 
+    def _target(self, link_name: str, source: str, dest: str, dest_user: str):
+        """
+        The slow path's target without a registrar (route C{sip_uri}, else
+        C{outbound_uri}) when the lane can send to it.
+
+        @return: C{((request-URI, host, port), target URI)} or C{None}.
+        """
+        ctx = self.ctx
+        routing = ctx.routing
+        if routing is not self._routing:  # routes reloaded
+            self._routing = routing
+            self._routes.clear()
+        key = (dest, source, link_name)
+        route = self._routes.get(key)
+        if route is None:
+            if len(self._routes) >= _TARGET_CACHE:
+                self._routes.clear()
+            route = self._routes[key] = routing.mo_target(dest, source, link_name) or ""
+        route = route or ctx.sip_config.outbound_uri
+        if not route:
+            return None
+        uri = target_uri(route, dest_user)
+        target = self._targets.get(uri)
+        if target is None:
+            if len(self._targets) >= _TARGET_CACHE:
+                self._targets.clear()
+            target = self._targets[uri] = lane_target(uri) or False
+        return None if target is False else (target, uri)
+
     # -- taking a deliver_sm ----------------------------------------------
     def take(self, link_name: str, pdu):
         """
@@ -243,27 +302,20 @@ class FastMoLane:
         dest_user = _sip_user(dest, dest_ton)
         if source_user is None or dest_user is None:
             return None
-        route = ctx.routing.mo_target(dest, source, link_name) or ctx.sip_config.outbound_uri
-        if not route:
+        found = self._target(link_name, source, dest, dest_user)
+        if found is None:
             return None
-        uri = target_uri(route, dest_user)
-        target = self._targets.get(uri)
-        if target is None:
-            if len(self._targets) >= _TARGET_CACHE:
-                self._targets.clear()
-            target = self._targets[uri] = lane_target(uri) or False
-        if target is False:
-            return None
+        target, uri = found
         data_coding = params.get("data_coding", 0)
         payload = bytes(params.get("short_message", b"") or b"")
         link = ctx.links.get(link_name)
-        decoded = decode_payload(payload, data_coding, getattr(link, "dc0_charset", "gsm"))
-        if decoded.binary:
+        text = _decode(payload, data_coding, getattr(link, "dc0_charset", "gsm"))
+        if text is None:
             return None
         now = self.clock.seconds()
         store = ctx.store
         owner = store.owner if store.owner is not None else 0
-        body = decoded.text
+        body = text
         values = (MO, "queued", now, now, source, source_ton, params.get("source_addr_npi", 0),
                   dest, dest_ton, params.get("dest_addr_npi", 0), link_name, body,
                   "text/plain", data_coding, 0, now + _GRACE, now + ctx.config.mo_ttl, owner)
