@@ -286,6 +286,14 @@ class OutcomeTests(LaneTestsBase):
         self.assertEqual(len(h.uac.sent), 1)  # the queue runner, through the slow path
 
 
+class PerTurnWritesTests(OutcomeTests):
+    """Engines whose batches run in a pool thread: writes handed once per reactor turn."""
+
+    def setUp(self):
+        super().setUp()
+        self.lane._sealing = False
+
+
 class TimerTests(LaneTestsBase):
     def send_times(self, until):
         times = []

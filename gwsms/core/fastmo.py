@@ -151,6 +151,31 @@ def lane_target(uri: str):
     return str(parsed), host, parsed.port or 5060
 
 
+class _Batch(list):
+    """
+    The items of one lane write, handed to the writer before it runs: it
+    seals itself when it runs, later items open the next one.
+    """
+
+    __slots__ = ("now", "sealed", "sendings")
+
+    def __init__(self, now: float):
+        super().__init__()
+        self.now = now
+        self.sealed = False
+        self.sendings: list = []
+
+
+def _insert_batch(txn, batch: _Batch, window: float) -> list:
+    batch.sealed = True
+    return mo_lane_insert(txn, [(item[0], item[1]) for item in batch], batch.now, window)
+
+
+def _delivered_batch(txn, batch: _Batch) -> int:
+    batch.sealed = True
+    return mo_lane_delivered(txn, batch)
+
+
 class _Sending:
     """What a lane transaction needs to record its outcome (C{tx.context})."""
 
@@ -188,10 +213,13 @@ class FastMoLane:
         self.layer = transport_layer
         self.clock = ctx.clock
         self.uac = UdpTransactions(ctx.clock, self, t1, t2)
-        self._incoming: list = []
+        #: SQLite runs a batch's statements in the reactor thread, so a
+        #: write can be handed to the writer at once and filled until it
+        #: runs (it seals itself); elsewhere writes are handed per turn
+        self._sealing = getattr(getattr(ctx.store.db, "engine", None), "dialect", "") == "sqlite"
+        self._incoming = None  # the open _Batch of deliver_sm to store
         self._flush_call = None
-        self._delivered: list = []
-        self._delivered_txs: list = []
+        self._delivered = None  # the open _Batch of "delivered" rows
         self._delivered_call = None
         self._to_send: list = []
         self._send_call = None
@@ -321,29 +349,37 @@ class FastMoLane:
                   "text/plain", data_coding, 0, now + _GRACE, now + ctx.config.mo_ttl, owner)
         key = self._key(link_name, source, dest, data_coding, payload)
         d = defer.Deferred()
-        self._incoming.append((key, values, d, target, source_user, dest_user, uri))
-        if self._flush_call is None:
-            self._flush_call = self.clock.callLater(0, self._flush)
+        batch = self._incoming
+        if batch is None or batch.sealed:
+            batch = self._incoming = _Batch(now)
+            if self._sealing:
+                self._hand_insert(batch)
+            else:
+                self._flush_call = self.clock.callLater(0, self._flush)
+        batch.append((key, values, d, target, source_user, dest_user, uri))
         self._stats["taken"] += 1
         return d
 
+    def _hand_insert(self, batch) -> None:
+        self.ctx.store.writer.write_then(self._stored_cb(batch), _insert_batch, batch,
+                                         self.ctx.config.dedup_window)
+
     def _flush(self) -> None:
         self._flush_call = None
-        batch, self._incoming = self._incoming, []
-        if not batch:
-            return
-        items = [(key, values) for key, values, *_rest in batch]
-        self.ctx.store.writer.write_then(self._stored_cb(batch), mo_lane_insert, items,
-                                         self.clock.seconds(), self.ctx.config.dedup_window)
+        batch = self._incoming
+        if batch is not None and not batch.sealed and batch:
+            batch.sealed = True  # nothing more joins it: handed now
+            self._hand_insert(batch)
 
     def flush(self) -> None:
         """Hand what was collected to the writer now (before a drain)."""
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush()
-        if self._delivered_call is not None and self._delivered_call.active():
-            self._delivered_call.cancel()
-        self._write_delivered()
+        for name in ("_flush_call", "_delivered_call"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+        if not self._sealing:
+            self._flush()
+            self._write_delivered()
 
     def _stored_cb(self, batch):
         def stored(ok, result):
@@ -489,11 +525,16 @@ class FastMoLane:
         """A final answer to the lane's MESSAGE C{tx}."""
         sending = tx.context
         if status < 300:
-            self._delivered.append((self.clock.seconds(), status, sending.sip_to,
-                                    sending.message_id))
-            self._delivered_txs.append(sending)
-            if self._delivered_call is None:
-                self._delivered_call = self.clock.callLater(0, self._write_delivered)
+            now = self.clock.seconds()
+            batch = self._delivered
+            if batch is None or batch.sealed:
+                batch = self._delivered = _Batch(now)
+                if self._sealing:
+                    self._hand_delivered(batch)
+                else:
+                    self._delivered_call = self.clock.callLater(0, self._write_delivered)
+            batch.append((now, status, sending.sip_to, sending.message_id))
+            batch.sendings.append(sending)
             return
         detail = f"{sending.uri}: {status} {reason_of(data)}"
         row = self._row(sending.message_id, sending.values)
@@ -516,15 +557,18 @@ class FastMoLane:
 
     def _write_delivered(self) -> None:
         self._delivered_call = None
-        rows, self._delivered = self._delivered, []
-        done, self._delivered_txs = self._delivered_txs, []
-        if not rows:
-            return
-        self.ctx.store.writer.write_then(self._delivered_cb(done, rows[-1][0]),
-                                         mo_lane_delivered, rows)
+        batch = self._delivered
+        if batch is not None and not batch.sealed and batch:
+            batch.sealed = True
+            self._hand_delivered(batch)
 
-    def _delivered_cb(self, done, written_at):
+    def _hand_delivered(self, batch) -> None:
+        self.ctx.store.writer.write_then(self._delivered_cb(batch), _delivered_batch, batch)
+
+    def _delivered_cb(self, batch):
         def written(ok, result):
+            done = batch.sendings
+            written_at = batch[-1][0] if batch else 0.0
             try:
                 if ok:
                     self._stats["delivered"] += len(done)
