@@ -45,17 +45,15 @@ from twisted.logger import Logger
 from gwsms.core import gsm, numbers
 from gwsms.core.inbound import ESM_UDHI, decode_payload
 from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, target_uri
-from gwsms.sip.fastuac import PREFIX, UdpTransactions, reason_of
+from gwsms.sip.fastuac import (
+    PREFIX, RECEIVE_BUFFER, UdpTransactions, grow_receive_buffer, lane_target, reason_of)
 from gwsms.smpp.constants import CommandId, CommandStatus
 from gwsms.store.messages import MO, dedup_key, mo_lane_delivered, mo_lane_insert
 
-__all__ = ["PREFIX", "FastMoLane", "lane_target"]
+__all__ = ["PREFIX", "RECEIVE_BUFFER", "FastMoLane", "lane_target"]
 
 #: RFC 3261 18.1.1: larger requests do not go over UDP (the slow path moves them)
 UDP_SIZE_LIMIT = 1300
-#: bytes of receive buffer asked for the SIP UDP socket the lane sends from
-#: (the kernel caps it at net.core.rmem_max)
-RECEIVE_BUFFER = 4 * 1024 * 1024
 #: parsed targets remembered (cleared when full)
 _TARGET_CACHE = 1024
 _DELIVER_SM = int(CommandId.deliver_sm)
@@ -110,45 +108,6 @@ def _decode(payload: bytes, data_coding: int, dc0_charset: str):
         return payload.decode("ascii", "replace")
     decoded = decode_payload(payload, data_coding, dc0_charset)
     return None if decoded.binary else decoded.text
-
-
-def _grow_receive_buffer(sock) -> None:
-    """
-    Let the socket hold the answers to a burst of MESSAGEs: a batch of a
-    few hundred sent in one reactor turn is answered before the reactor
-    reads again, and the default buffer (~200 KiB, ~1 KiB of it per small
-    datagram) drops the tail, which then costs retransmissions.
-    """
-    try:
-        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_BUFFER:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    except (OSError, AttributeError) as e:
-        FastMoLane._log.info("cannot enlarge the SIP UDP receive buffer: {error}", error=e)
-
-
-def lane_target(uri: str):
-    """
-    Whether a target URI can go the lane's way, and where.
-
-    @param uri: the SIP target with its user part (L{target_uri}).
-    @return: C{(request-URI text, host, port)} or C{None} (slow path).
-    """
-    from gwsms.sip.message import SipURI
-    from gwsms.sip.wire import is_ip
-
-    try:
-        parsed = SipURI.parse(uri)
-    except Exception:
-        return None
-    if getattr(parsed, "scheme", "") != "sip":
-        return None
-    params = {str(k).lower(): v for k, v in (parsed.params or {}).items()}
-    if params.get("maddr") or (params.get("transport") or "udp").lower() != "udp":
-        return None
-    host = parsed.host.strip("[]")
-    if not is_ip(host):
-        return None
-    return str(parsed), host, parsed.port or 5060
 
 
 class _Batch(list):
@@ -481,7 +440,7 @@ class FastMoLane:
                 (sock.family == socket.AF_INET6) != ipv6:
             self._senders.pop(ipv6, None)
             return None
-        _grow_receive_buffer(sock)
+        grow_receive_buffer(sock)
         host, port = protocol.sent_by
         if ":" in host:
             host = f"[{host.strip('[]')}]"
