@@ -42,6 +42,7 @@ keeps only its status line; a retransmission is answered from its own
 from __future__ import annotations
 
 import os
+import re
 import struct
 from functools import partial
 
@@ -53,6 +54,7 @@ from twisted.python.failure import Failure
 from gwsms.core import numbers, text
 from gwsms.core.mtjob import ACCEPTED, TEMPORARY, permanent_answer, split_for, split_options
 from gwsms.sip.interfaces import SipAnswer
+from gwsms.sip.uri import parse_uri
 from gwsms.store.lane import Batch, insert_batch, submitted_batch
 from gwsms.store.messages import MT, _update, dedup_key
 
@@ -65,12 +67,13 @@ _NAMES = {
     b"require": _REQUIRE, b"content-encoding": _CENC, b"e": _CENC,
 }
 #: Content-Type values taken (lower case, spaces removed)
-_PLAIN = frozenset({b"text/plain", b"text/plain;charset=utf-8", b"text/plain;charset=\"utf-8\"",
-                    b"text/plain;charset=us-ascii"})
+_PLAIN = {b"text/plain": "utf-8", b"text/plain;charset=utf-8": "utf-8",
+          b"text/plain;charset=\"utf-8\"": "utf-8", b"text/plain;charset=us-ascii": "ascii"}
+_TO_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 _DECLINED = object()  # a transaction handed to the full path
 _SUBMIT_SM = 0x00000004
 _HEAD = struct.Struct("!IIII")
-_TAG_SALT = os.urandom(4).hex()
+_TAG_SALT = os.urandom(4).hex().encode("ascii")
 
 
 class _SubmitRequest:
@@ -110,9 +113,21 @@ class _Txn:
     """One MESSAGE on the lane, from the datagram to the answer."""
 
     __slots__ = ("key", "protocol", "target", "echo", "to_index", "record", "extras",
-                 "id", "link", "submit", "written")
-    #: for L{gwsms.core.mt.MtFlow._duplicate}, which looks at live jobs
-    waiters = ()
+                 "id", "link", "submit", "written", "others")
+
+    # L{gwsms.core.mt.MtFlow._duplicate} treats a live lane transaction
+    # like a job: a duplicate MESSAGE waits for the same answer
+    @property
+    def waiters(self) -> bool:
+        """Whether the answer is still to come."""
+        return self.echo is not None
+
+    def add_waiter(self) -> defer.Deferred:
+        d = defer.Deferred()
+        if self.others is None:
+            self.others = []
+        self.others.append(d)
+        return d
 
 
 class FastMtLane(service.Service):
@@ -345,7 +360,8 @@ class FastMtLane(service.Service):
         if cenc is not None and cenc.lower() != b"identity":
             return None
         ctype = found[_CTYPE]
-        if ctype is None or ctype.replace(b" ", b"").lower() not in _PLAIN:
+        charset = None if ctype is None else _PLAIN.get(ctype.replace(b" ", b"").lower())
+        if charset is None:
             return None
         body = data[end + 4:]
         clen = found[_CLEN]
@@ -363,21 +379,28 @@ class FastMtLane(service.Service):
         if echo is None:
             return None
         to_line = lines[found[_TO]]
-        if b";tag=" in to_line.lower():
+        if _TO_TAG.search(to_line):
             return None  # in a dialog: the full path
         from_line = lines[found[_FROM]]
         sender_uri, from_tag = _name_addr(from_line[from_line.find(b":") + 1:])
         if sender_uri is None or not sender_uri.startswith("sip:"):
             return None
+        if "%" in sender_uri:
+            # stored (and in the dedup key) as the full path has it: parsed
+            try:
+                sender_uri = str(parse_uri(sender_uri))
+            except Exception:
+                return None
         try:
             ruri_text = ruri.decode("utf-8")
             if not ruri_text.startswith("sip:"):
                 return None
             sender_user = _user(sender_uri)
             dest_user = _user(ruri_text)
-            source = numbers.sip_user_to_smpp(sender_user, default_ton=0, default_npi=0)
-            dest = numbers.sip_user_to_smpp(dest_user, default_ton=0, default_npi=0,
-                                            alphanumeric=False)
+            source = _number(sender_user) or numbers.sip_user_to_smpp(
+                sender_user, default_ton=0, default_npi=0)
+            dest = _number(dest_user) or numbers.sip_user_to_smpp(
+                dest_user, default_ton=0, default_npi=0, alphanumeric=False)
         except (numbers.AddressError, UnicodeDecodeError, ValueError):
             return None
         routing = ctx.routing
@@ -391,7 +414,7 @@ class FastMtLane(service.Service):
         method = split_options(link, config)[0]
         ref = next(flow._refs) % (256 if method == "udh8" else 65536)
         try:
-            body_text = body.decode("utf-8")
+            body_text = body.decode(charset)
             segments = split_for(body_text, link, config, ref)
         except (UnicodeDecodeError, text.TextError, ValueError):
             return None
@@ -428,6 +451,7 @@ class FastMtLane(service.Service):
         txn.link = name
         txn.submit = encoded
         txn.id = 0
+        txn.others = None
         txn.written = now
         txn.record = {
             "direction": MT, "state": "queued",
@@ -542,6 +566,9 @@ class FastMtLane(service.Service):
         if echo is None:
             return  # answered already (sip_reply = accepted)
         txn.echo = None
+        others, txn.others = txn.others, None
+        for d in others or ():
+            d.callback(answer)
         status_line = _status_line(answer)
         if self._txns.get(txn.key) is txn:
             self._txns[txn.key] = status_line
@@ -551,9 +578,8 @@ class FastMtLane(service.Service):
         self._send(txn.protocol, status_line, echo, txn.to_index, txn.key, txn.target)
 
     def _send(self, protocol, status_line: bytes, echo, to_index, key, target) -> None:
-        tag = b";tag=%x%s" % (hash(key) & 0xFFFFFFFFFFFF, _TAG_SALT.encode())
-        echo = list(echo)
-        echo[to_index] += tag
+        # the same To tag for every copy of this answer (retransmissions)
+        echo[to_index] += b";tag=%x%s" % (hash(key) & 0xFFFFFFFFFFFF, _TAG_SALT)
         data = b"".join((status_line, b"\r\n".join(echo), b"\r\nContent-Length: 0\r\n\r\n"))
         transport = protocol.transport
         sock = getattr(transport, "socket", None)
@@ -636,6 +662,20 @@ def _user(uri: str) -> str:
     if not user or ";" in user or "%" in user or ";" in uri[at:]:
         return numbers.user_from_uri(uri)
     return user
+
+
+def _number(user: str):
+    """
+    The SMPP address of a plain number (C{+} and up to 20 ASCII digits),
+    as L{numbers.sip_user_to_smpp} maps it; C{None} for anything else.
+    """
+    if user[:1] == "+":
+        digits = user[1:]
+        if digits.isdigit() and digits.isascii() and len(digits) <= numbers.MAX_ADDR_LENGTH:
+            return numbers.Address(digits, numbers.TON_INTERNATIONAL, numbers.NPI_ISDN)
+    elif user.isdigit() and user.isascii() and len(user) <= numbers.MAX_ADDR_LENGTH:
+        return numbers.Address(user, 0, 0)
+    return None
 
 
 def _on_link(address, ton: int, npi: int):

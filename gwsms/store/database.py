@@ -39,9 +39,24 @@ class Transaction:
         (C{txn.engine.is_duplicate_error(e)}, C{txn.engine.upsert_sql(...)}).
     """
 
-    def __init__(self, cursor, engine: BaseEngine):
+    def __init__(self, cursor, engine: BaseEngine, later: list | None = None):
         self._cursor = cursor
         self.engine = engine
+        self._later = later
+
+    def later(self, sql: str, params: tuple | list = ()) -> None:
+        """
+        Run one statement that returns nothing before the transaction
+        commits: at once, or, in a L{Database.run_batch} on SQLite, in the
+        pool thread after the batch's functions have run in the reactor
+        thread (SQLite releases the GIL while it works, so a big
+        multi-row statement costs the reactor thread nothing).  Statements
+        run in the order given.
+        """
+        if self._later is None:
+            self.execute(sql, params)
+        else:
+            self._later.append((self.engine.convert_param_style(sql), tuple(params)))
 
     def execute(self, sql: str, params: tuple | list = ()) -> "Transaction":
         """Run one statement with C{?} placeholders."""
@@ -98,10 +113,11 @@ def _split_interaction(conn, engine: BaseEngine, reactor, fn: Callable, args):
     cursor = conn.cursor()
     box: dict = {}
     done = threading.Event()
+    later: list = []
 
     def statements():
         try:
-            box["result"] = fn(Transaction(cursor, engine), *args)
+            box["result"] = fn(Transaction(cursor, engine, later), *args)
         except BaseException as e:
             box["error"] = e
         finally:
@@ -116,6 +132,8 @@ def _split_interaction(conn, engine: BaseEngine, reactor, fn: Callable, args):
             raise RuntimeError("reactor thread did not run the batch statements")
         if "error" in box:
             raise box["error"]
+        for sql, params in later:  # Transaction.later: here, GIL released
+            cursor.execute(sql, params)
         return box["result"]
     finally:
         cursor.close()

@@ -8,8 +8,12 @@ They write exactly the rows the one-message functions write
 for a whole group-commit batch at once: one C{SELECT} for the duplicate
 keys of the batch and one C{executemany} per table instead of four
 statements per message.  On SQLite the batch holds the write lock
-(C{BEGIN IMMEDIATE}), so the lane can number the new rows itself from
-C{sqlite_sequence}; other engines take the one-message path.
+(C{BEGIN IMMEDIATE}), so the lane numbers the new rows itself from
+C{sqlite_sequence} (and moves it on), and the multi-row C{INSERT}s run
+in the pool thread (L{gwsms.store.database.Transaction.later}): nothing
+can know the new ids before the commit, so nothing else in the batch can
+depend on those rows.  The state updates run at once, in order with
+everything else.  Other engines take the one-message path.
 """
 
 from __future__ import annotations
@@ -20,12 +24,24 @@ from gwsms.core import receipts
 from gwsms.store.messages import _DEFAULTS, _INSERTABLE, _insert, _part_submitted
 
 _VALUES = itemgetter(*_INSERTABLE)
-_INSERT_WITH_ID = (
-    f"INSERT INTO messages (id, {', '.join(_INSERTABLE)}) "
-    f"VALUES (?, {', '.join('?' for _ in _INSERTABLE)})"
-)
+_INSERT_WITH_ID_HEAD = f"INSERT INTO messages (id, {', '.join(_INSERTABLE)})"
 #: most keys in one IN (...) list
 _CHUNK = 500
+#: most bound values in one statement (SQLite >= 3.32 allows 32766)
+_MAX_VALUES = 30000
+
+
+def _insert_rows(txn, head: str, width: int, rows: list) -> None:
+    """
+    Insert C{rows} with multi-row C{VALUES} statements run by
+    L{Transaction.later} (one statement per chunk, not one per row).
+    """
+    size = max(1, _MAX_VALUES // width)
+    one = "(" + ",".join("?" * width) + ")"
+    for start in range(0, len(rows), size):
+        chunk = rows[start:start + size]
+        txn.later(f"{head} VALUES " + ",".join([one] * len(chunk)),
+                  [value for row in chunk for value in row])
 
 
 def insert_many(txn, items, window: float) -> list:
@@ -69,13 +85,16 @@ def insert_many(txn, items, window: float) -> list:
         results[index] = (next_id, None)
         next_id += 1
     if new_rows:
-        txn.executemany(_INSERT_WITH_ID, new_rows)
-        txn.executemany(
-            "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
-            parts)
-        txn.executemany(
-            "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-            dedups)
+        # the ids are taken now: later AUTOINCREMENT rows go after them
+        txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", (next_id - 1,))
+        if seq is None:
+            txn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)",
+                        (next_id - 1,))
+        _insert_rows(txn, _INSERT_WITH_ID_HEAD, len(_INSERTABLE) + 1, new_rows)
+        _insert_rows(txn, "INSERT INTO message_parts (message_id, seq, state, updated_at)", 4,
+                     parts)
+        _insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)", 3,
+                     dedups)
     for index in later:
         record, key, now = items[index]
         results[index] = _insert(txn, record, now, key, window, None, None, True)
@@ -106,16 +125,21 @@ def submitted_many(txn, items) -> list:
         " AND state = 'queued' THEN 'submitted' ELSE state END,"
         " parts_done = parts_done + 1, smsc = ?, updated_at = ? WHERE id = ? AND parts_done = 0",
         [(smsc, now, message_id) for message_id, smsc, _mid, now, _index in items])
+    _receipt_ids(txn, items)
+    return [None] * len(items)
+
+
+def _receipt_ids(txn, items) -> None:
     receipt_rows = [
         (smsc, key[:72], variant, message_id, 1)
         for message_id, smsc, mid, _now, index in items if index and mid
         for variant, key in enumerate(receipts.canonical_ids(mid))
     ]
     if receipt_rows:
+        # at once, not later: a receipt in the same batch must find them
         txn.executemany(
             "INSERT INTO receipt_ids (smsc, id_key, variant, message_id, seq)"
             " VALUES (?, ?, ?, ?, ?)", receipt_rows)
-    return [None] * len(items)
 
 
 
