@@ -189,19 +189,20 @@ class Gateway(service.Service):
 
     def deliver_received(self, link_name: str, pdu) -> defer.Deferred:
         """A deliver_sm / data_sm: a receipt (L{gwsms.core.dlr}) or an MO message."""
+        lane = self.fast_mo
+        if lane is not None and self.running:
+            # the lane takes only plain messages (never a receipt)
+            try:
+                taken = lane.take(link_name, pdu)
+            except Exception:
+                self._log.failure("smsc {link}: MO lane failed on {command}; slow path",
+                                  link=link_name, command=pdu.command)
+                taken = None
+            if taken is not None:
+                return taken  # fires after the commit, never fails
         if receipts.is_receipt(pdu.params.get("esm_class", 0)):
             d = defer.maybeDeferred(self.dlr.receipt_received, link_name, pdu)
         else:
-            lane = self.fast_mo
-            if lane is not None and self.running:
-                try:
-                    taken = lane.take(link_name, pdu)
-                except Exception:
-                    self._log.failure("smsc {link}: MO lane failed on {command}; slow path",
-                                      link=link_name, command=pdu.command)
-                    taken = None
-                if taken is not None:
-                    return taken  # fires after the commit, never fails
             d = defer.maybeDeferred(self.mo.deliver_received, link_name, pdu)
 
         def failed(failure):
