@@ -262,6 +262,93 @@ class LaneStoreMixin:
         yield single_db.run_interaction("single again", _submitted_one_by_one, later)
         yield self.assertSameTables(bulk_db, single_db)
 
+    # -- as the group-commit writer runs them (Database.run_batch) ---------
+    def run_batch(self, db, fn, *args):
+        """
+        Run C{fn} the way L{BatchWriter} runs a batch: on pooled SQLite the
+        function runs in the reactor thread and C{Transaction.later}
+        statements after it, before the commit.
+        """
+        run = getattr(db, "run_batch", None) or db.run_interaction
+        return run("batch", fn, *args)
+
+    @defer.inlineCallbacks
+    def test_run_batch_rows_equal_insert_one_by_one(self):
+        def history(txn):
+            earlier = _one_by_one(txn, [(record(100 + n), key(100 + n), 900.0)
+                                        for n in range(2)], WINDOW)
+            _purge(txn, [earlier[-1][0]])
+        bulk_db, single_db = yield self.both(history)
+        items = [(record(n, parts_total=1 + n % 2), key(n), 1000.0) for n in range(4)]
+        bulk = yield self.run_batch(bulk_db, insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual([i for i, _ in bulk], [3, 4, 5, 6])
+        self.assertEqual(bulk, single)
+        yield self.assertSameTables(bulk_db, single_db)
+
+    @defer.inlineCallbacks
+    def test_run_batch_same_key_twice(self):
+        """
+        The second item with the first one's key is a duplicate of it, also
+        when the first one's rows are written after the batch's functions.
+        """
+        bulk_db, single_db = yield self.both()
+        items = [(record(1, body="first"), key(1), 1000.0), (record(2), key(2), 1000.0),
+                 (record(1, body="retry"), key(1), 1000.0)]
+        bulk = yield self.run_batch(bulk_db, insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual(bulk, single)
+        yield self.assertSameTables(bulk_db, single_db)
+
+    @defer.inlineCallbacks
+    def test_run_batch_with_one_message_writes_around(self):
+        """
+        Full-path inserts (C{_insert}, AUTOINCREMENT) before and after the
+        lane's bulk insert in one batch: ids unique and ascending in order,
+        every row there.
+        """
+        def batch(txn):
+            first = _insert(txn, record(1), 1000.0, key(1), WINDOW, None, None, True)
+            many = insert_many(txn, [(record(2), key(2), 1000.0),
+                                     (record(3), key(3), 1000.0)], WINDOW)
+            last = _insert(txn, record(4), 1000.0, key(4), WINDOW, None, None, True)
+            return [first] + many + [last]
+
+        results = yield self.run_batch(self.db, batch)
+        ids = [i for i, _dup in results]
+        self.assertEqual(ids, sorted(set(ids)))
+        tables = yield self.db.run_interaction("dump", _dump)
+        self.assertEqual([row[0] for row in tables["messages"]], ids)
+        self.assertEqual([row[0] for row in tables["message_parts"]], ids)
+        self.assertEqual(sorted(row[1] for row in tables["message_dedup"]), ids)
+
+    @defer.inlineCallbacks
+    def test_writer_duplicate_of_a_lane_message_in_the_same_batch(self):
+        """
+        Through the group commit: the lane's batch and a full-path add of
+        the same key in one writer batch end as one message and its
+        duplicate.
+        """
+        from twisted.internet import reactor
+        from gwsms.store.messages import MessageStore
+
+        writer = BatchWriter(self.db, reactor, interval=0.0)
+        store = MessageStore(self.db, writer)
+        batch = Batch()
+        outcome = defer.Deferred()
+        writer.write_then(lambda ok, result: outcome.callback((ok, result)),
+                          insert_batch, batch, WINDOW)
+        batch.extend([(record(1), key(1), 1000.0), (record(2), key(2), 1000.0)])
+        full = store.add(record(1, body="again"), 1000.0, key=key(1), window=WINDOW)
+        ok, results = yield outcome
+        self.assertTrue(ok, results)
+        again_id, existing = yield full
+        self.assertEqual(again_id, results[0][0])
+        self.assertEqual(existing["body"], "hello 1 ✓")
+        tables = yield self.db.run_interaction("dump", _dump)
+        self.assertEqual(len(tables["messages"]), 2)
+        yield writer.drain()
+
     # -- Batch ------------------------------------------------------------
     @defer.inlineCallbacks
     def test_insert_batch_and_submitted_batch_seal(self):
