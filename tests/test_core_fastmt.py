@@ -853,6 +853,9 @@ class SameAsFullPathTests(SynchronousTestCase):
         dict(body="bare", call_id="h",
              replace=(b"From: <sip:+4930123@example.org>", b"From: sip:+4930123@example.org")),
         dict(body="port", call_id="i", sender="sip:+4930123@Example.ORG:5070"),
+        dict(body="separators", call_id="j", to="+49-151-2345678"),
+        dict(body="zeros", call_id="k", to="004915112345678", sender="sip:4930123@example.org"),
+        dict(body="ascii", call_id="l", content_type="text/plain; charset=US-ASCII"),
     ]
 
     def run_path(self, lane: bool, **config):
