@@ -10,7 +10,7 @@ import socket
 from twisted.trial.unittest import SynchronousTestCase
 
 from gwsms.core import fastmo
-from gwsms.core.mo import _GRACE
+from gwsms.core.mo import _GRACE, single_text
 from gwsms.core.routing import Route
 from gwsms.sip import message as sipmsg
 from gwsms.sip.transport import TransportLayer
@@ -20,7 +20,7 @@ from gwsms.smpp import pdu as pdu_module
 from gwsms.smpp.constants import CommandStatus as S
 from gwsms.store.messages import MO, dedup_key
 from tests.test_core_gateway import Harness, deliver_pdu
-from tests.test_core_mo import FakeRegistrar
+from tests.test_core_mo import Binding, FakeRegistrar
 
 UAS = ("10.0.0.9", 5080)
 SENT_BY = ("10.0.0.1", 5060)
@@ -439,9 +439,42 @@ class FallbackTests(LaneTestsBase):
         self.assertEqual(len(self.h.uac.sent), 1)  # the slow path sent it
         self.assertEqual(self.sent, [])
 
-    def test_registrar_means_slow_path(self):
+    def test_registered_contact_over_udp(self):
+        """As the slow path: the contact first, sent where its REGISTER came from."""
+        registrar = FakeRegistrar({"4930123": [Binding("sip:phone@192.168.1.5:5062",
+                                                        "10.1.1.1:5062")]})
+        self.h.gateway.attach(registrar=registrar)
+        self.deliver(deliver_pdu())
+        self.assertEqual(registrar.looked_up, ["4930123"])
+        [(data, addr)] = self.layer.socket.sent
+        self.assertEqual(addr, ("10.1.1.1", 5062))
+        self.assertTrue(data.startswith(b"MESSAGE sip:phone@192.168.1.5:5062 SIP/2.0\r\n"))
+        self.answer(data)
+        self.h.flush()
+        [row] = self.h.rows()
+        self.assertEqual((row["state"], row["sip_to"]),
+                         ("delivered", "sip:phone@192.168.1.5:5062"))
+
+    def test_not_registered_goes_to_the_route(self):
         self.h.gateway.attach(registrar=FakeRegistrar({}))
-        self.not_taken(deliver_pdu())
+        self.deliver(deliver_pdu())
+        self.assertEqual([addr for _data, addr in self.layer.socket.sent], [UAS])
+
+    def test_registered_over_tcp_goes_slow(self):
+        registrar = FakeRegistrar({"4930123": [Binding("sip:phone@10.1.1.1:5062;transport=tcp",
+                                                        "10.1.1.1:40000", "tcp")]})
+        self.h.gateway.attach(registrar=registrar)
+        self.deliver(deliver_pdu())
+        self.assertEqual(self.sent, [])
+        [sent] = self.h.uac.sent
+        self.assertEqual(sent["uri"], "sip:phone@10.1.1.1:5062;transport=tcp")
+
+    def test_no_registration_and_no_lane_target_goes_slow(self):
+        self.h.gateway.set_routes([mo_route("sip:bench@proxy.example")])
+        self.h.gateway.attach(registrar=FakeRegistrar({}))
+        self.deliver(deliver_pdu())  # stored by the lane: a registration might have come
+        self.assertEqual(self.sent, [])
+        self.assertEqual(self.h.uac.sent[0]["uri"], "sip:bench@proxy.example")
 
     def test_no_listener_of_that_family_goes_slow(self):
         self.h.gateway.set_routes([mo_route("sip:bench@[2001:db8::1]:5070")])
@@ -492,6 +525,6 @@ class DecodeTests(SynchronousTestCase):
             for coding in (0, 1, 2, 3, 4, 5, 6, 7, 8, 0x10, 0x11, 0x18, 0xF0, 0xF4):
                 for payload in payloads:
                     want = decode_payload(payload, coding, dc0)
-                    got = fastmo._decode(payload, coding, dc0)
+                    got = single_text(payload, coding, dc0)
                     self.assertEqual(got, None if want.binary else want.text,
                                      (dc0, coding, payload))

@@ -6,10 +6,14 @@ What it takes (L{FastMoLane.take}; everything else goes to
 L{gwsms.core.mo.MoFlow} unchanged): a C{deliver_sm} that is no receipt,
 has no UDH, SAR or C{message_payload} (a single-part message), a text
 C{data_coding} (GSM, ASCII, Latin-1, UCS-2, ...; binary goes the slow
-way), addresses that map to SIP users, no registrar configured, and a
-target (the MO route's C{sip_uri}, else C{[sip] outbound_uri}) that is a
-plain C{sip:} URI with an IP literal host over UDP (no C{transport} other
-than C{udp}, no C{maddr}) and a request of at most 1300 bytes.
+way), addresses that map to SIP users, and a target as the slow path
+chooses it: the destination's registered contact (when C{[sip]
+registrar} is on) whose REGISTER came over UDP from an IP address (it is
+sent there), else the MO route's C{sip_uri}, else C{[sip] outbound_uri},
+when that is a plain C{sip:} URI with an IP literal host over UDP (no
+C{transport} other than C{udp}, no C{maddr}); and a request of at most
+1300 bytes.  A message stored whose target turns out otherwise (a TCP
+registration, no target) is handed to the slow path's delivery.
 
 The path, per batch of deliver_sm collected in one reactor turn:
 
@@ -42,9 +46,11 @@ from hashlib import sha1
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from gwsms.core import gsm, numbers
-from gwsms.core.inbound import ESM_UDHI, decode_payload
-from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, target_uri
+from gwsms.core.inbound import ESM_UDHI
+from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, single_text, sip_user, target_uri
+from gwsms.sip.message import SipError, SipURI
+from gwsms.sip.registrar import binding_peer
+from gwsms.sip.wire import is_ip
 from gwsms.sip.fastuac import (
     PREFIX, RECEIVE_BUFFER, UdpTransactions, grow_receive_buffer, lane_target, reason_of)
 from gwsms.smpp.constants import CommandId, CommandStatus
@@ -67,47 +73,6 @@ _NOT_PLAIN_ESM = 0x3C | ESM_UDHI
 _LEN = struct.Struct(">I").pack
 #: index of next_attempt_at in the values of MO_LANE_COLUMNS
 _NEXT_AT = 15
-
-
-def _sip_user(addr: str, ton: int):
-    """
-    L{numbers.smpp_to_sip_user}, with its common case (ASCII digits) inline.
-
-    @return: the user part, or C{None} (no address: the slow path decides).
-    """
-    if addr.isdigit() and addr.isascii():
-        return "+" + addr if ton == numbers.TON_INTERNATIONAL else addr
-    try:
-        return numbers.smpp_to_sip_user(addr, ton, 0)
-    except numbers.AddressError:
-        return None
-
-
-#: data_coding -> charset whose decoding L{_decode} does inline (the rest:
-#: L{decode_payload}); C{None}: what C{dc0_charset} says
-_INLINE_CODINGS = {0: None, 1: "ascii", 3: "latin1", 8: "ucs2"}
-
-
-def _decode(payload: bytes, data_coding: int, dc0_charset: str):
-    """
-    The text of a single-part message, as L{decode_payload} gives it, with
-    the common codings inline.
-
-    @return: the text, or C{None} for a binary coding (slow path).
-    """
-    charset = _INLINE_CODINGS.get(data_coding, "") if type(data_coding) is int else ""
-    if charset is None:
-        charset = dc0_charset
-    if charset == "gsm":
-        return gsm.decode(payload)
-    if charset == "latin1":
-        return payload.decode("latin-1")
-    if charset == "ucs2":
-        return payload.decode("utf-16-be", "replace")
-    if charset == "ascii":
-        return payload.decode("ascii", "replace")
-    decoded = decode_payload(payload, data_coding, dc0_charset)
-    return None if decoded.binary else decoded.text
 
 
 class _Batch(list):
@@ -279,24 +244,24 @@ class FastMoLane:
         if tlvs and not _CONCAT_TLVS.isdisjoint(tlvs):
             return None
         ctx = self.ctx
-        if ctx.registrar is not None:
-            return None
         source = params.get("source_addr", "")
         dest = params.get("destination_addr", "")
         source_ton = params.get("source_addr_ton", 0)
         dest_ton = params.get("dest_addr_ton", 0)
-        source_user = _sip_user(source, source_ton)
-        dest_user = _sip_user(dest, dest_ton)
+        source_user = sip_user(source, source_ton)
+        dest_user = sip_user(dest, dest_ton)
         if source_user is None or dest_user is None:
             return None
         found = self._target(link_name, source, dest, dest_user)
         if found is None:
-            return None
+            if ctx.registrar is None:
+                return None
+            found = (None, None)  # a registered contact, or the slow path
         target, uri = found
         data_coding = params.get("data_coding", 0)
         payload = bytes(params.get("short_message", b"") or b"")
         link = ctx.links.get(link_name)
-        text = _decode(payload, data_coding, getattr(link, "dc0_charset", "gsm"))
+        text = single_text(payload, data_coding, getattr(link, "dc0_charset", "gsm"))
         if text is None:
             return None
         now = self.clock.seconds()
@@ -375,9 +340,13 @@ class FastMoLane:
         new, self._to_send = self._to_send, []
         active = self.flow.active
         max_pending = self.ctx.config.max_pending
+        registrar = self.ctx.registrar
         for message_id, item in new:
             if len(active) >= max_pending:
                 self._stats["not_sent"] += 1  # stored; the queue runner sends it
+                continue
+            if registrar is not None:
+                self._look_up(registrar, message_id, item)
                 continue
             try:
                 self._start(message_id, item)
@@ -385,9 +354,48 @@ class FastMoLane:
                 # stays queued: the queue runner sends it after _GRACE
                 self._log.failure("MO lane: sending message {id} failed", id=message_id)
 
+    def _look_up(self, registrar, message_id: int, item) -> None:
+        """
+        As the slow path: the destination's registered contact first (sent
+        to where its REGISTER came from), else the route's target.
+        """
+        dest_user = item[5]
+        d = registrar.lookup(dest_user)
+
+        def failed(failure):
+            self._log.warn("registrar lookup of {user} failed: {error}", user=dest_user,
+                           error=failure.getErrorMessage())
+            return []
+
+        def found(bindings):
+            values = item[1]
+            if bindings:
+                binding = bindings[0]
+                contact = binding.contact_uri
+                try:
+                    peer = binding_peer(binding)
+                    request_uri = str(SipURI.parse(contact))
+                except (ValueError, SipError):
+                    peer = None
+                if peer is None or peer.transport != "udp" or not is_ip(peer.host):
+                    self._slow(message_id, values, "registered contact not UDP to an IP")
+                    return
+                self._start(message_id, item, (request_uri, peer.host, peer.port), contact)
+            elif item[3] is not None:
+                self._start(message_id, item)
+            else:
+                self._slow(message_id, values, "no registration and no lane target")
+
+        d.addErrback(failed)
+        d.addCallback(found)
+        d.addErrback(lambda f: self._log.failure("MO lane: message {id} after the registrar"
+                                                 " lookup", f, id=message_id))
+
     # -- sending ------------------------------------------------------------
-    def _start(self, message_id: int, item) -> None:
-        _key, values, _d, target, source_user, dest_user, uri = item
+    def _start(self, message_id: int, item, target=None, uri=None) -> None:
+        _key, values, _d, route_target, source_user, dest_user, route_uri = item
+        if target is None:
+            target, uri = route_target, route_uri
         request_uri, host, port = target
         sender = self._sender(":" in host)
         if sender is None:
@@ -422,7 +430,7 @@ class FastMoLane:
             return
         self.flow.active.add(message_id)
         uac.start(branch, data, (host, port), sock,
-                  _Sending(message_id, values, uri, request_uri[:512]))
+                  _Sending(message_id, values, uri, uri[:512]))
 
     def _sender(self, ipv6: bool):
         """

@@ -43,7 +43,7 @@ import json
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from gwsms.core import numbers, text
+from gwsms.core import gsm, numbers, text
 from gwsms.core.reassembly import Reassembler
 from gwsms.smpp.constants import CommandStatus
 from gwsms.store.messages import MO, dedup_key
@@ -76,6 +76,49 @@ def target_uri(target: str, user: str) -> str:
     if not sep or "@" in rest.split(";", 1)[0]:
         return target
     return f"{scheme}:{user}@{rest}"
+
+
+def sip_user(addr: str, ton: int):
+    """
+    L{numbers.smpp_to_sip_user} with its common case (ASCII digits) inline,
+    for the lane (L{gwsms.core.fastmo}).
+
+    @return: the user part, or C{None} for an address it refuses.
+    """
+    if addr.isdigit() and addr.isascii():
+        return "+" + addr if ton == numbers.TON_INTERNATIONAL else addr
+    try:
+        return numbers.smpp_to_sip_user(addr, ton, 0)
+    except numbers.AddressError:
+        return None
+
+
+#: data_coding -> charset L{single_text} decodes inline (the rest:
+#: L{text.decode_payload}); C{None}: what C{dc0_charset} says
+_INLINE_CODINGS = {0: None, 1: "ascii", 3: "latin1", 8: "ucs2"}
+
+
+def single_text(payload: bytes, data_coding: int, dc0_charset: str):
+    """
+    The text of a single-part message without UDH, exactly as
+    C{text.mo_part(...).decode(dc0_charset)} gives it, with the common
+    codings inline (for the lane, L{gwsms.core.fastmo}).
+
+    @return: the text, or C{None} for a binary coding.
+    """
+    charset = _INLINE_CODINGS.get(data_coding, "") if type(data_coding) is int else ""
+    if charset is None:
+        charset = dc0_charset
+    if charset == "gsm":
+        return gsm.decode(payload)
+    if charset == "latin1":
+        return payload.decode("latin-1")
+    if charset == "ucs2":
+        return payload.decode("utf-16-be", "replace")
+    if charset == "ascii":
+        return payload.decode("ascii", "replace")
+    decoded = text.decode_payload(payload, data_coding, dc0_charset)
+    return None if decoded.binary else decoded.text
 
 
 class MoFlow:
