@@ -198,7 +198,9 @@ def _tail(path: str, lines: int = 5) -> str:
 
 #: Installed as sitecustomize.py in the gateway's PYTHONPATH: logs every
 #: garbage collection of generation 1 or 2, or longer than 5 ms, as
-#: "<monotonic end> <generation> <ms>" (one line, flushed).
+#: "<monotonic end> <generation> <ms>" (one line, flushed); for experiments
+#: sets gc thresholds (--gc-threshold) and the receive buffer of every UDP
+#: port the gateway reads (--udp-rcvbuf).
 GC_LOGGER = """\
 import gc, os, time
 _path = os.environ.get("GWSMS_BENCH_GC_LOG")
@@ -216,6 +218,19 @@ if _path:
 _threshold = os.environ.get("GWSMS_BENCH_GC_THRESHOLD")
 if _threshold:
     gc.set_threshold(*(int(x) for x in _threshold.split(",")))
+_rcvbuf = int(os.environ.get("GWSMS_BENCH_UDP_RCVBUF") or 0)
+if _rcvbuf:
+    import socket as _socket
+    from twisted.internet import udp as _udp
+    _start_reading = _udp.Port.startReading
+    def _grow_then_read(self):
+        try:
+            if self.socket.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF) < _rcvbuf:
+                self.socket.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, _rcvbuf)
+        except (OSError, AttributeError):
+            pass
+        _start_reading(self)
+    _udp.Port.startReading = _grow_then_read
 """
 
 
@@ -319,6 +334,8 @@ class Bench:
             GWSMS_BENCH_GC_LOG=self.gc_log)
         if self.args.gc_threshold:
             env["GWSMS_BENCH_GC_THRESHOLD"] = self.args.gc_threshold
+        if getattr(self.args, "udp_rcvbuf", None):
+            env["GWSMS_BENCH_UDP_RCVBUF"] = str(self.args.udp_rcvbuf)
         self.gateway = self.procs.start(
             [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile", self.gw_log,
              "gwsms", "--config", self.config],

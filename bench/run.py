@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
     parser.add_argument("--gc-threshold", metavar="N0,N1,N2",
                         help="experiment: gc.set_threshold() in the gateway process (default: Python's)")
+    parser.add_argument("--udp-rcvbuf", type=int, metavar="BYTES",
+                        help="experiment: SO_RCVBUF of every UDP port the gateway reads (default: the gateway's "
+                             "own choice; the kernel caps it at net.core.rmem_max)")
     parser.add_argument("--profile", metavar="DIR",
                         help="record each step's gateway with py-spy (.venv/bin/pip install py-spy) into DIR "
                              "and print its top functions")
@@ -158,6 +161,9 @@ def main(argv=None) -> int:
         if not 1 <= len(parts) <= 3 or not all(p.strip().isdigit() for p in parts):
             sys.stderr.write("bench: --gc-threshold must be 1 to 3 comma-separated integers\n")
             return 2
+    if args.udp_rcvbuf is not None and args.udp_rcvbuf <= 0:
+        sys.stderr.write("bench: --udp-rcvbuf must be > 0 (bytes)\n")
+        return 2
     args.pyspy = pyspy.find()
     if args.profile and not args.pyspy:
         sys.stderr.write("bench: --profile needs py-spy (.venv/bin/pip install py-spy)\n")
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
               "host": _host_info(args.sipp), "settings": {
                   "steps": list(steps), "duration": args.duration, "directions": directions,
                   "sip_reply": args.sip_reply, "gateway_options": dict(args.gateway_options),
-                  "gc_threshold": args.gc_threshold,
+                  "gc_threshold": args.gc_threshold, "udp_rcvbuf": args.udp_rcvbuf,
                   "window": args.window, "uacs": args.uacs, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
     out.write("gwsms bench: %d CPUs, load %s, commit %s\n" % (

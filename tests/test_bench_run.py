@@ -106,6 +106,11 @@ class ParserTests(SynchronousTestCase):
             self.assertEqual(status, 2)
             self.assertIn("--gc-threshold", text)
 
+    def test_bad_udp_rcvbuf_exit_2(self):
+        status, text = self.main_error(["--udp-rcvbuf", "0", "--no-micro"])
+        self.assertEqual(status, 2)
+        self.assertIn("--udp-rcvbuf", text)
+
     def test_bad_uacs_exit_2(self):
         status, text = self.main_error(["--uacs", "0", "--no-micro"])
         self.assertEqual(status, 2)
@@ -128,3 +133,22 @@ class GcPauseTests(SynchronousTestCase):
 
     def test_logger_source_compiles(self):
         compile(harness.GC_LOGGER, "sitecustomize.py", "exec")
+
+    def test_udp_rcvbuf_experiment(self):
+        """
+        With GWSMS_BENCH_UDP_RCVBUF the gateway's sitecustomize grows the
+        receive buffer of every UDP port when it starts reading.
+        """
+        import socket
+
+        from twisted.internet import protocol, udp
+        from twisted.internet.testing import MemoryReactor
+
+        self.patch(udp.Port, "startReading", udp.Port.startReading)  # restored after the test
+        self.patch(os, "environ", {"GWSMS_BENCH_UDP_RCVBUF": "1048576"})
+        exec(compile(harness.GC_LOGGER, "sitecustomize.py", "exec"), {})
+        port = udp.Port(0, protocol.DatagramProtocol(), interface="127.0.0.1", reactor=MemoryReactor())
+        port.startListening()
+        self.addCleanup(port.socket.close)
+        # Linux reports twice the requested size (book-keeping), capped by rmem_max.
+        self.assertGreater(port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), 212992 * 2)
