@@ -15,7 +15,8 @@ C{transport} other than C{udp}, no C{maddr}); and a request of at most
 1300 bytes.  A message stored whose target turns out otherwise (a TCP
 registration, no target) is handed to the slow path's delivery.
 
-The path, per batch of deliver_sm collected in one reactor turn:
+The path, per batch of deliver_sm (on SQLite: those that come until the
+writer runs the batch; elsewhere: those of one reactor turn):
 
   1. one group-commit write (L{gwsms.store.messages.mo_lane_insert}: the
      row as the slow path stores it, next attempt after C{_GRACE}, the
@@ -23,7 +24,9 @@ The path, per batch of deliver_sm collected in one reactor turn:
      answered (a duplicate is answered but not sent again);
   2. the SIP MESSAGE, exactly as L{gwsms.sip.ua.MessageUAC} builds it
      (see L{gwsms.core.mo}), from a template, sent with C{sendto} on the
-     SIP UDP listener's socket; its Via branch starts with L{PREFIX};
+     SIP UDP listener's socket (whose receive buffer is enlarged to hold
+     the answers to a burst), on the reactor turn after the answers to
+     the SMSC; its Via branch starts with L{PREFIX};
   3. the answers, retransmissions and timeouts: L{gwsms.sip.fastuac}
      (RFC 3261 17.1.2 on raw datagrams, one timer sweep, no per-message
      Deferred or timer);
@@ -48,11 +51,11 @@ from twisted.logger import Logger
 
 from gwsms.core.inbound import ESM_UDHI
 from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, single_text, sip_user, target_uri
+from gwsms.sip.fastuac import (
+    PREFIX, RECEIVE_BUFFER, UdpTransactions, grow_receive_buffer, lane_target, reason_of)
 from gwsms.sip.message import SipError, SipURI
 from gwsms.sip.registrar import binding_peer
 from gwsms.sip.wire import is_ip
-from gwsms.sip.fastuac import (
-    PREFIX, RECEIVE_BUFFER, UdpTransactions, grow_receive_buffer, lane_target, reason_of)
 from gwsms.smpp.constants import CommandId, CommandStatus
 from gwsms.store.messages import MO, dedup_key, mo_lane_delivered, mo_lane_insert
 
