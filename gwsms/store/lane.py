@@ -65,39 +65,47 @@ def insert_many(txn, items, window: float) -> list:
             % ",".join("?" * len(chunk)), chunk).fetchall()
         for key, message_id, created_at in rows:
             found[key] = (message_id, created_at)
-    seq = txn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-    next_id = (seq[0] if seq else 0) + 1
+    sequence = txn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    next_id = (sequence[0] if sequence else 0) + 1
     results: list = [None] * len(items)
-    new_rows, parts, dedups, later = [], [], [], []
-    seen = set()
+    new_rows, parts, dedups = [], [], []
+    first: dict = {}  # key -> (id, values) of the batch's own new messages
     for index, (record, key, now) in enumerate(items):
         old = found.get(key)
-        if old is not None or key in seen:
-            later.append(index)  # a duplicate (or an old key to replace): one by one
+        if old is not None:
+            if old[1] >= now - window:
+                # stored earlier and still in the window: as _insert answers
+                results[index] = _insert(txn, record, now, key, window, None, None, True)
+                continue
+            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+            del found[key]
+        mine = first.get(key)
+        if mine is not None:
+            # the same message twice in one batch: the second is a duplicate
+            results[index] = (mine[0], dict(mine[1], id=mine[0]))
             continue
-        seen.add(key)
         values = dict(_DEFAULTS)
         values.update(record)
         values["created_at"] = values["updated_at"] = now
+        first[key] = (next_id, values)
         new_rows.append((next_id,) + _VALUES(values))
-        parts.extend((next_id, seq, "pending", now) for seq in range(1, values["parts_total"] + 1))
+        parts.extend((next_id, n, "pending", now) for n in range(1, values["parts_total"] + 1))
         dedups.append((key, next_id, now))
         results[index] = (next_id, None)
         next_id += 1
     if new_rows:
         # the ids are taken now: later AUTOINCREMENT rows go after them
-        txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", (next_id - 1,))
-        if seq is None:
+        if sequence is None:
             txn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)",
+                        (next_id - 1,))
+        else:
+            txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'",
                         (next_id - 1,))
         _insert_rows(txn, _INSERT_WITH_ID_HEAD, len(_INSERTABLE) + 1, new_rows)
         _insert_rows(txn, "INSERT INTO message_parts (message_id, seq, state, updated_at)", 4,
                      parts)
         _insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)", 3,
                      dedups)
-    for index in later:
-        record, key, now = items[index]
-        results[index] = _insert(txn, record, now, key, window, None, None, True)
     return results
 
 
@@ -114,8 +122,18 @@ def submitted_many(txn, items) -> list:
         for message_id, smsc, smsc_message_id, now, index in items:
             _part_submitted(txn, message_id, 1, smsc, smsc_message_id, now, index)
         return [None] * len(items)
-    # the lane's own fresh single-part messages: the part has no id yet
-    # (the WHERE keeps a second recording a no-op, as in _part_submitted)
+    # only parts without an id yet (a second recording is a no-op, as in
+    # _part_submitted: no second increment, no second receipt index)
+    fresh = set()
+    ids = [item[0] for item in items]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        fresh.update(row[0] for row in txn.execute(
+            "SELECT message_id FROM message_parts WHERE seq = 1 AND smsc_message_id = ''"
+            " AND message_id IN (%s)" % ",".join("?" * len(chunk)), chunk).fetchall())
+    items = [item for item in items if item[0] in fresh]
+    if not items:
+        return [None] * len(ids)
     txn.executemany(
         "UPDATE message_parts SET state = 'submitted', smsc_message_id = ?, updated_at = ?"
         " WHERE message_id = ? AND seq = 1 AND smsc_message_id = ''",
@@ -126,7 +144,7 @@ def submitted_many(txn, items) -> list:
         " parts_done = parts_done + 1, smsc = ?, updated_at = ? WHERE id = ? AND parts_done = 0",
         [(smsc, now, message_id) for message_id, smsc, _mid, now, _index in items])
     _receipt_ids(txn, items)
-    return [None] * len(items)
+    return [None] * len(ids)
 
 
 def _receipt_ids(txn, items) -> None:
