@@ -64,6 +64,7 @@ class SipConfig:
     t2: float = 4.0
     t4: float = 5.0
     max_message_size: int = 65535
+    udp_receive_buffer: int = 4194304
     user_agent: str = "gwsms"
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     nonce_ttl: float = 300.0
@@ -231,6 +232,9 @@ def _check(path: str, config: Config) -> None:
         raise bad("sip.t2", "must be >= sip.t1")
     if not 1024 <= sip.max_message_size <= 1024 * 1024:
         raise bad("sip.max_message_size", "must be between 1024 and 1048576")
+    if not 0 <= sip.udp_receive_buffer <= 256 * 1024 * 1024:
+        raise bad("sip.udp_receive_buffer",
+                  "must be between 0 (the kernel's default) and 268435456 bytes")
     if not 0 < sip.min_expires <= sip.default_expires <= sip.max_expires:
         raise bad("sip.default_expires", "need 0 < min_expires <= default_expires <= max_expires")
     if not config.control.socket:

@@ -7,6 +7,8 @@ connections; plus an integration test over real loopback sockets.
 import datetime
 import ipaddress
 
+import socket
+
 from twisted.internet import defer, error, ssl, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import DatagramProtocol, Protocol, ClientFactory
@@ -126,6 +128,26 @@ class ListenSpecTests(unittest.SynchronousTestCase):
         self.assertIs(port, layer._listeners[0].listening_port)
         self.assertTrue(layer.has_listener("tcp"))
         self.assertRaises(ValueError, listen, reactor, "bogus", txn)
+
+
+class ReceiveBufferTests(unittest.TestCase):
+    """[sip] udp_receive_buffer on a real UDP listener (127.0.0.1, port 0)."""
+
+    def listen(self, size):
+        from twisted.internet import reactor
+
+        layer = TransportLayer(reactor, udp_receive_buffer=size)
+        port = layer.listen("udp:127.0.0.1:0")
+        self.addCleanup(port.stopListening)
+        return port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    def test_grown(self):
+        default = self.listen(0)
+        wanted = 1024 * 1024
+        got = self.listen(wanted)
+        # Linux reports twice what was set; an unprivileged process on a
+        # host with a low rmem_max gets at least more than the default
+        self.assertGreater(got, default)
 
 
 class PeerTests(unittest.SynchronousTestCase):

@@ -176,7 +176,9 @@ class SipService(MultiService):
         self.uas.respond = self.transactions.respond
         self.transport = TransportLayer(reactor, self.transactions,
                                         max_message_size=sip_config.max_message_size,
-                                        tls_client_creator=tls_client_creator)
+                                        tls_client_creator=tls_client_creator,
+                                        udp_receive_buffer=getattr(
+                                            sip_config, "udp_receive_buffer", 0))
         self.transactions.attach(self.transport)
         self.resolver = SipResolver(reactor, resolver if resolver is not None
                                     else system_resolver(reactor))

@@ -80,7 +80,8 @@ class TransportLayer:
 
     def __init__(self, reactor, transaction_layer=None, max_message_size: int = 65535,
                  idle_timeout: float = 600.0, tls_client_creator=None,
-                 connect_timeout: float = 10.0, log_interval: float = 10.0):
+                 connect_timeout: float = 10.0, log_interval: float = 10.0,
+                 udp_receive_buffer: int = 0):
         """
         @param reactor: IReactorTime + IReactorTCP + IReactorUDP (used for
             timers, listening and connecting).
@@ -95,11 +96,14 @@ class TransportLayer:
             (system trust store, hostname verification on).
         @param connect_timeout: TCP connect timeout in seconds.
         @param log_interval: minimum seconds between identical drop logs.
+        @param udp_receive_buffer: SO_RCVBUF of UDP listeners in bytes (0:
+            the kernel's default).
         """
         self.reactor = self.clock = reactor
         self.transaction_layer = transaction_layer
         self.max_message_size = max_message_size
         self.idle_timeout = idle_timeout
+        self.udp_receive_buffer = udp_receive_buffer
         self.connect_timeout = connect_timeout
         self._tls_client_creator = tls_client_creator or (lambda name: optionsForClientTLS(name))
         self._limiter = _LogLimiter(reactor, log_interval)
@@ -150,6 +154,8 @@ class TransportLayer:
             else:
                 listening = self.reactor.listenUDP(port, proto, interface=host,
                                                    maxPacketSize=self.max_message_size + 1)
+            if self.udp_receive_buffer:
+                self._grow_receive_buffer(listening)
         else:
             if transport == "tcp":
                 factory = SipStreamFactory(self, "tcp")
@@ -180,6 +186,29 @@ class TransportLayer:
         self._log.info("SIP listening on {transport}:{hostport}", transport=transport,
                        hostport=_hostport(bound_host, actual_port))
         return listening
+
+    def _grow_receive_buffer(self, listening) -> None:
+        sock = getattr(listening, "socket", None)
+        if sock is None:
+            return
+        wanted = self.udp_receive_buffer
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+            # Linux reports twice the size asked for (bookkeeping included)
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < wanted:
+                force = getattr(socket, "SO_RCVBUFFORCE", None)
+                if force is not None:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, force, wanted)
+                    except OSError:
+                        pass  # not privileged: what rmem_max allows
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError as e:
+            self._log.info("cannot set the SIP UDP receive buffer: {error}", error=e)
+            return
+        if got < wanted:
+            self._log.info("SIP UDP receive buffer is {got} bytes, not {wanted}: raise "
+                           "net.core.rmem_max to allow more", got=got // 2, wanted=wanted)
 
     def has_listener(self, transport: str) -> bool:
         """@return: whether a listener for C{transport} is open."""
