@@ -169,3 +169,21 @@ class DigestAlgorithmsTests(SynchronousTestCase):
             config.ConfigError, config.parse, {"sip": {"digest_algorithms": ["SHA-1"]}}, "f.toml"
         )
         self.assertIn("sip.digest_algorithms", str(e))
+
+
+class HotPathConfigTests(LoadTests):
+    """[sip] udp_receive_buffer and [gateway] fast_path."""
+
+    def test_values(self):
+        loaded = config.load(self.write(
+            "[sip]\nudp_receive_buffer = 0\n[gateway]\nfast_path = false\n"))
+        self.assertEqual(loaded.sip.udp_receive_buffer, 0)
+        self.assertIs(loaded.gateway.fast_path, False)
+        self.assertEqual(config.SipConfig().udp_receive_buffer, 4194304)
+        self.assertIs(config.GatewayConfig().fast_path, True)
+
+    def test_bad_values(self):
+        self.assertConfigError("[sip]\nudp_receive_buffer = -1\n", "sip.udp_receive_buffer")
+        self.assertConfigError("[sip]\nudp_receive_buffer = 999999999999\n",
+                               "sip.udp_receive_buffer")
+        self.assertConfigError("[gateway]\nfast_path = 1\n", "gateway.fast_path")
