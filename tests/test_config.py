@@ -171,8 +171,11 @@ class DigestAlgorithmsTests(SynchronousTestCase):
         self.assertIn("sip.digest_algorithms", str(e))
 
 
-class HotPathConfigTests(LoadTests):
+class HotPathConfigTests(SynchronousTestCase):
     """[sip] udp_receive_buffer and [gateway] fast_path."""
+
+    write = LoadTests.write
+    assertConfigError = LoadTests.assertConfigError
 
     def test_values(self):
         loaded = config.load(self.write(
