@@ -528,3 +528,37 @@ class DecodeTests(SynchronousTestCase):
                     got = single_text(payload, coding, dc0)
                     self.assertEqual(got, None if want.binary else want.text,
                                      (dc0, coding, payload))
+
+
+class ResponseBranchTests(SynchronousTestCase):
+    """L{fastuac.response_branch}: the common forms fast, the rest by the header rules."""
+
+    def parse(self, head, body=b""):
+        from gwsms.sip.fastuac import response_branch
+
+        return response_branch(head.replace(b"\n", b"\r\n") + b"\r\n" + body)
+
+    def test_forms(self):
+        ours = b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKgwfab12;rport=5060"
+        cases = [
+            (b"SIP/2.0 200 OK\nVia: %s\nCSeq: 1 MESSAGE\n" % ours, (200, "z9hG4bKgwfab12")),
+            (b"SIP/2.0 180 Ringing\nTo: x\nVIA : %s\ncseq:  7   message\n" % ours,
+             (180, "z9hG4bKgwfab12")),
+            (b"SIP/2.0 503 Busy\nv: %s, SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKx\n"
+             b"CSeq: 1 MESSAGE \n" % ours, (503, "z9hG4bKgwfab12")),
+            (b"SIP/2.0 200 OK\nVia: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKx, %s\n"
+             b"CSeq: 1 MESSAGE\n" % ours, None),  # ours is not the top one
+            (b"SIP/2.0 200 OK\nv: SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKx\nVia: %s\n"
+             b"CSeq: 1 MESSAGE\n" % ours, None),
+            (b"SIP/2.0 200 OK\nVia: %s\nCSeq: 1 OPTIONS\n" % ours, None),
+            (b"SIP/2.0 200 OK\nVia: %s\nCSeq: 1 MESSAGEX\n" % ours, None),
+            (b"SIP/2.0 2x0 OK\nVia: %s\nCSeq: 1 MESSAGE\n" % ours, None),
+            (b"MESSAGE sip:x SIP/2.0\nVia: %s\nCSeq: 1 MESSAGE\n" % ours, None),
+        ]
+        for head, want in cases:
+            self.assertEqual(self.parse(head), want, head)
+
+    def test_cseq_in_the_body_does_not_count(self):
+        ours = b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKgwfab12"
+        head = b"SIP/2.0 200 OK\nVia: %s\nCSeq: 1 OPTIONS\nContent-Length: 17\n" % ours
+        self.assertIsNone(self.parse(head, b"\r\nCSeq: 1 MESSAGE"))

@@ -45,8 +45,8 @@ _BRANCH_B = b"branch=" + _PREFIX_B
 RECEIVE_BUFFER = 4 * 1024 * 1024
 #: the timer wheel's slots per T1
 SLOTS_PER_T1 = 4
-_TOP_VIA = re.compile(rb"\r?\n(?:via|v)[ \t]*:[ \t]*([^\r\n]*)", re.I).search
-_CSEQ = re.compile(rb"\r?\n(?:cseq)[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.I).search
+_TOP_VIA = re.compile(rb"\n(?:via|v)[ \t]*:[ \t]*([^\r\n]*)", re.I).search
+_CSEQ = re.compile(rb"\n(?:cseq)[ \t]*:[ \t]*\d+[ \t]+([A-Za-z]+)", re.I).search
 
 
 def reason_of(data: bytes) -> str:
@@ -66,10 +66,19 @@ def response_branch(data: bytes, method: bytes = b"MESSAGE"):
     """
     if data[:8] != b"SIP/2.0 " or _BRANCH_B not in data:
         return None
-    via = _TOP_VIA(data)
-    if via is None:
-        return None
-    line = via.group(1)
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        head_end = len(data)
+    # the common forms first (Via right after the status line, "CSeq:"),
+    # the header-name rules (compact form, any case, whitespace) otherwise
+    first = data.find(b"\r\n")
+    if data.startswith(b"\r\nVia: ", first):
+        line = data[first + 7:data.find(b"\r\n", first + 7)]
+    else:
+        via = _TOP_VIA(data, 0, head_end)
+        if via is None:
+            return None
+        line = via.group(1)
     at = line.find(_BRANCH_B)
     comma = line.find(b",")
     if at < 0 or 0 <= comma < at:
@@ -80,8 +89,18 @@ def response_branch(data: bytes, method: bytes = b"MESSAGE"):
         i = line.find(sep, start)
         if 0 <= i < stop:
             stop = i
-    cseq = _CSEQ(data)
-    if cseq is None or cseq.group(1).upper() != method:
+    at = data.find(b"\nCSeq: ", 0, head_end)
+    if at >= 0:
+        number_end = data.find(b" ", at + 8, head_end)
+        method_ok = number_end > 0 and data[number_end + 1:number_end + 2 + len(method)] \
+            in (method + b"\r", method + b"\n") and data[at + 8:number_end].isdigit()
+        if not method_ok:
+            cseq = _CSEQ(data, 0, head_end)
+            method_ok = cseq is not None and cseq.group(1).upper() == method
+    else:
+        cseq = _CSEQ(data, 0, head_end)
+        method_ok = cseq is not None and cseq.group(1).upper() == method
+    if not method_ok:
         return None
     try:
         status = int(data[8:11])
