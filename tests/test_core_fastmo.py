@@ -562,3 +562,12 @@ class ResponseBranchTests(SynchronousTestCase):
         ours = b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKgwfab12"
         head = b"SIP/2.0 200 OK\nVia: %s\nCSeq: 1 OPTIONS\nContent-Length: 17\n" % ours
         self.assertIsNone(self.parse(head, b"\r\nCSeq: 1 MESSAGE"))
+
+
+class SustainedLagTests(LaneTestsBase):
+    def test_held_back_once_not_forever(self):
+        """Every sweep late: a lost MESSAGE still goes again (every other sweep)."""
+        self.deliver(deliver_pdu())
+        for _ in range(4):
+            self.h.clock.advance(0.5)  # each sweep two slots late
+        self.assertGreaterEqual(len(self.sent), 2)

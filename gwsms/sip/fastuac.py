@@ -17,8 +17,9 @@ Deferred and no timer per transaction.
     (64*T1) ends it (C{owner.failed(tx, detail)}, as does a send error);
     both run from one periodic sweep over a timer wheel (slots of T1/4),
     which runs only while transactions are open.  A sweep that runs late
-    (the reactor lagged) leaves its retransmissions to the next sweep, so
-    that answers waiting unread in the socket buffer are read first.
+    (the reactor lagged) leaves its retransmissions to the next sweep (once;
+    not two sweeps in a row), so that answers waiting unread in the socket
+    buffer are read first.
 
 Nothing outlives its timer: a transaction is in the table until its final
 answer, Timer F or a send error, and in one wheel slot at a time.
@@ -196,6 +197,7 @@ class UdpTransactions:
         self._next_slot = 0
         self._sweep = None
         self._last_tick = 0.0
+        self._held = False
         self._counter = 0
         self._process = os.urandom(3).hex()
         self._pool: list = []
@@ -296,9 +298,12 @@ class UdpTransactions:
     def _tick(self) -> None:
         try:
             now = self.clock.seconds()
-            lagging = now - self._last_tick > 2 * self._slot
+            # late (the reactor lagged): hold the retransmissions back for
+            # one sweep, never two in a row (a lost datagram still goes again)
+            hold = now - self._last_tick > 2 * self._slot and not self._held
+            self._held = hold
             self._last_tick = now
-            self.sweep(now, retransmit=not lagging)
+            self.sweep(now, retransmit=not hold)
         except Exception:
             self._log.failure("lane timer sweep failed")
 
