@@ -104,6 +104,8 @@ class GatewayConfig:
     max_pending: int = 20000
     max_lag: float = 0.0  # seconds of event-loop lag before shedding; 0 = off
     fast_path: bool = True  # the hot-path lanes (gwsms.core.fastmt) for the common case
+    max_backlog: int = 262144  # bytes waiting in the SIP UDP socket before shedding; 0 = off
+    max_delay: float = 0.25  # seconds the oldest MESSAGE waits for its answer before shedding
     workers: int = 1
     retention: float = 2592000.0  # 30 days; 0 = keep forever
 
@@ -264,6 +266,10 @@ def _check(path: str, config: Config) -> None:
         raise bad("gateway.batch_size", "must be between 1 and 100000")
     if gateway.max_pending < 1:
         raise bad("gateway.max_pending", "must be >= 1")
+    if not 0 <= gateway.max_delay <= 60:
+        raise bad("gateway.max_delay", "must be between 0 (off) and 60 seconds")
+    if not 0 <= gateway.max_backlog <= 256 * 1024 * 1024:
+        raise bad("gateway.max_backlog", "must be between 0 (off) and 268435456 bytes")
     if not 0 <= gateway.max_lag <= 60:
         raise bad("gateway.max_lag", "must be between 0 and 60 seconds (0 disables lag shedding)")
     if not 0 <= gateway.retry_after <= 86400:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -913,3 +914,88 @@ class SameAsFullPathTests(SynchronousTestCase):
         """C{sip:%2B4930123@...}: the full path stores the URI as parsed (unescaped)."""
         self.inputs = [dict(body="escaped", call_id="x", sender="sip:%2B4930123@example.org")]
         self.compare()
+
+
+class BacklogSocket(FakeSocket):
+    """A UDP socket whose receive queue (SO_MEMINFO) the test sets."""
+
+    queued = 0
+
+    def getsockopt(self, level, option, size):
+        assert (level, option, size) == (socket.SOL_SOCKET, 55, 4)
+        return struct.pack("=I", self.queued)
+
+
+class BacklogTests(LaneTestsBase):
+    """[gateway] max_backlog: 503 at once while the socket's backlog is high."""
+
+    def setUp(self):
+        super().setUp()
+        self.h.socket = BacklogSocket()
+        self.h.proto.transport.socket = self.h.socket
+        self.h.lane.max_backlog = 10000
+
+    def send(self, first, count):
+        for n in range(first, first + count):
+            self.assertTrue(self.h.take(datagram(call_id=f"b{n}")))
+        self.h.flush()
+
+    def test_sheds_until_half(self):
+        h = self.h
+        self.send(0, 16)  # the 16th MESSAGE checks the queue: low
+        self.assertFalse(h.lane.shedding)
+        h.socket.queued = 20000
+        self.send(16, 16)  # the 32nd sees it high: from then on 503
+        self.assertTrue(h.lane.shedding)
+        self.send(32, 3)
+        sheds = [r for r, _data, _addr in h.responses() if r.status == 503]
+        self.assertEqual(len(sheds), 4)  # the 32nd and the next three
+        self.assertEqual(sheds[0].headers.get("Retry-After"), "60")
+        self.assertEqual(h.lane.stats["shed"], 4)
+        self.assertEqual(h.gateway.mt.shed, 4)
+        self.assertEqual(len(h.session.submits), 31)  # nothing shed was stored or submitted
+        self.assertEqual(len(h.rows()), 31)
+        h.socket.queued = 6000  # above half: still shedding
+        self.send(35, 1)
+        self.assertTrue(h.lane.shedding)
+        h.socket.queued = 4000
+        self.send(36, 1)
+        self.assertFalse(h.lane.shedding)
+        self.assertEqual(len(h.session.submits), 32)
+
+    def test_retransmission_of_a_shed_message_gets_503_again(self):
+        h = self.h
+        h.socket.queued = 20000
+        h.lane.shedding = True
+        data = datagram(call_id="again")
+        self.assertTrue(h.take(data))
+        h.socket.queued = 0
+        h.lane.shedding = False
+        self.assertTrue(h.take(data))  # a retransmission: the same answer
+        self.assertEqual([r.status for r, _d, _a in h.responses()], [503, 503])
+        self.assertEqual(h.session.submits, [])
+
+    def test_not_linux_never_sheds(self):
+        h = self.h
+        h.socket = FakeSocket()  # no getsockopt
+        h.proto.transport.socket = h.socket
+        self.send(0, 16)
+        self.assertEqual(h.lane.max_backlog, 0)
+        self.assertEqual(len(h.session.submits), 16)
+
+    def test_sheds_while_the_oldest_answer_is_late(self):
+        h = self.h
+        h.lane.max_backlog = 0
+        h.lane.max_delay = 0.25
+        self.send(0, 15)  # stored and submitted, not answered by the SMSC
+        h.flush(0.3)
+        self.send(15, 1)  # the 16th checks: the oldest waits 0.3 s > 0.25
+        self.assertTrue(h.lane.shedding)
+        self.assertEqual([r.status for r, _d, _a in h.responses()], [503])
+        for index in range(len(h.session.submits)):
+            h.session.answer(index)  # the SMSC answers them all: 202s
+        h.flush()
+        self.send(16, 1)  # nothing waits now: taken again
+        self.assertFalse(h.lane.shedding)
+        self.assertEqual(len(h.session.submits), 16)
+        self.assertEqual(sorted(r.status for r, _d, _a in h.responses()), [202] * 15 + [503])

@@ -41,8 +41,10 @@ keeps only its status line; a retransmission is answered from its own
 
 from __future__ import annotations
 
+import collections
 import os
 import re
+import socket
 import struct
 from functools import partial
 
@@ -73,6 +75,9 @@ _TO_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 _DECLINED = object()  # a transaction handed to the full path
 _SUBMIT_SM = 0x00000004
 _HEAD = struct.Struct("!IIII")
+_U32 = struct.Struct("=I").unpack
+#: Linux socket option: the socket's memory accounting (first: bytes queued)
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 _TAG_SALT = os.urandom(4).hex().encode("ascii")
 
 
@@ -113,7 +118,7 @@ class _Txn:
     """One MESSAGE on the lane, from the datagram to the answer."""
 
     __slots__ = ("key", "protocol", "target", "echo", "to_index", "record", "extras",
-                 "id", "link", "submit", "written", "others")
+                 "id", "link", "submit", "written", "others", "live")
 
     # L{gwsms.core.mt.MtFlow._duplicate} treats a live lane transaction
     # like a job: a duplicate MESSAGE waits for the same answer
@@ -166,7 +171,19 @@ class FastMtLane(service.Service):
         self._inserts = self._submits = None
         self._bulk_store = None
         self.stats = dict.fromkeys(("taken", "declined", "absorbed", "answered",
-                                    "handed_over"), 0)
+                                    "handed_over", "shed"), 0)
+        config = self.ctx.config
+        #: bytes waiting in the SIP UDP socket beyond which new MESSAGEs
+        #: are answered 503 at once (0: off); see L{_check_backlog}
+        self.max_backlog = int(getattr(config, "max_backlog", 0) or 0)
+        #: seconds the oldest taken MESSAGE may wait for its answer (0: off)
+        self.max_delay = float(getattr(config, "max_delay", 0) or 0)
+        self._inflight: collections.deque = collections.deque()
+        self.shedding = False
+        self._seen = 0
+        self._shed_line = _status_line(SipAnswer(
+            503, "Service Unavailable (overloaded)",
+            (("Retry-After", str(getattr(config, "retry_after", 60))),)))
 
     # -- life -------------------------------------------------------------
     def startService(self) -> None:
@@ -247,6 +264,18 @@ class FastMtLane(service.Service):
                     self._send(protocol, state, echo, to_index, key, target)
             return True
         # a new transaction
+        if self.max_backlog or self.max_delay:
+            self._seen += 1
+            if not self._seen & 15 or self.shedding:
+                self._check_overload(protocol)
+            if self.shedding:
+                echo, to_index, target = self._echo(lines, vias, found, top, addr)
+                if echo is not None:
+                    txns[key] = self._shed_line
+                    self.flow.shed += 1
+                    self.stats["shed"] += 1
+                    self._send(protocol, self._shed_line, echo, to_index, key, target)
+                    return True
         txn = self._prepare(data, end, lines, vias, found, top, addr, request_line[1])
         if txn is None:
             txns[key] = _DECLINED
@@ -255,6 +284,7 @@ class FastMtLane(service.Service):
         txn.key = key
         txn.protocol = protocol
         txns[key] = txn
+        self._inflight.append(txn)
         self.stats["taken"] += 1
         self.flow.pending += 1  # counted like the full path's stores (overload)
         record = txn.record
@@ -452,6 +482,7 @@ class FastMtLane(service.Service):
         txn.submit = encoded
         txn.id = 0
         txn.others = None
+        txn.live = True
         txn.written = now
         txn.record = {
             "direction": MT, "state": "queued",
@@ -469,6 +500,50 @@ class FastMtLane(service.Service):
             "_dest": dest, "_candidates": candidates, "_segments": (name, segments),
         }
         return txn
+
+    def _check_overload(self, protocol) -> None:
+        """
+        Overload, by two measures of the backlog:
+
+          - what waits in the socket's receive buffer (Linux
+            C{SO_MEMINFO}, the kernel's own accounting, ~1.3 KiB per small
+            datagram; C{max_backlog} bytes): past the knee the backlog is
+            there, not in the loop;
+          - how long the oldest MESSAGE the lane took has been waiting for
+            its answer (C{max_delay} seconds): the queues after the
+            socket (the commit, the SMPP window).
+
+        From either limit until both are below half of theirs, new
+        MESSAGEs are answered 503 at once: the gateway keeps carrying what
+        it can, where answers that come too late would be retransmitted
+        and collapse it.
+        """
+        queued = 0
+        if self.max_backlog:
+            sock = getattr(protocol.transport, "socket", None)
+            try:
+                queued = _U32(sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4))[0]
+            except (OSError, struct.error, AttributeError, TypeError):
+                self.max_backlog = 0  # not Linux: no such measure
+        age = 0.0
+        inflight = self._inflight
+        while inflight and not inflight[0].live:
+            inflight.popleft()
+        if inflight and self.max_delay:
+            age = self.clock.seconds() - inflight[0].written
+        if self.shedding:
+            if (queued * 2 < self.max_backlog or not self.max_backlog) and \
+                    (age * 2 < self.max_delay or not self.max_delay):
+                self.shedding = False
+                self._log.info("SIP backlog down ({queued} bytes waiting, oldest answer "
+                               "{age:.3f} s): taking MESSAGEs again ({shed} answered 503 so far)",
+                               queued=queued, age=age, shed=self.stats["shed"])
+        elif (self.max_backlog and queued > self.max_backlog) or \
+                (self.max_delay and age > self.max_delay):
+            self.shedding = True
+            self._log.warn("overload: {queued} bytes waiting in the SIP socket, oldest answer "
+                           "due for {age:.3f} s ([gateway] max_backlog / max_delay): answering "
+                           "new MESSAGEs 503 until both halve", queued=queued, age=age)
 
     # -- stored, submitted ------------------------------------------------
     def stored(self, txn: _Txn, ok: bool, result) -> None:
@@ -542,6 +617,7 @@ class FastMtLane(service.Service):
     def _hand_over(self, txn: _Txn) -> None:
         """Give the message to an L{MtJob} (retries, down_wait, answers)."""
         self.stats["handed_over"] += 1
+        txn.live = False  # its wait is the full path's (down_wait), not overload
         flow = self.flow
         if flow.active.get(txn.id) is txn:
             del flow.active[txn.id]
@@ -566,6 +642,7 @@ class FastMtLane(service.Service):
         if echo is None:
             return  # answered already (sip_reply = accepted)
         txn.echo = None
+        txn.live = False
         others, txn.others = txn.others, None
         for d in others or ():
             d.callback(answer)
