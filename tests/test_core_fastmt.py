@@ -999,3 +999,39 @@ class BacklogTests(LaneTestsBase):
         self.assertFalse(h.lane.shedding)
         self.assertEqual(len(h.session.submits), 16)
         self.assertEqual(sorted(r.status for r, _d, _a in h.responses()), [202] * 15 + [503])
+
+
+class AsciiTextTests(SynchronousTestCase):
+    """The lane's shortcut for texts that are the same in ASCII and GSM."""
+
+    def test_same_segments_as_split_for(self):
+        import random
+        import string
+
+        from gwsms.core import text
+        from gwsms.core.fastmt import _GSM_AS_ASCII
+        from gwsms.core.mtjob import coding_preference, split_for
+
+        rnd = random.Random(5)
+        safe = string.ascii_letters + string.digits + " !\"#%&'()*+,-./:;<=>?\r\n"
+        unsafe = "@$_`[]{}~^|\\£é€\t"
+        config = GatewayConfig()
+        taken = 0
+        for dc0 in ("gsm", "ascii", "latin1"):
+            for coding in ("auto", "latin1", "ucs2"):
+                for default_dc in (0, 1, 3, 8):
+                    link = make_link("x", dc0_charset=dc0, coding=coding,
+                                     default_data_coding=default_dc)
+                    for _ in range(100):
+                        body = "".join(rnd.choice(safe) for _ in range(rnd.randint(0, 170)))
+                        if rnd.random() < 0.3:
+                            spot = rnd.randint(0, len(body))
+                            body = body[:spot] + rnd.choice(unsafe) + body[spot:]
+                        data = body.encode("utf-8")
+                        if len(data) <= 160 and _GSM_AS_ASCII(data) is not None and \
+                                coding_preference(link, body) == "gsm":
+                            taken += 1
+                            self.assertEqual(
+                                split_for(body, link, config, 7),
+                                [text.Segment(data, 0, {}, text.DC_DEFAULT, body)], body)
+        self.assertGreater(taken, 300)

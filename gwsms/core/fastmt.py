@@ -54,7 +54,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gwsms.core import numbers, text
-from gwsms.core.mtjob import ACCEPTED, TEMPORARY, permanent_answer, split_for, split_options
+from gwsms.core.mtjob import ACCEPTED, TEMPORARY, coding_preference, permanent_answer, \
+    split_for, split_options
 from gwsms.sip.interfaces import SipAnswer
 from gwsms.sip.uri import parse_uri
 from gwsms.store.lane import Batch, insert_batch, submitted_batch
@@ -71,6 +72,9 @@ _NAMES = {
 #: Content-Type values taken (lower case, spaces removed)
 _PLAIN = {b"text/plain": "utf-8", b"text/plain;charset=utf-8": "utf-8",
           b"text/plain;charset=\"utf-8\"": "utf-8", b"text/plain;charset=us-ascii": "ascii"}
+#: texts whose octets are the same in ASCII and in the GSM 03.38 default
+#: alphabet (no @ $ _ ` and none of the extension table's [ \\ ] ^ { | } ~)
+_GSM_AS_ASCII = re.compile(rb"[A-Za-z0-9 !\"#%&'()*+,\-./:;<=>?\r\n]*\Z").match
 _TO_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 _DECLINED = object()  # a transaction handed to the full path
 _SUBMIT_SM = 0x00000004
@@ -445,7 +449,13 @@ class FastMtLane(service.Service):
         ref = next(flow._refs) % (256 if method == "udh8" else 65536)
         try:
             body_text = body.decode(charset)
-            segments = split_for(body_text, link, config, ref)
+            if len(body) <= 160 and _GSM_AS_ASCII(body) is not None and \
+                    coding_preference(link, body_text) == "gsm":
+                # the same octets in ASCII and GSM 03.38 (and so in every
+                # dc0_charset): what text.split gives for it, without it
+                segments = [text.Segment(body, 0, {}, text.DC_DEFAULT, body_text)]
+            else:
+                segments = split_for(body_text, link, config, ref)
         except (UnicodeDecodeError, text.TextError, ValueError):
             return None
         if len(segments) != 1:
