@@ -410,6 +410,50 @@ class SubmitThenTests(ESMETestsMixin, SynchronousTestCase):
         self.assertEqual(self.transport.value(), b"")
 
 
+class ThenSink(RecordingSink):
+    """A sink with the hot path's deliver_then."""
+
+    def __init__(self, take=True):
+        super().__init__()
+        self.take = take
+        self.answers = []
+
+    def deliver_then(self, link_name, pdu, answer):
+        if self.take == "raise":
+            raise RuntimeError("lane defect")
+        if self.take:
+            self.answers.append((pdu, answer))
+        return self.take
+
+
+class DeliverThenTests(ESMETestsMixin, SynchronousTestCase):
+    def setUp(self):
+        super().setUp()
+        self.do_bind()
+
+    def test_taken_answered_later_without_deliver_received(self):
+        self.proto.sink = sink = ThenSink()
+        self.feed(wire("deliver_sm", 7, source_addr="4917", short_message=b"hi"))
+        [(pdu, answer)] = sink.answers
+        self.assertEqual(pdu.params["short_message"], b"hi")
+        self.assertEqual(sink.received, [])
+        self.assertEqual(self.transport.value(), b"")  # nothing before the answer
+        answer(int(S.ESME_RX_T_APPN))
+        [resp] = take(self.transport)
+        self.assertEqual((resp.command_id, resp.sequence_number, resp.command_status),
+                         (CommandId.deliver_sm_resp, 7, S.ESME_RX_T_APPN))
+        self.assertEqual(self.proto._pending_deliveries, 0)
+
+    def test_not_taken_or_failing_goes_the_full_way(self):
+        for take_it in (False, "raise"):
+            self.proto.sink = sink = ThenSink(take_it)
+            self.feed(wire("deliver_sm", 8))
+            self.assertEqual(len(sink.received), 1)
+            [resp] = take(self.transport)
+            self.assertEqual((resp.sequence_number, resp.command_status), (8, 0))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class DeliveryTests(ESMETestsMixin, SynchronousTestCase):
     def setUp(self):
         super().setUp()

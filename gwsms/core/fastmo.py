@@ -237,15 +237,27 @@ class FastMoLane:
             the commit (never failing), or C{None}: not taken, use the slow
             path.
         """
+        d = defer.Deferred()
+        return d if self.take_then(link_name, pdu, d.callback) else None
+
+    def take_then(self, link_name: str, pdu, answer) -> bool:
+        """
+        L{take} without a Deferred (L{gwsms.smpp.esme} asks the sink's
+        C{deliver_then}).
+
+        @param answer: called once with the command_status to answer,
+            after the commit.
+        @return: whether the lane took it (else C{answer} is never called).
+        """
         if pdu.command_id != _DELIVER_SM:
-            return None
+            return False
         params = pdu.params
         # message type 0 (no receipt, no ack) without UDHI
         if params.get("esm_class", 0) & _NOT_PLAIN_ESM:
-            return None
+            return False
         tlvs = pdu.tlvs
         if tlvs and not _CONCAT_TLVS.isdisjoint(tlvs):
-            return None
+            return False
         ctx = self.ctx
         source = params.get("source_addr", "")
         dest = params.get("destination_addr", "")
@@ -254,11 +266,11 @@ class FastMoLane:
         source_user = sip_user(source, source_ton)
         dest_user = sip_user(dest, dest_ton)
         if source_user is None or dest_user is None:
-            return None
+            return False
         found = self._target(link_name, source, dest, dest_user)
         if found is None:
             if ctx.registrar is None:
-                return None
+                return False
             found = (None, None)  # a registered contact, or the slow path
         target, uri = found
         data_coding = params.get("data_coding", 0)
@@ -266,7 +278,7 @@ class FastMoLane:
         link = ctx.links.get(link_name)
         text = single_text(payload, data_coding, getattr(link, "dc0_charset", "gsm"))
         if text is None:
-            return None
+            return False
         now = self.clock.seconds()
         store = ctx.store
         owner = store.owner if store.owner is not None else 0
@@ -275,7 +287,6 @@ class FastMoLane:
                   dest, dest_ton, params.get("dest_addr_npi", 0), link_name, body,
                   "text/plain", data_coding, 0, now + _GRACE, now + ctx.config.mo_ttl, owner)
         key = self._key(link_name, source, dest, data_coding, payload)
-        d = defer.Deferred()
         batch = self._incoming
         if batch is None or batch.sealed:
             batch = self._incoming = _Batch(now)
@@ -283,9 +294,9 @@ class FastMoLane:
                 self._hand_insert(batch)
             else:
                 self._flush_call = self.clock.callLater(0, self._flush)
-        batch.append((key, values, d, target, source_user, dest_user, uri))
+        batch.append((key, values, answer, target, source_user, dest_user, uri))
         self._stats["taken"] += 1
-        return d
+        return True
 
     def _hand_insert(self, batch) -> None:
         self.ctx.store.writer.write_then(self._stored_cb(batch), _insert_batch, batch,
@@ -322,11 +333,11 @@ class FastMoLane:
                               " ESME_RX_T_APPN (the SMSC delivers them again)", result,
                               n=len(batch))
             for item in batch:
-                item[2].callback(_APPN)
+                item[2](_APPN)
             return
         new = []
         for item, message_id in zip(batch, result):
-            item[2].callback(ROK)
+            item[2](ROK)
             if message_id is None:
                 self._stats["duplicates"] += 1
             else:

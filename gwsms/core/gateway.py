@@ -187,6 +187,25 @@ class Gateway(service.Service):
         """
         return self.mt.message_received(message)
 
+    def deliver_then(self, link_name: str, pdu, answer) -> bool:
+        """
+        The hot path's way in (L{gwsms.smpp.esme}): the SMPP -> SIP lane
+        takes a plain deliver_sm without a Deferred.
+
+        @param answer: called once with the command_status, after the commit.
+        @return: C{False} when the lane does not take it (then the session
+            calls L{deliver_received}).
+        """
+        lane = self.fast_mo
+        if lane is None or not self.running:
+            return False
+        try:
+            return lane.take_then(link_name, pdu, answer)
+        except Exception:
+            self._log.failure("smsc {link}: MO lane failed on {command}; slow path",
+                              link=link_name, command=pdu.command)
+            return False
+
     def deliver_received(self, link_name: str, pdu) -> defer.Deferred:
         """A deliver_sm / data_sm: a receipt (L{gwsms.core.dlr}) or an MO message."""
         lane = self.fast_mo

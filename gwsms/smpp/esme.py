@@ -309,6 +309,15 @@ class ESMEProtocol(SMPPProtocol):
             return
         self.stats["delivered"] += 1
         self._pending_deliveries += 1
+        then = getattr(self.sink, "deliver_then", None)
+        if then is not None:
+            # the hot path: the answer without a Deferred when the sink takes it
+            try:
+                if then(self.name, request, _Then(self._delivery_answered, (request,)).callback):
+                    return
+            except Exception:
+                self._log.failure("smsc {name}: deliver_then failed; the full way",
+                                  name=self.name)
         d = defer.maybeDeferred(self.sink.deliver_received, self.name, request)
         d.addErrback(self._sink_failed, request)
         d.addCallback(self._answer_delivery, request)
@@ -320,6 +329,12 @@ class ESMEProtocol(SMPPProtocol):
             failure, name=self.name, pdu=request,
         )
         return int(CommandStatus.ESME_RX_T_APPN)
+
+    def _delivery_answered(self, status, request) -> None:
+        try:
+            self._answer_delivery(status, request)
+        except Exception:
+            self._log.failure("smsc {name}: answering a delivery", name=self.name)
 
     def _answer_delivery(self, status, request) -> None:
         self._pending_deliveries -= 1

@@ -33,6 +33,12 @@ class IDeliverySink(Interface):
             written only when the Deferred fires; an exception or a failed
             Deferred is answered with C{ESME_RX_T_APPN} (temporary error,
             the SMSC retries later).
+
+        A sink may also have C{deliver_then(link_name, pdu, answer) ->
+        bool} (the hot path, L{gwsms.core.fastmo}): the session tries it
+        first; C{True} means the sink took the PDU and calls
+        C{answer(command_status)} exactly once, later; C{False} (or an
+        exception) means C{deliver_received} is called as usual.
         """
 
 

@@ -192,6 +192,9 @@ class SqliteEngine(BaseEngine):
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA synchronous = FULL")
+        # up to 64 MiB of pages in memory (the default is 2 MiB): the duplicate
+        # keys of a busy dedup window are random B-tree inserts
+        cur.execute("PRAGMA cache_size = -65536")
         cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         cur.close()
 

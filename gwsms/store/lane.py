@@ -31,7 +31,7 @@ _CHUNK = 500
 _MAX_VALUES = 30000
 
 
-def _insert_rows(txn, head: str, width: int, rows: list) -> None:
+def insert_rows(txn, head: str, width: int, rows: list) -> None:
     """
     Insert C{rows} with multi-row C{VALUES} statements run by
     L{Transaction.later} (one statement per chunk, not one per row).
@@ -101,10 +101,10 @@ def insert_many(txn, items, window: float) -> list:
         else:
             txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'",
                         (next_id - 1,))
-        _insert_rows(txn, _INSERT_WITH_ID_HEAD, len(_INSERTABLE) + 1, new_rows)
-        _insert_rows(txn, "INSERT INTO message_parts (message_id, seq, state, updated_at)", 4,
+        insert_rows(txn, _INSERT_WITH_ID_HEAD, len(_INSERTABLE) + 1, new_rows)
+        insert_rows(txn, "INSERT INTO message_parts (message_id, seq, state, updated_at)", 4,
                      parts)
-        _insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)", 3,
+        insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)", 3,
                      dedups)
     return results
 

@@ -590,10 +590,7 @@ _MO_LANE_INSERT = (
     f"INSERT INTO messages ({', '.join(MO_LANE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in MO_LANE_COLUMNS)})"
 )
-_MO_LANE_INSERT_WITH_ID = (
-    f"INSERT INTO messages (id, {', '.join(MO_LANE_COLUMNS)}) "
-    f"VALUES (?, {', '.join('?' for _ in MO_LANE_COLUMNS)})"
-)
+_MO_LANE_INSERT_HEAD = f"INSERT INTO messages (id, {', '.join(MO_LANE_COLUMNS)})"
 _MO_LANE_DELIVERED = (
     "UPDATE messages SET updated_at = ?, state = 'delivered', sip_status = ?,"
     " attempts = attempts + 1, sip_to = ?, last_error = '' WHERE id = ?"
@@ -649,7 +646,18 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
         new_keys.append((key, message_id, now))
         out[index] = message_id
     if fresh:
-        txn.executemany(_MO_LANE_INSERT_WITH_ID, fresh)
+        # the ids are taken now (later AUTOINCREMENT rows go after them);
+        # the rows go in with multi-row statements in the pool thread
+        # (Transaction.later): nothing can know these ids before the commit
+        if seq is None:
+            txn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)",
+                        (next_id - 1,))
+        else:
+            txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'",
+                        (next_id - 1,))
+        from gwsms.store.lane import insert_rows
+
+        insert_rows(txn, _MO_LANE_INSERT_HEAD, len(MO_LANE_COLUMNS) + 1, fresh)
     for index in later:
         key, values = items[index]
         if key in seen:
@@ -664,9 +672,15 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
         new_keys.append((key, message_id, now))
         out[index] = message_id
     if new_keys:
-        txn.executemany(
-            "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-            new_keys)
+        if sqlite:
+            from gwsms.store.lane import insert_rows
+
+            insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)",
+                        3, new_keys)
+        else:
+            txn.executemany(
+                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+                new_keys)
     return out
 
 
