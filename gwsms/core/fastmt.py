@@ -57,25 +57,15 @@ from gwsms.core import numbers, text
 from gwsms.core.mtjob import ACCEPTED, TEMPORARY, coding_preference, permanent_answer, \
     split_for, split_options
 from gwsms.sip.interfaces import SipAnswer
+from gwsms.sip.rawsip import CALL_ID, CENC, CLEN, CSEQ, CTYPE, FROM, MAXF, PLAIN_TEXT, REQUIRE, \
+    TO, TO_TAG, VIA, name_addr, response_echo, scan_request, status_line
 from gwsms.sip.uri import parse_uri
 from gwsms.store.lane import Batch, insert_batch, submitted_batch
 from gwsms.store.messages import MT, _update, dedup_key
 
-#: header names the lane reads (full and compact forms) -> slot
-_VIA, _FROM, _TO, _CALL_ID, _CSEQ, _CTYPE, _CLEN, _MAXF, _REQUIRE, _CENC = range(10)
-_NAMES = {
-    b"via": _VIA, b"v": _VIA, b"from": _FROM, b"f": _FROM, b"to": _TO, b"t": _TO,
-    b"call-id": _CALL_ID, b"i": _CALL_ID, b"cseq": _CSEQ, b"content-type": _CTYPE,
-    b"c": _CTYPE, b"content-length": _CLEN, b"l": _CLEN, b"max-forwards": _MAXF,
-    b"require": _REQUIRE, b"content-encoding": _CENC, b"e": _CENC,
-}
-#: Content-Type values taken (lower case, spaces removed)
-_PLAIN = {b"text/plain": "utf-8", b"text/plain;charset=utf-8": "utf-8",
-          b"text/plain;charset=\"utf-8\"": "utf-8", b"text/plain;charset=us-ascii": "ascii"}
 #: texts whose octets are the same in ASCII and in the GSM 03.38 default
 #: alphabet (no @ $ _ ` and none of the extension table's [ \\ ] ^ { | } ~)
 _GSM_AS_ASCII = re.compile(rb"[A-Za-z0-9 !\"#%&'()*+,\-./:;<=>?\r\n]*\Z").match
-_TO_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
 _DECLINED = object()  # a transaction handed to the full path
 _SUBMIT_SM = 0x00000004
 _HEAD = struct.Struct("!IIII")
@@ -185,7 +175,7 @@ class FastMtLane(service.Service):
         self._inflight: collections.deque = collections.deque()
         self.shedding = False
         self._seen = 0
-        self._shed_line = _status_line(SipAnswer(
+        self._shed_line = status_line(SipAnswer(
             503, "Service Unavailable (overloaded)",
             (("Retry-After", str(getattr(config, "retry_after", 60))),)))
 
@@ -219,39 +209,11 @@ class FastMtLane(service.Service):
 
         @return: C{True} when the lane took the datagram.
         """
-        if not data.startswith(b"MESSAGE "):
+        scanned = scan_request(data, b"MESSAGE")
+        if scanned is None:
             return False
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        lines = data[:end].split(b"\r\n")
-        request_line = lines[0].split(b" ")
-        if len(request_line) != 3 or request_line[2] != b"SIP/2.0":
-            return False
-        found = [None] * 10
-        vias = []
-        names = _NAMES
-        for index in range(1, len(lines)):
-            line = lines[index]
-            colon = line.find(b":")
-            if colon <= 0 or line[0] in (32, 9):
-                return False  # folded or malformed: the parser's job
-            slot = names.get(line[:colon].rstrip().lower())
-            if slot is None:
-                continue
-            if slot == _VIA:
-                vias.append(index)
-                if len(vias) == 1:
-                    found[_VIA] = line[colon + 1:].strip()
-            elif found[slot] is not None:
-                return False  # a repeated single header: let the parser judge
-            else:
-                found[slot] = index if slot in (_FROM, _TO, _CALL_ID, _CSEQ) else \
-                    line[colon + 1:].strip()
-        top = found[_VIA]
-        if top is None or found[_FROM] is None or found[_TO] is None or \
-                found[_CALL_ID] is None or found[_CSEQ] is None:
-            return False
+        end, lines, request_line, vias, found = scanned
+        top = found[VIA]
         key = top
         txns = self._txns
         state = txns.get(key)
@@ -263,7 +225,7 @@ class FastMtLane(service.Service):
             self.stats["absorbed"] += 1
             if state.__class__ is bytes:
                 # completed: the same answer again, built from this copy
-                echo, to_index, target = self._echo(lines, vias, found, top, addr)
+                echo, to_index, target = response_echo(lines, vias, found, addr)
                 if echo is not None:
                     self._send(protocol, state, echo, to_index, key, target)
             return True
@@ -273,7 +235,7 @@ class FastMtLane(service.Service):
             if not self._seen & 15 or self.shedding:
                 self._check_overload(protocol)
             if self.shedding:
-                echo, to_index, target = self._echo(lines, vias, found, top, addr)
+                echo, to_index, target = response_echo(lines, vias, found, addr)
                 if echo is not None:
                     txns[key] = self._shed_line
                     self.flow.shed += 1
@@ -321,84 +283,25 @@ class FastMtLane(service.Service):
             except Exception:
                 self._log.failure("mt lane: after storing a message")
 
-    def _echo(self, lines, vias, found, top, addr):
-        """
-        The header fields a response copies (RFC 3261 8.2.6), with the
-        top Via stamped per RFC 3261 18.2.1 / RFC 3581, and where to send
-        the response (18.2.2).
-
-        @return: C{(list of lines, index of the To line, (host, port))}, or
-            C{(None, None, None)} when the top Via is not one the lane
-            handles.
-        """
-        first = lines[vias[0]]
-        colon = first.find(b":")
-        value = first[colon + 1:].strip()
-        if b"," in value:
-            return None, None, None  # several values in one Via line
-        params = value.split(b";")
-        sent = params[0].split()
-        if len(sent) != 2 or sent[0].upper() != b"SIP/2.0/UDP":
-            return None, None, None
-        host, _, port = sent[1].rpartition(b":")
-        if not host or host.startswith(b"["):
-            host, port = sent[1], b""
-            if host.startswith(b"["):
-                return None, None, None  # IPv6: the full path
-        rport = False
-        out = [params[0]]
-        ip = addr[0]
-        for param in params[1:]:
-            name = param.split(b"=", 1)[0].strip().lower()
-            if name == b"rport":
-                rport = True
-                param = b"rport=%d" % addr[1]
-            elif name == b"received":
-                continue
-            elif name == b"maddr":
-                return None, None, None
-            elif name == b"branch" and not param.split(b"=", 1)[-1].strip().startswith(
-                    b"z9hG4bK"):
-                return None, None, None  # RFC 2543 matching: the full path
-            out.append(param)
-        if rport or host.decode("latin-1") != ip:
-            out.append(b"received=" + ip.encode("ascii"))
-        if rport:
-            target = addr
-        else:
-            try:
-                target = (ip, int(port) if port else 5060)
-            except ValueError:
-                return None, None, None
-        echo = [b"Via: " + b";".join(out)]
-        for index in vias[1:]:
-            echo.append(lines[index])
-        echo.append(lines[found[_FROM]])
-        to_index = len(echo)
-        echo.append(lines[found[_TO]])
-        echo.append(lines[found[_CALL_ID]])
-        echo.append(lines[found[_CSEQ]])
-        return echo, to_index, target
-
     def _prepare(self, data, end, lines, vias, found, top, addr, ruri):
         """@return: a L{_Txn} ready to store, or C{None}: decline."""
         ctx = self.ctx
         config = ctx.config
         flow = self.flow
-        if found[_REQUIRE] is not None:
+        if found[REQUIRE] is not None:
             return None
-        maxf = found[_MAXF]
+        maxf = found[MAXF]
         if maxf is not None and (not maxf.isdigit() or int(maxf) == 0):
             return None
-        cenc = found[_CENC]
+        cenc = found[CENC]
         if cenc is not None and cenc.lower() != b"identity":
             return None
-        ctype = found[_CTYPE]
-        charset = None if ctype is None else _PLAIN.get(ctype.replace(b" ", b"").lower())
+        ctype = found[CTYPE]
+        charset = None if ctype is None else PLAIN_TEXT.get(ctype.replace(b" ", b"").lower())
         if charset is None:
             return None
         body = data[end + 4:]
-        clen = found[_CLEN]
+        clen = found[CLEN]
         if clen is not None:
             if not clen.isdigit() or int(clen) > len(body):
                 return None
@@ -409,14 +312,14 @@ class FastMtLane(service.Service):
         if flow.pending + len(flow.active) >= config.max_pending or ctx.lag.overloaded():
             return None
         # header fields to copy into the answer
-        echo, to_index, target = self._echo(lines, vias, found, top, addr)
+        echo, to_index, target = response_echo(lines, vias, found, addr)
         if echo is None:
             return None
-        to_line = lines[found[_TO]]
-        if _TO_TAG.search(to_line):
+        to_line = lines[found[TO]]
+        if TO_TAG.search(to_line):
             return None  # in a dialog: the full path
-        from_line = lines[found[_FROM]]
-        sender_uri, from_tag = _name_addr(from_line[from_line.find(b":") + 1:])
+        from_line = lines[found[FROM]]
+        sender_uri, from_tag = name_addr(from_line[from_line.find(b":") + 1:])
         if sender_uri is None or not sender_uri.startswith("sip:"):
             return None
         if "%" in sender_uri:
@@ -477,9 +380,9 @@ class FastMtLane(service.Service):
                                        segment.data_coding, segment.short_message)
         except (ValueError, TypeError, UnicodeEncodeError):
             return None
-        call_id_line = lines[found[_CALL_ID]]
+        call_id_line = lines[found[CALL_ID]]
         call_id = call_id_line[call_id_line.find(b":") + 1:].strip().decode("utf-8", "replace")
-        cseq_line = lines[found[_CSEQ]]
+        cseq_line = lines[found[CSEQ]]
         cseq = cseq_line[cseq_line.find(b":") + 1:].strip().decode("utf-8", "replace")
         if not cseq.endswith(" MESSAGE"):
             return None
@@ -656,18 +559,18 @@ class FastMtLane(service.Service):
         others, txn.others = txn.others, None
         for d in others or ():
             d.callback(answer)
-        status_line = _status_line(answer)
+        line = status_line(answer)
         if self._txns.get(txn.key) is txn:
-            self._txns[txn.key] = status_line
+            self._txns[txn.key] = line
         elif self._old.get(txn.key) is txn:
-            self._old[txn.key] = status_line
+            self._old[txn.key] = line
         self.stats["answered"] += 1
-        self._send(txn.protocol, status_line, echo, txn.to_index, txn.key, txn.target)
+        self._send(txn.protocol, line, echo, txn.to_index, txn.key, txn.target)
 
-    def _send(self, protocol, status_line: bytes, echo, to_index, key, target) -> None:
+    def _send(self, protocol, line: bytes, echo, to_index, key, target) -> None:
         # the same To tag for every copy of this answer (retransmissions)
         echo[to_index] += b";tag=%x%s" % (hash(key) & 0xFFFFFFFFFFFF, _TAG_SALT)
-        data = b"".join((status_line, b"\r\n".join(echo), b"\r\nContent-Length: 0\r\n\r\n"))
+        data = b"".join((line, b"\r\n".join(echo), b"\r\nContent-Length: 0\r\n\r\n"))
         transport = protocol.transport
         sock = getattr(transport, "socket", None)
         try:
@@ -686,60 +589,9 @@ def txn_submitted(lane: FastMtLane, txn: _Txn):
     return lambda outcome: lane.submitted(txn, outcome)
 
 
-_STATUS_LINES: dict = {}
-
-
-def _status_line(answer: SipAnswer) -> bytes:
-    """The status line (and any extra header lines) of an answer, shared per answer."""
-    extra = tuple(answer.headers or ())
-    key = (int(answer.status), answer.reason, extra)
-    line = _STATUS_LINES.get(key)
-    if line is None:
-        reason = answer.reason or "Accepted"
-        line = ("SIP/2.0 %d %s\r\n" % (int(answer.status), reason)
-                + "".join("%s: %s\r\n" % item for item in extra)).encode("utf-8")
-        if len(_STATUS_LINES) < 256:
-            _STATUS_LINES[key] = line
-    return line
-
-
 def _logged_write(ok: bool, result) -> None:
     if not ok:
         FastMtLane._log.failure("mt lane: recording a submit outcome failed", result)
-
-
-def _name_addr(value: bytes):
-    """
-    @return: C{(uri text, tag)} of a From value, or C{(None, None)} for a
-        form the lane leaves to the parser.
-    """
-    value = value.strip()
-    if value.startswith(b'"'):
-        close = value.find(b'"', 1)
-        if close < 0 or b"\\" in value[:close]:
-            return None, None
-        rest = value[close + 1:]
-    else:
-        rest = value
-    lt = rest.find(b"<")
-    if lt >= 0:
-        gt = rest.find(b">", lt)
-        if gt < 0:
-            return None, None
-        uri = rest[lt + 1:gt]
-        params = rest[gt + 1:]
-    else:
-        uri, _, params = rest.partition(b";")
-        params = b";" + params if params else b""
-    tag = ""
-    for param in params.split(b";"):
-        name, _, val = param.partition(b"=")
-        if name.strip().lower() == b"tag":
-            tag = val.strip().decode("utf-8", "replace")
-    try:
-        return uri.strip().decode("utf-8"), tag
-    except UnicodeDecodeError:
-        return None, None
 
 
 def _user(uri: str) -> str:

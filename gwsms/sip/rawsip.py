@@ -1,0 +1,189 @@
+# -*- test-case-name: tests.test_core_fastmt -*-
+"""
+SIP on the raw datagram, for the hot-path lanes (L{gwsms.core.fastmt}).
+
+Only what a lane needs, read once with plain byte operations: the header
+fields of a request (L{scan_request}), the fields a response copies with
+the top Via stamped (L{response_echo}), a From/To value's URI and tag
+(L{name_addr}) and shared status lines (L{status_line}).  Anything these
+functions do not recognise is C{None}: the full parser
+(L{gwsms.sip.message}) and its precise errors take over.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gwsms.sip.interfaces import SipAnswer
+
+#: header slots of L{scan_request}'s C{found} list
+VIA, FROM, TO, CALL_ID, CSEQ, CTYPE, CLEN, MAXF, REQUIRE, CENC = range(10)
+#: header names read (full and compact forms) -> slot
+NAMES = {
+    b"via": VIA, b"v": VIA, b"from": FROM, b"f": FROM, b"to": TO, b"t": TO,
+    b"call-id": CALL_ID, b"i": CALL_ID, b"cseq": CSEQ, b"content-type": CTYPE,
+    b"c": CTYPE, b"content-length": CLEN, b"l": CLEN, b"max-forwards": MAXF,
+    b"require": REQUIRE, b"content-encoding": CENC, b"e": CENC,
+}
+#: Content-Type values of plain text (lower case, spaces removed) -> codec
+PLAIN_TEXT = {b"text/plain": "utf-8", b"text/plain;charset=utf-8": "utf-8",
+              b"text/plain;charset=\"utf-8\"": "utf-8", b"text/plain;charset=us-ascii": "ascii"}
+#: a tag parameter in a To value
+TO_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+def scan_request(data: bytes, method: bytes):
+    """
+    Read the header fields of a C{method} request.
+
+    @return: C{(end of head, head lines, request line parts, indexes of
+        the Via lines, found)} where C{found[slot]} is the top Via value,
+        the line index of From / To / Call-ID / CSeq, or the stripped value
+        of the others (C{None}: absent); or C{None} when the datagram is
+        not such a request, has a folded, malformed or repeated single
+        header, or lacks Via, From, To, Call-ID or CSeq.
+    """
+    if not data.startswith(method + b" "):
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[2] != b"SIP/2.0":
+        return None
+    found = [None] * 10
+    vias = []
+    names = NAMES
+    for index in range(1, len(lines)):
+        line = lines[index]
+        colon = line.find(b":")
+        if colon <= 0 or line[0] in (32, 9):
+            return None  # folded or malformed: the parser's job
+        slot = names.get(line[:colon].rstrip().lower())
+        if slot is None:
+            continue
+        if slot == VIA:
+            vias.append(index)
+            if len(vias) == 1:
+                found[VIA] = line[colon + 1:].strip()
+        elif found[slot] is not None:
+            return None  # a repeated single header: let the parser judge
+        else:
+            found[slot] = index if slot in (FROM, TO, CALL_ID, CSEQ) else \
+                line[colon + 1:].strip()
+    if found[VIA] is None or found[FROM] is None or found[TO] is None or \
+            found[CALL_ID] is None or found[CSEQ] is None:
+        return None
+    return end, lines, request_line, vias, found
+
+
+def response_echo(lines, vias, found, addr):
+    """
+    The header fields a response copies (RFC 3261 8.2.6), with the
+    top Via stamped per RFC 3261 18.2.1 / RFC 3581, and where to send
+    the response (18.2.2).
+
+    @return: C{(list of lines, index of the To line, (host, port))}, or
+        C{(None, None, None)} when the top Via is not one the lane
+        handles.
+    """
+    first = lines[vias[0]]
+    colon = first.find(b":")
+    value = first[colon + 1:].strip()
+    if b"," in value:
+        return None, None, None  # several values in one Via line
+    params = value.split(b";")
+    sent = params[0].split()
+    if len(sent) != 2 or sent[0].upper() != b"SIP/2.0/UDP":
+        return None, None, None
+    host, _, port = sent[1].rpartition(b":")
+    if not host or host.startswith(b"["):
+        host, port = sent[1], b""
+        if host.startswith(b"["):
+            return None, None, None  # IPv6: the full path
+    rport = False
+    out = [params[0]]
+    ip = addr[0]
+    for param in params[1:]:
+        name = param.split(b"=", 1)[0].strip().lower()
+        if name == b"rport":
+            rport = True
+            param = b"rport=%d" % addr[1]
+        elif name == b"received":
+            continue
+        elif name == b"maddr":
+            return None, None, None
+        elif name == b"branch" and not param.split(b"=", 1)[-1].strip().startswith(
+                b"z9hG4bK"):
+            return None, None, None  # RFC 2543 matching: the full path
+        out.append(param)
+    if rport or host.decode("latin-1") != ip:
+        out.append(b"received=" + ip.encode("ascii"))
+    if rport:
+        target = addr
+    else:
+        try:
+            target = (ip, int(port) if port else 5060)
+        except ValueError:
+            return None, None, None
+    echo = [b"Via: " + b";".join(out)]
+    for index in vias[1:]:
+        echo.append(lines[index])
+    echo.append(lines[found[FROM]])
+    to_index = len(echo)
+    echo.append(lines[found[TO]])
+    echo.append(lines[found[CALL_ID]])
+    echo.append(lines[found[CSEQ]])
+    return echo, to_index, target
+
+
+_STATUS_LINES: dict = {}
+
+
+def status_line(answer: SipAnswer) -> bytes:
+    """The status line (and any extra header lines) of an answer, shared per answer."""
+    extra = tuple(answer.headers or ())
+    key = (int(answer.status), answer.reason, extra)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        reason = answer.reason or "Accepted"
+        line = ("SIP/2.0 %d %s\r\n" % (int(answer.status), reason)
+                + "".join("%s: %s\r\n" % item for item in extra)).encode("utf-8")
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[key] = line
+    return line
+
+
+def name_addr(value: bytes):
+    """
+    @return: C{(uri text, tag)} of a From value, or C{(None, None)} for a
+        form the lane leaves to the parser.
+    """
+    value = value.strip()
+    if value.startswith(b'"'):
+        close = value.find(b'"', 1)
+        if close < 0 or b"\\" in value[:close]:
+            return None, None
+        rest = value[close + 1:]
+    else:
+        rest = value
+    lt = rest.find(b"<")
+    if lt >= 0:
+        gt = rest.find(b">", lt)
+        if gt < 0:
+            return None, None
+        uri = rest[lt + 1:gt]
+        params = rest[gt + 1:]
+    else:
+        uri, _, params = rest.partition(b";")
+        params = b";" + params if params else b""
+    tag = ""
+    for param in params.split(b";"):
+        name, _, val = param.partition(b"=")
+        if name.strip().lower() == b"tag":
+            tag = val.strip().decode("utf-8", "replace")
+    try:
+        return uri.strip().decode("utf-8"), tag
+    except UnicodeDecodeError:
+        return None, None
