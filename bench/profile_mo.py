@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value)")
     parser.add_argument("--slow", action="store_true", help="without the MO lane (compare)")
+    parser.add_argument("--switch-interval", type=float, default=None, metavar="S",
+                        help="sys.setswitchinterval() after gctune (experiment)")
     args = parser.parse_args(argv)
 
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-mo-")
@@ -159,6 +161,8 @@ def run(args, tmp, config_path, sim, stat) -> int:
         from gwsms import gctune
         gc.collect()
         gctune.tune()
+        if args.switch_interval is not None:
+            sys.setswitchinterval(args.switch_interval)
         gc.callbacks.append(gct)
         t0, c0, r0 = time.monotonic(), cpu(), time.thread_time()
         del batch_times[:]

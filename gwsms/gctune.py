@@ -12,25 +12,39 @@ reactor for hundreds of milliseconds.  Once the service has started,
 L{tune} moves what exists then (code, configuration, caches) to the
 permanent generation (C{gc.freeze}) and raises the thresholds, so that
 collections are rarer and only look at objects created since.
+
+It also shortens the interpreter's thread switch interval from 5 ms to
+1 ms: the group commit's pool thread (C{BEGIN}, the lanes' multi-row
+statements, C{COMMIT}) needs the GIL back a few times per batch while the
+reactor thread is busy, and each time waited up to a whole interval.
+Measured with C{bench/profile_mo.py --rate 7000}: deliver_sm -> resp p50
+296 -> 57 ms, p99 775 -> 259 ms, the same CPU per message.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 
 #: gc.set_threshold() of a running gateway
 THRESHOLDS = (10000, 10, 10)
+#: sys.setswitchinterval() of a running gateway (seconds)
+SWITCH_INTERVAL = 0.001
 
 
-def tune(thresholds: tuple[int, int, int] = THRESHOLDS) -> tuple[int, int, int]:
+def tune(thresholds: tuple[int, int, int] = THRESHOLDS,
+         switch_interval: float = SWITCH_INTERVAL) -> tuple[int, int, int]:
     """
-    Freeze the objects that exist now and set the collection thresholds.
+    Freeze the objects that exist now, set the collection thresholds and
+    the thread switch interval.
 
     @param thresholds: C{(gen0, gen1, gen2)} for C{gc.set_threshold}.
+    @param switch_interval: for C{sys.setswitchinterval}.
     @return: the previous thresholds.
     """
     previous = gc.get_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(*thresholds)
+    sys.setswitchinterval(switch_interval)
     return previous

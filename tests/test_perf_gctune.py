@@ -3,6 +3,7 @@ Tests for L{gwsms.gctune}.
 """
 
 import gc
+import sys
 
 from twisted.trial import unittest
 
@@ -12,10 +13,12 @@ from gwsms import gctune
 class TuneTests(unittest.SynchronousTestCase):
     def setUp(self):
         before = gc.get_threshold()
+        interval = sys.getswitchinterval()
 
         def restore():
             gc.set_threshold(*before)
             gc.unfreeze()
+            sys.setswitchinterval(interval)
 
         self.addCleanup(restore)
 
@@ -29,3 +32,4 @@ class TuneTests(unittest.SynchronousTestCase):
     def test_default_thresholds(self):
         gctune.tune()
         self.assertEqual(gc.get_threshold(), gctune.THRESHOLDS)
+        self.assertEqual(sys.getswitchinterval(), gctune.SWITCH_INTERVAL)
