@@ -104,8 +104,8 @@ class GatewayConfig:
     max_pending: int = 20000
     max_lag: float = 0.0  # seconds of event-loop lag before shedding; 0 = off
     fast_path: bool = True  # the hot-path lanes (gwsms.core.fastmt) for the common case
-    max_backlog: int = 262144  # bytes waiting in the SIP UDP socket before shedding; 0 = off
-    max_delay: float = 0.25  # seconds the oldest MESSAGE waits for its answer before shedding
+    max_backlog: int = 1048576  # bytes waiting in the SIP UDP socket before shedding; 0 = off
+    max_delay: float = 0.3  # seconds the oldest MESSAGE waits for its answer before shedding
     workers: int = 1
     retention: float = 2592000.0  # 30 days; 0 = keep forever
 
