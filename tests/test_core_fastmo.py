@@ -412,6 +412,27 @@ class FallbackTests(LaneTestsBase):
     def not_taken(self, pdu, link="smsc1"):
         self.assertIsNone(self.lane.take(link, pdu))
 
+    def test_declined_by_deliver_then_is_not_tried_again(self):
+        tries = []
+        take_then = self.lane.take_then
+
+        def counting(*args):
+            tries.append(args[1])
+            return take_then(*args)
+
+        self.lane.take_then = counting
+        gateway = self.h.gateway
+        udh = bytes((5, 0, 3, 7, 2, 1)) + b"part"
+        part = deliver_pdu(text=udh, esm_class=0x40)
+        answers = []
+        self.assertFalse(gateway.deliver_then("smsc1", part, answers.append))
+        gateway.deliver_received("smsc1", part)  # what the session does next
+        self.assertEqual(tries, [part])  # the lane was asked once
+        plain = deliver_pdu(text=b"plain")
+        gateway.deliver_received("smsc1", plain)  # a direct call still uses the lane
+        self.assertEqual(tries, [part, plain])
+        self.assertEqual(answers, [])
+
     def test_what_the_lane_leaves(self):
         udh = bytes((5, 0, 3, 7, 2, 1)) + b"part"
         self.not_taken(deliver_pdu(text=udh, esm_class=0x40))  # UDH part

@@ -134,6 +134,8 @@ class Gateway(service.Service):
         self.mo = MoFlow(self.ctx)
         self.dlr = DlrFlow(self.ctx)
         self.ctx.notify = self.dlr.notify
+        #: the PDU the lane declined in L{deliver_then} (not tried twice)
+        self._declined = None
         #: the SMPP -> SIP lane (L{gwsms.core.fastmo}), see L{set_fast_mo}
         self.fast_mo = None
         self._loop = None
@@ -200,16 +202,19 @@ class Gateway(service.Service):
         if lane is None or not self.running:
             return False
         try:
-            return lane.take_then(link_name, pdu, answer)
+            if lane.take_then(link_name, pdu, answer):
+                return True
         except Exception:
             self._log.failure("smsc {link}: MO lane failed on {command}; slow path",
                               link=link_name, command=pdu.command)
-            return False
+        self._declined = pdu  # deliver_received comes next: not the lane again
+        return False
 
     def deliver_received(self, link_name: str, pdu) -> defer.Deferred:
         """A deliver_sm / data_sm: a receipt (L{gwsms.core.dlr}) or an MO message."""
         lane = self.fast_mo
-        if lane is not None and self.running:
+        declined, self._declined = self._declined, None
+        if lane is not None and self.running and pdu is not declined:
             # the lane takes only plain messages (never a receipt)
             try:
                 taken = lane.take(link_name, pdu)
