@@ -677,3 +677,16 @@ class TLSLoopbackTests(unittest.TestCase):
         else:
             self.fail("an untrusted certificate was accepted")
         self.assertEqual(self.tu.requests, [])
+
+
+class UdpSenderTests(unittest.SynchronousTestCase):
+    def test_the_listener_requests_go_from(self):
+        layer = TransportLayer(FakeReactor())
+        self.assertIsNone(layer.udp_sender())
+        layer.listen("tcp:127.0.0.1:0")
+        self.assertIsNone(layer.udp_sender())
+        layer.listen("udp:127.0.0.1:0")
+        layer.listen("udp:[::1]:0")
+        v4, v6 = [item.protocol for item in layer._listeners if item.transport == "udp"]
+        self.assertIs(layer.udp_sender(), v4)
+        self.assertIs(layer.udp_sender(ipv6=True), v6)

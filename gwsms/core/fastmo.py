@@ -24,8 +24,9 @@ writer runs the batch; elsewhere: those of one reactor turn):
      answered (a duplicate is answered but not sent again);
   2. the SIP MESSAGE, exactly as L{gwsms.sip.ua.MessageUAC} builds it
      (see L{gwsms.core.mo}), from a template, sent with C{sendto} on the
-     SIP UDP listener's socket (whose receive buffer is enlarged to hold
-     the answers to a burst), on the reactor turn after the answers to
+     SIP UDP listener's socket (its receive buffer, C{[sip]
+     udp_receive_buffer}, holds the answers to a burst), on the reactor
+     turn after the answers to
      the SMSC; its Via branch starts with L{PREFIX};
   3. the answers, retransmissions and timeouts: L{gwsms.sip.fastuac}
      (RFC 3261 17.1.2 on raw datagrams, one timer sweep, no per-message
@@ -52,14 +53,14 @@ from twisted.logger import Logger
 from gwsms.core.inbound import ESM_UDHI
 from gwsms.core.mo import _GRACE, RETRY_STATUSES, ROK, single_text, sip_user, target_uri
 from gwsms.sip.fastuac import (
-    PREFIX, RECEIVE_BUFFER, UdpTransactions, grow_receive_buffer, lane_target, reason_of)
+    PREFIX, UdpTransactions, lane_target, reason_of)
 from gwsms.sip.message import SipError, SipURI
 from gwsms.sip.registrar import binding_peer
 from gwsms.sip.wire import is_ip
 from gwsms.smpp.constants import CommandId, CommandStatus
 from gwsms.store.messages import MO, dedup_key, mo_lane_delivered, mo_lane_insert
 
-__all__ = ["PREFIX", "RECEIVE_BUFFER", "FastMoLane", "lane_target"]
+__all__ = ["PREFIX", "FastMoLane", "lane_target"]
 
 #: RFC 3261 18.1.1: larger requests do not go over UDP (the slow path moves them)
 UDP_SIZE_LIMIT = 1300
@@ -454,15 +455,14 @@ class FastMoLane:
         cached = self._senders.get(ipv6)
         if cached is not None and cached[0].transport is not None:
             return cached[1], cached[2]
-        # the same choice as TransportLayer._send_udp
-        listener = self.layer._listener_for("udp", "::" if ipv6 else "0.0.0.0")
-        protocol = getattr(listener, "protocol", None)
+        # the same choice as TransportLayer.send (its receive buffer is
+        # [sip] udp_receive_buffer, set when it started listening)
+        protocol = self.layer.udp_sender(ipv6)
         sock = getattr(getattr(protocol, "transport", None), "socket", None)
         if sock is None or protocol.sent_by is None or \
                 (sock.family == socket.AF_INET6) != ipv6:
             self._senders.pop(ipv6, None)
             return None
-        grow_receive_buffer(sock)
         host, port = protocol.sent_by
         if ":" in host:
             host = f"[{host.strip('[]')}]"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -41,9 +40,6 @@ from gwsms.sip.wire import is_ip
 PREFIX = "z9hG4bKgwf"
 _PREFIX_B = PREFIX.encode("ascii")
 _BRANCH_B = b"branch=" + _PREFIX_B
-#: bytes of receive buffer asked for a SIP UDP socket a lane sends from
-#: (the kernel caps it at net.core.rmem_max)
-RECEIVE_BUFFER = 4 * 1024 * 1024
 #: the timer wheel's slots per T1
 SLOTS_PER_T1 = 4
 _TOP_VIA = re.compile(rb"\n(?:via|v)[ \t]*:[ \t]*([^\r\n]*)", re.I).search
@@ -110,20 +106,6 @@ def response_branch(data: bytes, method: bytes = b"MESSAGE"):
     if not 100 <= status <= 699:
         return None
     return status, line[start:stop].decode("ascii", "replace")
-
-
-def grow_receive_buffer(sock) -> None:
-    """
-    Let the socket hold the answers to a burst of MESSAGEs: a batch of a
-    few hundred sent in one reactor turn is answered before the reactor
-    reads again, and the default buffer (~200 KiB, ~1 KiB of it per small
-    datagram) drops the tail, which then costs retransmissions.
-    """
-    try:
-        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_BUFFER:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    except (OSError, AttributeError) as e:
-        UdpTransactions._log.info("cannot enlarge the SIP UDP receive buffer: {error}", error=e)
 
 
 def lane_target(uri: str):

@@ -214,6 +214,17 @@ class TransportLayer:
         """@return: whether a listener for C{transport} is open."""
         return any(item.transport == transport for item in self._listeners)
 
+    def udp_sender(self, ipv6: bool = False):
+        """
+        The UDP listener requests to an address family go from (as
+        L{send} picks it), for the hot-path lanes that send on its socket.
+
+        @return: its L{SipDatagramProtocol}, or C{None} when there is no
+            UDP listener.
+        """
+        listener = self._listener_for("udp", "::" if ipv6 else "0.0.0.0")
+        return None if listener is None else listener.protocol
+
     def _listener_for(self, transport: str, host: str | None = None) -> _Listener | None:
         """@return: the first listener of C{transport} of C{host}'s address family."""
         family6 = host is not None and ":" in host
