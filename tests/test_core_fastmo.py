@@ -282,11 +282,11 @@ class OutcomeTests(LaneTestsBase):
 
 
 class PerTurnWritesTests(OutcomeTests):
-    """Engines whose batches run in a pool thread: writes handed once per reactor turn."""
+    """Engines whose batches run in a pool thread: batches sealed as the writer hands them over."""
 
     def setUp(self):
         super().setUp()
-        self.lane._sealing = False
+        self.h.writer.fills_in_reactor = False
 
 
 class TimerTests(LaneTestsBase):

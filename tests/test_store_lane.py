@@ -15,8 +15,8 @@ import os
 from twisted.internet import defer
 
 from gwsms.store import migrate
-from gwsms.store.batch import BatchWriter
-from gwsms.store.lane import Batch, insert_batch, insert_many, submitted_batch, submitted_many
+from gwsms.store.batch import Batch, BatchWriter
+from gwsms.store.lane import insert_many, submitted_many
 from gwsms.store.messages import MT, _insert, _part_submitted, dedup_key
 from tests.mysql_helpers import backend_tests, fresh_mysql_url
 
@@ -336,8 +336,8 @@ class LaneStoreMixin:
         store = MessageStore(self.db, writer)
         batch = Batch()
         outcome = defer.Deferred()
-        writer.write_then(lambda ok, result: outcome.callback((ok, result)),
-                          insert_batch, batch, WINDOW)
+        writer.write_batch(batch, lambda ok, result: outcome.callback((ok, result)),
+                           insert_many, WINDOW)
         batch.extend([(record(1), key(1), 1000.0), (record(2), key(2), 1000.0)])
         full = store.add(record(1, body="again"), 1000.0, key=key(1), window=WINDOW)
         ok, results = yield outcome
@@ -352,34 +352,42 @@ class LaneStoreMixin:
     # -- Batch ------------------------------------------------------------
     @defer.inlineCallbacks
     def test_insert_batch_and_submitted_batch_seal(self):
+        from twisted.internet import reactor
+
+        writer = BatchWriter(self.db, reactor, interval=0.0)
         batch = Batch()
-        self.assertEqual((batch.sealed, batch.owners, list(batch)), (False, [], []))
+        self.assertEqual((batch.sealed, list(batch)), (False, []))
         batch.append((record(1), key(1), 1000.0))
         batch.append((record(2), key(2), 1000.0))
-        batch.owners.extend(["a", "b"])
-        results = yield self.db.run_interaction("bulk", insert_batch, batch, WINDOW)
+        stored = defer.Deferred()
+        writer.write_batch(batch, lambda ok, result: stored.callback(result), insert_many,
+                           WINDOW)
+        results = yield stored
         self.assertTrue(batch.sealed)
         self.assertEqual([dup for _id, dup in results], [None, None])
-        submits = Batch()
-        submits.extend((message_id, "smsc1", f"m{message_id}", 1001.0, False)
-                       for message_id, _dup in results)
-        done = yield self.db.run_interaction("bulk", submitted_batch, submits)
+        submits = Batch(((message_id, "smsc1", f"m{message_id}", 1001.0, False)
+                         for message_id, _dup in results))
+        recorded = defer.Deferred()
+        writer.write_batch(submits, lambda ok, result: recorded.callback(result),
+                           submitted_many)
+        done = yield recorded
         self.assertTrue(submits.sealed)
         self.assertEqual(done, [None, None])
         tables = yield self.db.run_interaction("dump", _dump)
         self.assertEqual([row[2:4] for row in tables["message_parts"]],
                          [("submitted", f"m{i}") for i, _ in results])
+        yield writer.drain()
 
     @defer.inlineCallbacks
     def test_batch_through_the_group_commit(self):
-        """write_then: items appended before the write runs are in it; it seals the batch."""
+        """write_batch: items appended before the write runs are in it; it seals the batch."""
         from twisted.internet import reactor
 
         writer = BatchWriter(self.db, reactor, interval=0.0)
         batch = Batch()
         outcome = defer.Deferred()
-        writer.write_then(lambda ok, result: outcome.callback((ok, result)),
-                          insert_batch, batch, WINDOW)
+        writer.write_batch(batch, lambda ok, result: outcome.callback((ok, result)),
+                           insert_many, WINDOW)
         for n in range(3):
             self.assertFalse(batch.sealed)
             batch.append((record(n), key(n), 1000.0))

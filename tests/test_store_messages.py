@@ -120,6 +120,36 @@ class BatchWriterTests(unittest.SynchronousTestCase):
         self.assertEqual(self.successResultOf(good), 1)  # a raising callback harms nobody
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_write_batch_sealed_when_handed_over(self):
+        from gwsms.store.batch import Batch
+
+        self.assertFalse(self.writer.fills_in_reactor)  # FakeDb: another thread
+        outcomes = []
+        batch = Batch([1, 2])
+        self.writer.write_batch(batch, lambda ok, v: outcomes.append(v),
+                                lambda txn, items, extra: sum(items) + extra, 10)
+        batch.append(3)
+        self.assertFalse(batch.sealed)  # still filling until the writer hands it over
+        self.clock.advance(0.001)
+        self.assertTrue(batch.sealed)
+        self.db.commit()
+        self.assertEqual(outcomes, [16])
+
+    def test_write_batch_fills_until_it_runs_in_the_reactor_thread(self):
+        from gwsms.store.batch import Batch
+
+        self.writer.fills_in_reactor = True
+        batch = Batch()
+        outcomes = []
+        self.writer.write_batch(batch, lambda ok, v: outcomes.append(v),
+                                lambda txn, items: list(items))
+        self.clock.advance(0.001)
+        batch.append("late")  # handed over, not run yet: still joins
+        self.assertFalse(batch.sealed)
+        self.db.commit()
+        self.assertTrue(batch.sealed)
+        self.assertEqual(outcomes, [["late"]])
+
     def test_drain(self):
         d = self.writer.write(lambda txn: 1)
         drained = self.writer.drain()

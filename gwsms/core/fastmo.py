@@ -15,8 +15,8 @@ C{transport} other than C{udp}, no C{maddr}); and a request of at most
 1300 bytes.  A message stored whose target turns out otherwise (a TCP
 registration, no target) is handed to the slow path's delivery.
 
-The path, per batch of deliver_sm (on SQLite: those that come until the
-writer runs the batch; elsewhere: those of one reactor turn):
+The path, per batch of deliver_sm (those that come until the writer
+seals it, L{gwsms.store.batch.BatchWriter.write_batch}):
 
   1. one group-commit write (L{gwsms.store.messages.mo_lane_insert}: the
      row as the slow path stores it, next attempt after C{_GRACE}, the
@@ -58,6 +58,7 @@ from gwsms.sip.message import SipError, SipURI
 from gwsms.sip.registrar import binding_peer
 from gwsms.sip.wire import is_ip
 from gwsms.smpp.constants import CommandId, CommandStatus
+from gwsms.store.batch import Batch
 from gwsms.store.messages import MO, dedup_key, mo_lane_delivered, mo_lane_insert
 
 __all__ = ["PREFIX", "FastMoLane", "lane_target"]
@@ -79,29 +80,19 @@ _LEN = struct.Struct(">I").pack
 _NEXT_AT = 15
 
 
-class _Batch(list):
-    """
-    The items of one lane write, handed to the writer before it runs: it
-    seals itself when it runs, later items open the next one.
-    """
+class _Batch(Batch):
+    """The items of one lane write (L{BatchWriter.write_batch})."""
 
-    __slots__ = ("now", "sealed", "sendings")
+    __slots__ = ("now", "sendings")
 
     def __init__(self, now: float):
         super().__init__()
         self.now = now
-        self.sealed = False
         self.sendings: list = []
 
 
 def _insert_batch(txn, batch: _Batch, window: float) -> list:
-    batch.sealed = True
     return mo_lane_insert(txn, [(item[0], item[1]) for item in batch], batch.now, window)
-
-
-def _delivered_batch(txn, batch: _Batch) -> int:
-    batch.sealed = True
-    return mo_lane_delivered(txn, batch)
 
 
 class _Sending:
@@ -141,14 +132,8 @@ class FastMoLane:
         self.layer = transport_layer
         self.clock = ctx.clock
         self.uac = UdpTransactions(ctx.clock, self, t1, t2)
-        #: SQLite runs a batch's statements in the reactor thread, so a
-        #: write can be handed to the writer at once and filled until it
-        #: runs (it seals itself); elsewhere writes are handed per turn
-        self._sealing = getattr(getattr(ctx.store.db, "engine", None), "dialect", "") == "sqlite"
         self._incoming = None  # the open _Batch of deliver_sm to store
-        self._flush_call = None
         self._delivered = None  # the open _Batch of "delivered" rows
-        self._delivered_call = None
         self._to_send: list = []
         self._send_call = None
         self._targets: dict = {}
@@ -291,34 +276,11 @@ class FastMoLane:
         batch = self._incoming
         if batch is None or batch.sealed:
             batch = self._incoming = _Batch(now)
-            if self._sealing:
-                self._hand_insert(batch)
-            else:
-                self._flush_call = self.clock.callLater(0, self._flush)
+            self.ctx.store.writer.write_batch(batch, self._stored_cb(batch), _insert_batch,
+                                              self.ctx.config.dedup_window)
         batch.append((key, values, answer, target, source_user, dest_user, uri))
         self._stats["taken"] += 1
         return True
-
-    def _hand_insert(self, batch) -> None:
-        self.ctx.store.writer.write_then(self._stored_cb(batch), _insert_batch, batch,
-                                         self.ctx.config.dedup_window)
-
-    def _flush(self) -> None:
-        self._flush_call = None
-        batch = self._incoming
-        if batch is not None and not batch.sealed and batch:
-            batch.sealed = True  # nothing more joins it: handed now
-            self._hand_insert(batch)
-
-    def flush(self) -> None:
-        """Hand what was collected to the writer now (before a drain)."""
-        for name in ("_flush_call", "_delivered_call"):
-            call = getattr(self, name)
-            if call is not None and call.active():
-                call.cancel()
-        if not self._sealing:
-            self._flush()
-            self._write_delivered()
 
     def _stored_cb(self, batch):
         def stored(ok, result):
@@ -489,11 +451,10 @@ class FastMoLane:
 
     def stop(self) -> None:
         """
-        Hand collected writes to the writer and forget the open
-        transactions (their messages stay queued: the queue runner sends
-        them again, with the same X-Gwsms-Message-Id).
+        Forget the open transactions (their messages stay queued: the
+        queue runner sends them again, with the same X-Gwsms-Message-Id);
+        collected writes are the writer's already.
         """
-        self.flush()
         if self._send_call is not None and self._send_call.active():
             self._send_call.cancel()
         self._send_call = None
@@ -510,10 +471,8 @@ class FastMoLane:
             batch = self._delivered
             if batch is None or batch.sealed:
                 batch = self._delivered = _Batch(now)
-                if self._sealing:
-                    self._hand_delivered(batch)
-                else:
-                    self._delivered_call = self.clock.callLater(0, self._write_delivered)
+                self.ctx.store.writer.write_batch(batch, self._delivered_cb(batch),
+                                                  mo_lane_delivered)
             batch.append((now, status, sending.sip_to, sending.message_id))
             batch.sendings.append(sending)
             return
@@ -535,16 +494,6 @@ class FastMoLane:
         sending = tx.context
         row = self._row(sending.message_id, sending.values)
         self._job(row, self.flow._retry(row, 0, f"{sending.uri}: {detail}"))
-
-    def _write_delivered(self) -> None:
-        self._delivered_call = None
-        batch = self._delivered
-        if batch is not None and not batch.sealed and batch:
-            batch.sealed = True
-            self._hand_delivered(batch)
-
-    def _hand_delivered(self, batch) -> None:
-        self.ctx.store.writer.write_then(self._delivered_cb(batch), _delivered_batch, batch)
 
     def _delivered_cb(self, batch):
         def written(ok, result):

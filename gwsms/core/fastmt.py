@@ -60,7 +60,8 @@ from gwsms.sip.interfaces import SipAnswer
 from gwsms.sip.rawsip import CALL_ID, CENC, CLEN, CSEQ, CTYPE, FROM, MAXF, PLAIN_TEXT, REQUIRE, \
     TO, TO_TAG, VIA, name_addr, response_echo, scan_request, status_line
 from gwsms.sip.uri import parse_uri
-from gwsms.store.lane import Batch, insert_batch, submitted_batch
+from gwsms.store.batch import Batch
+from gwsms.store.lane import insert_many, submitted_many
 from gwsms.store.messages import MT, _update, dedup_key
 
 #: texts whose octets are the same in ASCII and in the GSM 03.38 default
@@ -129,6 +130,16 @@ class _Txn:
         return d
 
 
+class _Inserts(Batch):
+    """New messages to store, and the lane transactions they belong to."""
+
+    __slots__ = ("owners",)
+
+    def __init__(self):
+        super().__init__()
+        self.owners: list[_Txn] = []
+
+
 class FastMtLane(service.Service):
     """
     The SIP -> SMPP hot path; a C{TransportLayer.fast_paths} handler.
@@ -163,12 +174,11 @@ class FastMtLane(service.Service):
         self._old: dict[bytes, object] = {}
         self._rotation = None
         self._inserts = self._submits = None
-        self._bulk_store = None
         self.stats = dict.fromkeys(("taken", "declined", "absorbed", "answered",
                                     "handed_over", "shed"), 0)
         config = self.ctx.config
         #: bytes waiting in the SIP UDP socket beyond which new MESSAGEs
-        #: are answered 503 at once (0: off); see L{_check_backlog}
+        #: are answered 503 at once (0: off); see L{_check_overload}
         self.max_backlog = int(getattr(config, "max_backlog", 0) or 0)
         #: seconds the oldest taken MESSAGE may wait for its answer (0: off)
         self.max_delay = float(getattr(config, "max_delay", 0) or 0)
@@ -259,22 +269,12 @@ class FastMtLane(service.Service):
             record["owner"] = store.owner
         batch = self._inserts
         if batch is None or batch.sealed:
-            batch = self._inserts = Batch()
-            store.writer.write_then(partial(self._stored_batch, batch), insert_batch, batch,
-                                    self.ctx.config.dedup_window)
+            batch = self._inserts = _Inserts()
+            store.writer.write_batch(batch, partial(self._stored_batch, batch), insert_many,
+                                     self.ctx.config.dedup_window)
         batch.append((record, txn.extras.pop("_key"), txn.written))
         batch.owners.append(txn)
-        if not self._bulk(store):
-            batch.sealed = True  # statements may run in a pool thread: one per batch
         return True
-
-    def _bulk(self, store) -> bool:
-        """Whether batches may grow until their statements run (SQLite)."""
-        bulk = self._bulk_store
-        if bulk is None:
-            bulk = self._bulk_store = getattr(getattr(store.db, "engine", None), "dialect",
-                                              "") == "sqlite"
-        return bulk
 
     def _stored_batch(self, batch, ok: bool, results) -> None:
         for index, txn in enumerate(batch.owners):
@@ -496,11 +496,9 @@ class FastMtLane(service.Service):
             batch = self._submits
             if batch is None or batch.sealed:
                 batch = self._submits = Batch()
-                ctx.store.writer.write_then(_logged_write, submitted_batch, batch)
+                ctx.store.writer.write_batch(batch, _logged_write, submitted_many)
             batch.append((txn.id, txn.link, outcome.message_id or "", now,
                           bool(txn.record["registered_delivery"])))
-            if not self._bulk(ctx.store):
-                batch.sealed = True
             self._end(txn)
             if txn.echo is not None:
                 self._answer(txn, ACCEPTED)

@@ -256,7 +256,7 @@ class Gateway(service.Service):
     def stopService(self) -> defer.Deferred:
         service.Service.stopService(self)
         if self.fast_mo is not None:
-            self.fast_mo.stop()  # hands collected writes to the writer drained below
+            self.fast_mo.stop()  # its writes are the writer's, drained below
         self.ctx.lag.stop()
         if self._loop is not None and self._loop.running:
             self._loop.stop()

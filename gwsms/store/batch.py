@@ -32,6 +32,27 @@ def _run_one(txn, fn, args):
     return fn(txn, *args)
 
 
+def _run_sealed(txn, batch, fn, args):
+    batch.sealed = True  # from here on the caller opens a new one
+    return fn(txn, batch, *args)
+
+
+class Batch(list):
+    """
+    The items of one bulk write (L{BatchWriter.write_batch}).  Its caller
+    appends while C{sealed} is false.  The writer seals it when the write
+    runs, if that is in the reactor thread (SQLite), else when it hands
+    the transaction to the database's thread; either way every item
+    appended before is written.  Subclasses may add slots of their own.
+    """
+
+    __slots__ = ("sealed",)
+
+    def __init__(self, items=()):
+        super().__init__(items)
+        self.sealed = False
+
+
 def _fire(sink, ok: bool, value) -> None:
     """Give a write's outcome to its Deferred or its C{done} callable."""
     if isinstance(sink, defer.Deferred):
@@ -77,6 +98,9 @@ class BatchWriter:
         self._timer = None
         self._committing = False
         self._idle: list[defer.Deferred] = []
+        #: whether batch functions run in the reactor thread (then a
+        #: L{Batch} fills until its write runs)
+        self.fills_in_reactor = bool(getattr(db, "batches_in_reactor", False))
         self.batches = 0
         self.writes = 0
 
@@ -116,6 +140,14 @@ class BatchWriter:
         elif self._timer is None:
             self._timer = self._clock.callLater(self.interval, self._flush)
 
+    def write_batch(self, batch: Batch, done, fn, *args) -> None:
+        """
+        L{write_then} of C{fn(txn, batch, *args)} for a L{Batch} its caller
+        keeps filling until it is sealed: one statement per table for many
+        items (the hot-path lanes).
+        """
+        self.write_then(done, _run_sealed, batch, fn, args)
+
     def drain(self) -> defer.Deferred:
         """
         @return: a Deferred firing once every write queued so far has been
@@ -137,6 +169,10 @@ class BatchWriter:
             return
         ops = self._pending[: self.batch_size]
         del self._pending[: self.batch_size]
+        if not self.fills_in_reactor:
+            for fn, args, _sink in ops:
+                if fn is _run_sealed:
+                    args[0].sealed = True  # its statements may run in another thread
         self._committing = True
         self.batches += 1
         d = self._run("write batch", _run_batch, ops)

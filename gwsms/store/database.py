@@ -183,6 +183,11 @@ class Database:
         d = self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
         return d.addBoth(check_time)
 
+    @property
+    def batches_in_reactor(self) -> bool:
+        """Whether L{run_batch} runs its function in the reactor thread."""
+        return self._reactor is not None and self.engine.dialect == "sqlite"
+
     def run_batch(self, desc: str, fn: Callable, *args: Any) -> defer.Deferred:
         """
         Like L{run_interaction}, for the group-commit writer's batches.
@@ -199,7 +204,7 @@ class Database:
         @return: Deferred firing with C{fn}'s result after the commit, or
             failing with its exception (after rollback).
         """
-        if self._reactor is None or self.engine.dialect != "sqlite":
+        if not self.batches_in_reactor:
             return self.run_interaction(desc, fn, *args)
         return self._pool.runWithConnection(
             _split_interaction, self.engine, self._reactor, fn, args)

@@ -160,30 +160,3 @@ def _receipt_ids(txn, items) -> None:
             " VALUES (?, ?, ?, ?, ?)", receipt_rows)
 
 
-
-class Batch(list):
-    """
-    Items collected for one bulk write.  The write function seals it when
-    it runs (statements of SQLite batches run in the reactor thread), so
-    items that come later go to the next batch.
-    """
-
-    __slots__ = ("sealed", "owners")
-
-    def __init__(self):
-        super().__init__()
-        self.sealed = False
-        #: what the caller keeps per item (e.g. the lane's transactions)
-        self.owners: list = []
-
-
-def insert_batch(txn, batch: Batch, window: float) -> list:
-    """L{insert_many} over a L{Batch} of C{(record, key, now)}, sealing it."""
-    batch.sealed = True
-    return insert_many(txn, batch, window)
-
-
-def submitted_batch(txn, batch: Batch) -> list:
-    """L{submitted_many} over a L{Batch}, sealing it."""
-    batch.sealed = True
-    return submitted_many(txn, batch)
