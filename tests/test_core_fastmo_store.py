@@ -1,6 +1,6 @@
 """
-Tests for the MO lane's store writes (L{gwsms.store.messages.mo_lane_insert},
-L{gwsms.store.messages.mo_lane_delivered}) against L{_insert}'s rules, on
+Tests for the MO lane's store writes (L{gwsms.store.lane.mo_lane_insert},
+L{gwsms.store.lane.mo_lane_delivered}) against L{_insert}'s rules, on
 SQLite: its bulk path (ids from sqlite_sequence) and the one-by-one path
 other engines take.
 """
@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from gwsms.store import migrate
 from gwsms.store.batch import BatchWriter
 from gwsms.store.database import open_database_sync
-from gwsms.store.messages import (
-    MO, MO_LANE_COLUMNS, MessageStore, dedup_key, mo_lane_delivered, mo_lane_insert)
+from gwsms.store.lane import MO_LANE_COLUMNS, mo_lane_delivered, mo_lane_insert
+from gwsms.store.messages import MO, MessageStore, dedup_key
 
 NOW = 1_000_000.0
 

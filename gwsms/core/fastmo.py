@@ -18,7 +18,7 @@ registration, no target) is handed to the slow path's delivery.
 The path, per batch of deliver_sm (those that come until the writer
 seals it, L{gwsms.store.batch.BatchWriter.write_batch}):
 
-  1. one group-commit write (L{gwsms.store.messages.mo_lane_insert}: the
+  1. one group-commit write (L{gwsms.store.lane.mo_lane_insert}: the
      row as the slow path stores it, next attempt after C{_GRACE}, the
      same duplicate key); after the commit the deliver_sm_resp is
      answered (a duplicate is answered but not sent again);
@@ -59,7 +59,8 @@ from gwsms.sip.registrar import binding_peer
 from gwsms.sip.wire import is_ip
 from gwsms.smpp.constants import CommandId, CommandStatus
 from gwsms.store.batch import Batch
-from gwsms.store.messages import MO, dedup_key, mo_lane_delivered, mo_lane_insert
+from gwsms.store.lane import MO_LANE_COLUMNS, mo_lane_delivered, mo_lane_insert
+from gwsms.store.messages import MO, dedup_key
 
 __all__ = ["PREFIX", "FastMoLane", "lane_target"]
 
@@ -77,7 +78,7 @@ _CONCAT_TLVS = frozenset({"message_payload", "sar_msg_ref_num", "sar_total_segme
 _NOT_PLAIN_ESM = 0x3C | ESM_UDHI
 _LEN = struct.Struct(">I").pack
 #: index of next_attempt_at in the values of MO_LANE_COLUMNS
-_NEXT_AT = 15
+_NEXT_AT = MO_LANE_COLUMNS.index("next_attempt_at")
 
 
 class _Batch(Batch):

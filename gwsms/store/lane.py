@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_store_lane -*-
 """
 Bulk forms of the hot-path writes of L{gwsms.store.messages}, for the
-SIP -> SMPP lane (L{gwsms.core.fastmt}).
+lanes: SIP -> SMPP (L{gwsms.core.fastmt}) and, at the end, SMPP -> SIP
+(L{gwsms.core.fastmo}).
 
 They write exactly the rows the one-message functions write
 (L{gwsms.store.messages._insert}, L{gwsms.store.messages._part_submitted})
@@ -44,6 +45,40 @@ def insert_rows(txn, head: str, width: int, rows: list) -> None:
                   [value for row in chunk for value in row])
 
 
+def _select_in(txn, sql: str, values: list) -> list:
+    """Rows of C{sql} (with one C{IN (%s)}) for C{values}, in chunks."""
+    rows: list = []
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start:start + _CHUNK]
+        rows += txn.execute(sql % ",".join("?" * len(chunk)), chunk).fetchall()
+    return rows
+
+
+def _known_keys(txn, keys) -> dict:
+    """@return: C{{dedup key: (message id, created_at)}} of those stored."""
+    return {key: (message_id, created_at) for key, message_id, created_at in _select_in(
+        txn, "SELECT dedup_key, message_id, created_at FROM message_dedup"
+             " WHERE dedup_key IN (%s)", list(keys))}
+
+
+def _next_id(txn):
+    """
+    @return: C{(first free message id, sequence row or None)}: in a SQLite
+        write transaction the ids after the AUTOINCREMENT sequence are ours
+        until L{_take_ids} moves it on.
+    """
+    sequence = txn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    return (sequence[0] if sequence else 0) + 1, sequence
+
+
+def _take_ids(txn, sequence, last_id: int) -> None:
+    """Move the sequence to C{last_id}: AUTOINCREMENT rows go after ours."""
+    if sequence is None:
+        txn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)", (last_id,))
+    else:
+        txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", (last_id,))
+
+
 def insert_many(txn, items, window: float) -> list:
     """
     Store new MT messages (with their part rows and dedup keys), like
@@ -56,17 +91,8 @@ def insert_many(txn, items, window: float) -> list:
     if txn.engine.dialect != "sqlite" or len(items) < 2:
         return [_insert(txn, record, now, key, window, None, None, True)
                 for record, key, now in items]
-    keys = list({key for _record, key, _now in items})
-    found = {}
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start:start + _CHUNK]
-        rows = txn.execute(
-            "SELECT dedup_key, message_id, created_at FROM message_dedup WHERE dedup_key IN (%s)"
-            % ",".join("?" * len(chunk)), chunk).fetchall()
-        for key, message_id, created_at in rows:
-            found[key] = (message_id, created_at)
-    sequence = txn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
-    next_id = (sequence[0] if sequence else 0) + 1
+    found = _known_keys(txn, {key for _record, key, _now in items})
+    next_id, sequence = _next_id(txn)
     results: list = [None] * len(items)
     new_rows, parts, dedups = [], [], []
     first: dict = {}  # key -> (id, values) of the batch's own new messages
@@ -94,13 +120,7 @@ def insert_many(txn, items, window: float) -> list:
         results[index] = (next_id, None)
         next_id += 1
     if new_rows:
-        # the ids are taken now: later AUTOINCREMENT rows go after them
-        if sequence is None:
-            txn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)",
-                        (next_id - 1,))
-        else:
-            txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'",
-                        (next_id - 1,))
+        _take_ids(txn, sequence, next_id - 1)
         insert_rows(txn, _INSERT_WITH_ID_HEAD, len(_INSERTABLE) + 1, new_rows)
         insert_rows(txn, "INSERT INTO message_parts (message_id, seq, state, updated_at)", 4,
                      parts)
@@ -124,13 +144,10 @@ def submitted_many(txn, items) -> list:
         return [None] * len(items)
     # only parts without an id yet (a second recording is a no-op, as in
     # _part_submitted: no second increment, no second receipt index)
-    fresh = set()
     ids = [item[0] for item in items]
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        fresh.update(row[0] for row in txn.execute(
-            "SELECT message_id FROM message_parts WHERE seq = 1 AND smsc_message_id = ''"
-            " AND message_id IN (%s)" % ",".join("?" * len(chunk)), chunk).fetchall())
+    fresh = {row[0] for row in _select_in(
+        txn, "SELECT message_id FROM message_parts WHERE seq = 1 AND smsc_message_id = ''"
+             " AND message_id IN (%s)", ids)}
     items = [item for item in items if item[0] in fresh]
     if not items:
         return [None] * len(ids)
@@ -160,3 +177,108 @@ def _receipt_ids(txn, items) -> None:
             " VALUES (?, ?, ?, ?, ?)", receipt_rows)
 
 
+# -- MO lane (gwsms.core.fastmo): batched writes without Deferreds ------------
+#
+# Written by the SMPP -> SIP lane through BatchWriter.write_batch: one call
+# per batch of deliver_sm (not per message), no history rows (the row's
+# created_at / updated_at / sip_status say what happened, as on the slow
+# path's success), the same message_dedup keys as L{_insert}.
+
+#: the columns the MO lane writes; the others take their schema defaults
+#: (the same values as L{_DEFAULTS})
+MO_LANE_COLUMNS = (
+    "direction", "state", "created_at", "updated_at", "source_addr", "source_ton",
+    "source_npi", "dest_addr", "dest_ton", "dest_npi", "smsc", "body", "content_type",
+    "data_coding", "partial", "next_attempt_at", "expires_at", "owner",
+)
+_MO_LANE_INSERT = (
+    f"INSERT INTO messages ({', '.join(MO_LANE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in MO_LANE_COLUMNS)})"
+)
+_MO_LANE_INSERT_HEAD = f"INSERT INTO messages (id, {', '.join(MO_LANE_COLUMNS)})"
+_MO_LANE_DELIVERED = (
+    "UPDATE messages SET updated_at = ?, state = 'delivered', sip_status = ?,"
+    " attempts = attempts + 1, sip_to = ?, last_error = '' WHERE id = ?"
+)
+
+
+def mo_lane_insert(txn, items, now: float, window: float) -> list:
+    """
+    Store new MO messages, each under its duplicate key (see L{_insert}:
+    a key stored less than C{window} seconds ago, whose message still
+    exists, makes the message a duplicate and nothing is stored).
+
+    On SQLite the batch holds the write lock (C{BEGIN IMMEDIATE}), so the
+    new rows are numbered from C{sqlite_sequence} and written with
+    multi-row statements (L{insert_rows}); other engines insert them one
+    by one.
+
+    @param items: C{[(dedup key, values in L{MO_LANE_COLUMNS} order)]}.
+    @param now: the time the keys are stored with.
+    @return: per item, the new message id, or C{None} for a duplicate.
+    """
+    known = _known_keys(txn, {key for key, _values in items})
+    sqlite = txn.engine.dialect == "sqlite"
+    next_id = sequence = 0
+    if sqlite:
+        next_id, sequence = _next_id(txn)
+    out: list = [None] * len(items)
+    fresh: list = []
+    new_keys: list = []
+    seen: set = set()
+    later: list = []
+    for index, (key, values) in enumerate(items):
+        if key in known:
+            later.append(index)  # an old key: checked one by one below
+            continue
+        if key in seen:
+            continue  # a second copy in this batch: a duplicate
+        seen.add(key)
+        if sqlite:
+            fresh.append((next_id,) + tuple(values))
+            message_id = next_id
+            next_id += 1
+        else:
+            message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
+        new_keys.append((key, message_id, now))
+        out[index] = message_id
+    if fresh:
+        # the rows go in with multi-row statements in the pool thread
+        # (Transaction.later): nothing can know these ids before the commit
+        _take_ids(txn, sequence, next_id - 1)
+        insert_rows(txn, _MO_LANE_INSERT_HEAD, len(MO_LANE_COLUMNS) + 1, fresh)
+    for index in later:
+        key, values = items[index]
+        if key in seen:
+            continue
+        seen.add(key)
+        found_id, created_at = known[key]
+        if created_at >= now - window and txn.execute(
+                "SELECT 1 FROM messages WHERE id = ?", (found_id,)).fetchone():
+            continue
+        txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+        message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
+        new_keys.append((key, message_id, now))
+        out[index] = message_id
+    if new_keys:
+        if sqlite:
+            insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)",
+                        3, new_keys)
+        else:
+            txn.executemany(
+                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+                new_keys)
+    return out
+
+
+def mo_lane_delivered(txn, rows) -> int:
+    """
+    MO messages the SIP target answered with a 2xx: C{delivered}, with the
+    same columns as the slow path writes (state, sip_status, attempts + 1,
+    sip_to, empty last_error), no history row.
+
+    @param rows: C{[(now, status, sip_to, message id)]}.
+    @return: the number of rows.
+    """
+    txn.executemany(_MO_LANE_DELIVERED, rows)
+    return len(rows)
