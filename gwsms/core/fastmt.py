@@ -54,12 +54,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gwsms.core import numbers, text
-from gwsms.core.mtjob import ACCEPTED, TEMPORARY, coding_preference, permanent_answer, \
-    split_for, split_options
+from gwsms.core.mtjob import ACCEPTED, TEMPORARY, coding_preference, on_link, \
+    permanent_answer, split_for, split_options
 from gwsms.sip.interfaces import SipAnswer
 from gwsms.sip.rawsip import CALL_ID, CENC, CLEN, CSEQ, CTYPE, FROM, MAXF, PLAIN_TEXT, REQUIRE, \
     TO, TO_TAG, VIA, name_addr, response_echo, scan_request, status_line
 from gwsms.sip.uri import parse_uri
+from gwsms.smpp.constants import CommandId
+from gwsms.smpp.pdu import HEADER
 from gwsms.store.batch import Batch
 from gwsms.store.lane import insert_many, submitted_many
 from gwsms.store.messages import MT, _update, dedup_key
@@ -68,8 +70,7 @@ from gwsms.store.messages import MT, _update, dedup_key
 #: alphabet (no @ $ _ ` and none of the extension table's [ \\ ] ^ { | } ~)
 _GSM_AS_ASCII = re.compile(rb"[A-Za-z0-9 !\"#%&'()*+,\-./:;<=>?\r\n]*\Z").match
 _DECLINED = object()  # a transaction handed to the full path
-_SUBMIT_SM = 0x00000004
-_HEAD = struct.Struct("!IIII")
+_SUBMIT_SM = int(CommandId.submit_sm)
 _U32 = struct.Struct("=I").unpack
 #: Linux socket option: the socket's memory accounting (first: bytes queued)
 _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
@@ -106,7 +107,7 @@ def encode_submit_sm(source, dest, esm_class: int, registered_delivery: int,
         dst, b"\x00", bytes((esm_class, 0, 0)), b"\x00\x00",
         bytes((registered_delivery, 0, data_coding, 0, len(short_message))), short_message,
     ))
-    return _HEAD.pack(16 + len(body), _SUBMIT_SM, 0, 0) + body
+    return HEADER.pack(16 + len(body), _SUBMIT_SM, 0, 0) + body
 
 
 class _Txn:
@@ -374,8 +375,8 @@ class FastMtLane(service.Service):
         if config.receipts == "text":
             registered = registered or 1
         try:
-            sms_source = _on_link(source, link.src_ton, link.src_npi)
-            sms_dest = _on_link(dest, link.dst_ton, link.dst_npi)
+            sms_source = on_link(source, link.src_ton, link.src_npi)
+            sms_dest = on_link(dest, link.dst_ton, link.dst_npi)
             encoded = encode_submit_sm(sms_source, sms_dest, segment.esm_class, registered,
                                        segment.data_coding, segment.short_message)
         except (ValueError, TypeError, UnicodeEncodeError):
@@ -613,9 +614,3 @@ def _number(user: str):
     elif user.isdigit() and user.isascii() and len(user) <= numbers.MAX_ADDR_LENGTH:
         return numbers.Address(user, 0, 0)
     return None
-
-
-def _on_link(address, ton: int, npi: int):
-    if address.ton in (numbers.TON_INTERNATIONAL, numbers.TON_ALPHANUMERIC):
-        return address
-    return numbers.Address(address.addr, ton, npi)

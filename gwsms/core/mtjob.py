@@ -270,12 +270,12 @@ class MtJob:
         row = self.row
         source = row.get("_source")
         if source is not None:
-            source = _on_link(source, link.src_ton, link.src_npi)
+            source = on_link(source, link.src_ton, link.src_npi)
         else:
             source = numbers.source_address(row["sip_from_user"], link)
         dest = row.get("_dest")
         if dest is not None:
-            dest = _on_link(dest, link.dst_ton, link.dst_npi)
+            dest = on_link(dest, link.dst_ton, link.dst_npi)
         else:
             dest = numbers.destination_address(row["dest_user"], link)
         segments = self._segments(link)
@@ -411,7 +411,7 @@ def _link_down():
     return (LinkDown, NoSuchLink)
 
 
-def _on_link(address, ton: int, npi: int):
+def on_link(address, ton: int, npi: int):
     """
     An address mapped without link defaults (TON/NPI 0), on a link: an
     international (+) or alphanumeric address keeps its TON/NPI, any other
