@@ -7,8 +7,8 @@ lanes: SIP -> SMPP (L{gwsms.core.fastmt}) and, at the end, SMPP -> SIP
 They write exactly the rows the one-message functions write
 (L{gwsms.store.messages._insert}, L{gwsms.store.messages._part_submitted})
 for a whole group-commit batch at once: one C{SELECT} for the duplicate
-keys of the batch and one C{executemany} per table instead of four
-statements per message.  On SQLite the batch holds the write lock
+keys of the batch and one multi-row statement per table (L{insert_rows})
+instead of four statements per message.  On SQLite the batch holds the write lock
 (C{BEGIN IMMEDIATE}), so the lane numbers the new rows itself from
 C{sqlite_sequence} (and moves it on), and the multi-row C{INSERT}s run
 in the pool thread (L{gwsms.store.database.Transaction.later}): nothing
