@@ -247,10 +247,17 @@ class LaneStoreMixin:
         self.assertEqual(sorted({(r[0], r[3], r[4]) for r in tables["receipt_ids"]}),
                          [("smscA", 1, 1)])
 
-    @defer.inlineCallbacks
     def test_recording_twice_is_a_no_op(self):
+        return self._twice([(1, "smsc1", "0A1B", 1001.0, True), (2, "smsc1", "0A1C", 1001.0, True)])
+
+    def test_recording_twice_without_receipts_is_a_no_op(self):
+        """Items without a receipt index take the deferred UPDATE ... FROM statements."""
+        return self._twice([(1, "smsc1", "0A1B", 1001.0, False), (2, "smsc1", "0A1C", 1001.0, True),
+                            (3, "smsc2", "77", 1001.0, False)])
+
+    @defer.inlineCallbacks
+    def _twice(self, items):
         bulk_db, single_db = yield self.both(self._three)
-        items = [(1, "smsc1", "0A1B", 1001.0, True), (2, "smsc1", "0A1C", 1001.0, True)]
         yield bulk_db.run_interaction("bulk", submitted_many, items)
         once = yield bulk_db.run_interaction("dump", _dump)
         later = [(m, s, i, 1005.0, x) for m, s, i, _now, x in items]

@@ -13,8 +13,11 @@ instead of four statements per message.  On SQLite the batch holds the write loc
 C{sqlite_sequence} (and moves it on), and the multi-row C{INSERT}s run
 in the pool thread (L{gwsms.store.database.Transaction.later}): nothing
 can know the new ids before the commit, so nothing else in the batch can
-depend on those rows.  The state updates run at once, in order with
-everything else.  Other engines take the one-message path.
+depend on those rows.  The C{submit_sm_resp} updates of parts that get a
+receipt index run at once, in order with everything else (a receipt in
+the same batch must find them); the others are two C{UPDATE ... FROM
+(VALUES ...)} statements run the same way, after the batch's functions.
+Other engines take the one-message path.
 """
 
 from __future__ import annotations
@@ -142,6 +145,15 @@ def submitted_many(txn, items) -> list:
         for message_id, smsc, smsc_message_id, now, index in items:
             _part_submitted(txn, message_id, 1, smsc, smsc_message_id, now, index)
         return [None] * len(items)
+    count = len(items)
+    # without a receipt index to write, nothing later in this batch looks
+    # at these rows: the updates can wait for the pool thread
+    quiet = [item for item in items if not (item[4] and item[2])]
+    if quiet:
+        _submitted_later(txn, quiet)
+        items = [item for item in items if item[4] and item[2]]
+        if not items:
+            return [None] * count
     # only parts without an id yet (a second recording is a no-op, as in
     # _part_submitted: no second increment, no second receipt index)
     ids = [item[0] for item in items]
@@ -150,7 +162,7 @@ def submitted_many(txn, items) -> list:
              " AND message_id IN (%s)", ids)}
     items = [item for item in items if item[0] in fresh]
     if not items:
-        return [None] * len(ids)
+        return [None] * count
     txn.executemany(
         "UPDATE message_parts SET state = 'submitted', smsc_message_id = ?, updated_at = ?"
         " WHERE message_id = ? AND seq = 1 AND smsc_message_id = ''",
@@ -161,7 +173,35 @@ def submitted_many(txn, items) -> list:
         " parts_done = parts_done + 1, smsc = ?, updated_at = ? WHERE id = ? AND parts_done = 0",
         [(smsc, now, message_id) for message_id, smsc, _mid, now, _index in items])
     _receipt_ids(txn, items)
-    return [None] * len(ids)
+    return [None] * count
+
+
+def _submitted_later(txn, items) -> None:
+    """
+    The two updates of L{submitted_many} for C{items} as one statement
+    per table (C{UPDATE ... FROM (VALUES ...)}), run by
+    L{Transaction.later}; the C{WHERE} clauses keep a second recording a
+    no-op, as in L{_part_submitted}.
+    """
+    size = _MAX_VALUES // 3
+    for start in range(0, len(items), size):
+        chunk = items[start:start + size]
+        rows = ",".join(["(?,?,?)"] * len(chunk))
+        txn.later(
+            "UPDATE message_parts SET state = 'submitted', smsc_message_id = v.column1,"
+            f" updated_at = v.column2 FROM (VALUES {rows}) AS v"
+            " WHERE message_parts.message_id = v.column3 AND message_parts.seq = 1"
+            " AND message_parts.smsc_message_id = ''",
+            [value for message_id, _smsc, mid, now, _index in chunk
+             for value in (mid, now, message_id)])
+        txn.later(
+            "UPDATE messages SET state = CASE WHEN parts_done + 1 >= parts_total"
+            " AND state = 'queued' THEN 'submitted' ELSE state END,"
+            " parts_done = parts_done + 1, smsc = v.column1, updated_at = v.column2"
+            f" FROM (VALUES {rows}) AS v WHERE messages.id = v.column3"
+            " AND messages.parts_done = 0",
+            [value for message_id, smsc, _mid, now, _index in chunk
+             for value in (smsc, now, message_id)])
 
 
 def _receipt_ids(txn, items) -> None:
