@@ -1,15 +1,18 @@
 """
 Tests for L{gwsms.store.database.Database.run_batch}: the group-commit
-writer's statements run in the reactor thread, the commit in the pool
-thread, with the same all-or-nothing outcome as C{run_interaction}.
+writer's statements run in the reactor thread, the deferred statements
+and the commit in the commit thread (L{gwsms.store.sqlitecommit}), with the
+same all-or-nothing outcome as C{run_interaction}.
 """
 
 import os
+import sqlite3
 import threading
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.trial import unittest
 
+from gwsms.store import sqlitecommit
 from gwsms.store.database import open_database
 
 
@@ -58,3 +61,130 @@ class RunBatchTests(unittest.TestCase):
         self.assertEqual(results[:5], [1] * 5)
         rows = yield self.db.run_query("SELECT COUNT(*) FROM t")
         self.assertEqual(rows, [(5,)])
+
+    @defer.inlineCallbacks
+    def test_later_statements_committed_with_the_batch(self):
+        def batch(txn):
+            txn.execute("INSERT INTO t (n) VALUES (1)")
+            txn.later("INSERT INTO t (n) VALUES (?), (?)", (2, 3))
+            return "ok"
+
+        result = yield self.db.run_batch("batch", batch)
+        self.assertEqual(result, "ok")
+        rows = yield self.db.run_query("SELECT n FROM t ORDER BY n")
+        self.assertEqual(rows, [(1,), (2,), (3,)])
+
+    @defer.inlineCallbacks
+    def test_failing_later_statement_rolls_back_whole_batch(self):
+        def batch(txn):
+            txn.execute("INSERT INTO t (n) VALUES (1)")
+            txn.later("INSERT INTO t (n) VALUES (?), (?)", (2, 2))  # duplicate key
+
+        e = yield self.assertFailure(self.db.run_batch("batch", batch), sqlite3.IntegrityError)
+        self.assertIn("UNIQUE", str(e))
+        rows = yield self.db.run_query("SELECT n FROM t")
+        self.assertEqual(rows, [])
+        # the connection is usable again
+        yield self.db.run_batch("batch", lambda txn: txn.execute("INSERT INTO t (n) VALUES (4)"))
+        rows = yield self.db.run_query("SELECT n FROM t")
+        self.assertEqual(rows, [(4,)])
+
+    @defer.inlineCallbacks
+    def test_commit_runs_in_a_thread_of_its_own(self):
+        yield self.db.run_batch("batch", lambda txn: txn.execute("INSERT INTO t (n) VALUES (1)"))
+        names = {t.name for t in threading.enumerate()}
+        self.assertIn("gwsms-sqlite-commit", names)
+        self.db.close()
+        self.assertNotIn("gwsms-sqlite-commit", {t.name for t in threading.enumerate()})
+
+
+class SqliteBatchesTurnTests(unittest.TestCase):
+    """
+    L{sqlitecommit.SqliteBatches}: a batch never waits in the reactor
+    thread for the write lock; it tries again on its clock.
+    """
+
+    def setUp(self):
+        from twisted.internet import reactor
+
+        self.path = os.path.join(os.path.abspath(self.mktemp() + "-db"), "t.sqlite3")
+        self.db = open_database(reactor, "sqlite:" + self.path)
+        self.addCleanup(self.db.close)
+        self.clock = task.Clock()
+        self.batches = self.db._batches
+        self.batches.clock = self.clock
+        return self.db.run_operation("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+
+    def insert(self, n):
+        return self.batches.run(lambda txn: txn.execute(
+            "INSERT INTO t (n) VALUES (?)", (n,)).rowcount, ())
+
+    def hold_lock(self):
+        """Another connection (another process, say) holds the write lock."""
+        other = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN IMMEDIATE")
+        return other
+
+    @defer.inlineCallbacks
+    def test_waits_for_the_lock_without_blocking(self):
+        other = self.hold_lock()
+        d = self.insert(1)
+        self.assertNoResult(d)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(sqlitecommit.BUSY_RETRY)  # still locked: tries again later
+        self.assertNoResult(d)
+        other.execute("COMMIT")
+        self.clock.advance(sqlitecommit.BUSY_RETRY)
+        self.assertEqual((yield d), 1)
+        rows = yield self.db.run_query("SELECT n FROM t")
+        self.assertEqual(rows, [(1,)])
+
+    @defer.inlineCallbacks
+    def test_gives_up_after_the_timeout(self):
+        self.hold_lock()
+        self.batches.timeout = 1.0
+        d = self.insert(1)
+        second = self.insert(2)
+        self.clock.pump([0.5] * 3)
+        e = yield self.assertFailure(d, sqlite3.OperationalError)
+        self.assertIn("locked", str(e))
+        yield self.assertFailure(second, sqlite3.OperationalError)
+
+    @defer.inlineCallbacks
+    def test_leaves_the_turn_to_a_waiting_pool_interaction(self):
+        turn = self.batches.turn
+        turn.waiting += 1  # as a pool thread in take()
+        d = self.insert(1)
+        self.assertNoResult(d)
+        self.assertFalse(turn.try_take())
+        turn.waiting -= 1
+        self.clock.advance(sqlitecommit.BUSY_RETRY)
+        self.assertEqual((yield d), 1)
+
+    @defer.inlineCallbacks
+    def test_waits_while_the_pool_writes(self):
+        turn = self.batches.turn
+        turn.take()  # a pool interaction is writing
+        d = self.insert(1)
+        self.clock.advance(sqlitecommit.BUSY_RETRY)
+        self.assertNoResult(d)
+        turn.give()
+        self.clock.advance(sqlitecommit.BUSY_RETRY)
+        self.assertEqual((yield d), 1)
+
+    @defer.inlineCallbacks
+    def test_in_order_one_at_a_time(self):
+        results = yield defer.gatherResults([self.insert(n) for n in range(5)])
+        self.assertEqual(results, [1] * 5)
+        rows = yield self.db.run_query("SELECT n FROM t ORDER BY n")
+        self.assertEqual(rows, [(n,) for n in range(5)])
+
+    def test_close_fails_waiting_batches(self):
+        self.hold_lock()
+        d = self.insert(1)
+        self.db.close()
+        f = self.failureResultOf(d, RuntimeError)
+        self.assertIn("closed", str(f.value))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.failureResultOf(self.insert(2), RuntimeError)

@@ -26,6 +26,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from gwsms.store.engines import BaseEngine, create_engine
+from gwsms.store.sqlitecommit import SqliteBatches, WriteTurn
 
 #: interactions slower than this many seconds are logged
 SLOW_INTERACTION = 1.0
@@ -48,8 +49,8 @@ class Transaction:
         """
         Run one statement that returns nothing before the transaction
         commits: at once, or, in a L{Database.run_batch} on SQLite, in the
-        pool thread after the batch's functions have run in the reactor
-        thread (SQLite releases the GIL while it works, so a big
+        commit (or pool) thread after the batch's functions have run in the
+        reactor thread (SQLite releases the GIL while it works, so a big
         multi-row statement costs the reactor thread nothing).  Statements
         run in the order given.
         """
@@ -100,8 +101,24 @@ def _interact(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
 
 
 #: seconds the pool thread waits for the reactor thread to run the
-#: statements of a L{Database.run_batch} before giving up (rollback)
+#: statements of a L{Database.run_batch} before giving up (rollback), and
+#: seconds a batch of L{SqliteBatches} may wait for SQLite's write lock
 BATCH_HANDOFF_TIMEOUT = 60.0
+
+
+def _interact_in_turn(conn, engine: BaseEngine, turn: WriteTurn, desc: str, fn: Callable,
+                      args, kw):
+    """L{_interact} and its commit within a L{WriteTurn} (pool thread)."""
+    turn.take()
+    try:
+        result = _interact(conn, engine, desc, fn, args, kw)
+        conn.commit()
+        return result
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        turn.give()
 
 
 def _split_interaction(conn, engine: BaseEngine, reactor, fn: Callable, args):
@@ -156,6 +173,13 @@ class Database:
         self.engine = engine
         self._pool = pool
         self._reactor = reactor
+        self._turn = self._batches = None
+        if self.batches_in_reactor and getattr(engine, "path", ":memory:") != ":memory:":
+            # a file: batches on a connection of their own, taking turns
+            # with the pool's (one in-memory database cannot be shared)
+            self._turn = WriteTurn()
+            self._batches = SqliteBatches(engine, reactor, Transaction, BATCH_HANDOFF_TIMEOUT,
+                                          self._turn)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.engine.display_url}>"
@@ -180,7 +204,11 @@ class Database:
                 )
             return result
 
-        d = self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
+        if self._turn is not None:
+            d = self._pool.runWithConnection(_interact_in_turn, self.engine, self._turn, desc,
+                                             fn, args, kw)
+        else:
+            d = self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
         return d.addBoth(check_time)
 
     @property
@@ -192,13 +220,16 @@ class Database:
         """
         Like L{run_interaction}, for the group-commit writer's batches.
 
-        With SQLite the statements of C{fn} run in the reactor thread (the
-        pool thread holds the connection meanwhile, so nothing interleaves)
-        and only C{BEGIN} and the C{COMMIT} (the fsync) run in the pool
-        thread.  SQLite's module releases the GIL around every statement
-        step; run in the pool thread while the reactor thread is busy, each
-        of those steps waits a GIL switch interval for the lock back, which
-        made a batch of a few hundred statements take seconds.  Other
+        With SQLite the statements of C{fn} run in the reactor thread.
+        SQLite's module releases the GIL around every statement step; run
+        in another thread while the reactor thread is busy, each of those
+        steps waits a GIL switch interval for the lock back, which made a
+        batch of a few hundred statements take seconds.  On a file, batches
+        use a connection of their own and only the L{Transaction.later}
+        statements and C{COMMIT} (the fsync) leave the reactor thread, in
+        one hand-over to a commit thread (L{SqliteBatches}).  In memory
+        (one connection) the pool thread holds the connection meanwhile
+        and runs C{BEGIN}, the C{later} statements and C{COMMIT}.  Other
         engines (network round trips) run it like L{run_interaction}.
 
         @return: Deferred firing with C{fn}'s result after the commit, or
@@ -206,6 +237,8 @@ class Database:
         """
         if not self.batches_in_reactor:
             return self.run_interaction(desc, fn, *args)
+        if self._batches is not None:
+            return self._batches.run(fn, args)
         return self._pool.runWithConnection(
             _split_interaction, self.engine, self._reactor, fn, args)
 
@@ -235,6 +268,8 @@ class Database:
 
     def close(self) -> None:
         """Close every connection; the object is unusable afterwards."""
+        if self._batches is not None:
+            self._batches.close()
         if self._pool is not None:
             self._pool.close()
             self._pool = None

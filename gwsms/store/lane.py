@@ -11,7 +11,7 @@ keys of the batch and one multi-row statement per table (L{insert_rows})
 instead of four statements per message.  On SQLite the batch holds the write lock
 (C{BEGIN IMMEDIATE}), so the lane numbers the new rows itself from
 C{sqlite_sequence} (and moves it on), and the multi-row C{INSERT}s run
-in the pool thread (L{gwsms.store.database.Transaction.later}): nothing
+in the commit thread (L{gwsms.store.database.Transaction.later}): nothing
 can know the new ids before the commit, so nothing else in the batch can
 depend on those rows.  The C{submit_sm_resp} updates of parts that get a
 receipt index run at once, in order with everything else (a receipt in
@@ -147,7 +147,7 @@ def submitted_many(txn, items) -> list:
         return [None] * len(items)
     count = len(items)
     # without a receipt index to write, nothing later in this batch looks
-    # at these rows: the updates can wait for the pool thread
+    # at these rows: the updates can wait for the commit thread
     quiet = [item for item in items if not (item[4] and item[2])]
     if quiet:
         _submitted_later(txn, quiet)
@@ -283,7 +283,7 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
         new_keys.append((key, message_id, now))
         out[index] = message_id
     if fresh:
-        # the rows go in with multi-row statements in the pool thread
+        # the rows go in with multi-row statements in the commit thread
         # (Transaction.later): nothing can know these ids before the commit
         _take_ids(txn, sequence, next_id - 1)
         insert_rows(txn, _MO_LANE_INSERT_HEAD, len(MO_LANE_COLUMNS) + 1, fresh)
