@@ -15,11 +15,11 @@ thread that wants the GIL back after a SQLite call waits up to a switch
 interval for it.  The pool's way (C{BEGIN} in the pool thread, the
 statements in the reactor thread, the rest back in the pool thread, then
 the result through the thread pool's machinery) took many such waits per
-batch.  Measured with C{bench/profile_mo.py --rate 8500}: 6,400-6,900
-deliver_sm/s with a deliver_sm -> resp p99 of 0.7-1.3 s before, 8,100-8,300/s
-and 150-200 ms after (the simulator's window of 100 is the limit); with
-C{bench/profile_mt.py --rate 4000} the batch latency p50 went from 2.2-3.5
-to 1.4-1.9 ms.
+batch.  Measured with C{bench/profile_mo.py --rate 8500}, run in turns with
+the code before: 7,040 deliver_sm/s with a deliver_sm -> resp p99 of
+1.1-1.3 s before, 7,100-7,900/s and 0.23-0.63 s after (the simulator's
+window of 100 is the limit, so the commit's turnaround is the rate); the
+SIP -> SMPP direction costs the same CPU per message either way.
 
 The two connections of one process take turns through a L{WriteTurn}:
 an interaction of the pool (L{gwsms.store.database.Database.run_interaction})
