@@ -16,6 +16,7 @@ from twisted.internet import defer
 
 from gwsms.store import migrate
 from gwsms.store.batch import Batch, BatchWriter
+from gwsms.store import lane
 from gwsms.store.lane import insert_many, submitted_many
 from gwsms.store.messages import MT, _insert, _part_submitted, dedup_key
 from tests.mysql_helpers import backend_tests, fresh_mysql_url
@@ -254,6 +255,11 @@ class LaneStoreMixin:
         """Items without a receipt index take the deferred UPDATE ... FROM statements."""
         return self._twice([(1, "smsc1", "0A1B", 1001.0, False), (2, "smsc1", "0A1C", 1001.0, True),
                             (3, "smsc2", "77", 1001.0, False)])
+
+    def test_without_update_from_one_statement_per_row(self):
+        """SQLite before 3.33 (no UPDATE ... FROM): the updates run at once, row by row."""
+        self.patch(lane, "_UPDATE_FROM", False)
+        return self.test_submitted_many_equals_part_submitted()
 
     @defer.inlineCallbacks
     def _twice(self, items):

@@ -22,6 +22,7 @@ Other engines take the one-message path.
 
 from __future__ import annotations
 
+import sqlite3
 from operator import itemgetter
 
 from gwsms.core import receipts
@@ -33,6 +34,8 @@ _INSERT_WITH_ID_HEAD = f"INSERT INTO messages (id, {', '.join(_INSERTABLE)})"
 _CHUNK = 500
 #: most bound values in one statement (SQLite >= 3.32 allows 32766)
 _MAX_VALUES = 30000
+#: UPDATE ... FROM needs SQLite 3.33
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
 def insert_rows(txn, head: str, width: int, rows: list) -> None:
@@ -148,7 +151,7 @@ def submitted_many(txn, items) -> list:
     count = len(items)
     # without a receipt index to write, nothing later in this batch looks
     # at these rows: the updates can wait for the commit thread
-    quiet = [item for item in items if not (item[4] and item[2])]
+    quiet = [item for item in items if not (item[4] and item[2])] if _UPDATE_FROM else None
     if quiet:
         _submitted_later(txn, quiet)
         items = [item for item in items if item[4] and item[2]]
