@@ -6,6 +6,7 @@ same all-or-nothing outcome as C{run_interaction}.
 """
 
 import os
+import queue
 import sqlite3
 import threading
 
@@ -188,3 +189,48 @@ class SqliteBatchesTurnTests(unittest.TestCase):
         self.assertIn("closed", str(f.value))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.failureResultOf(self.insert(2), RuntimeError)
+
+
+class CommitLoopTests(unittest.SynchronousTestCase):
+    """L{sqlitecommit._commit_loop}, run in the test's thread."""
+
+    class Reactor:
+        def __init__(self):
+            self.calls = []
+
+        def callFromThread(self, f, *args):
+            self.calls.append((f, args))
+
+    def run_loop(self, later):
+        path = os.path.join(os.path.abspath(self.mktemp()), "t.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.addCleanup(conn.close)
+        conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+        turn = sqlitecommit.WriteTurn()
+        self.assertTrue(turn.try_take())
+        cursor = conn.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("INSERT INTO t (n) VALUES (1)")
+        jobs = queue.SimpleQueue()
+        done = object()
+        jobs.put((conn, cursor, later, "result", done))
+        jobs.put(None)
+        reactor = self.Reactor()
+        sqlitecommit._commit_loop(jobs, reactor, turn)
+        # the turn is free before the reactor thread hears of the commit
+        self.assertTrue(turn.try_take())
+        self.assertEqual(len(reactor.calls), 1)
+        self.assertIs(reactor.calls[0][0], done)
+        return conn, reactor.calls[0][1]
+
+    def test_later_statements_then_commit(self):
+        conn, (ok, value) = self.run_loop([("INSERT INTO t (n) VALUES (?)", (2,))])
+        self.assertEqual((ok, value), (True, "result"))
+        self.assertEqual(conn.execute("SELECT n FROM t ORDER BY n").fetchall(), [(1,), (2,)])
+
+    def test_failure_rolls_back(self):
+        conn, (ok, value) = self.run_loop([("INSERT INTO t (n) VALUES (?)", (1,))])
+        self.assertFalse(ok)
+        self.assertIsInstance(value.value, sqlite3.IntegrityError)
+        self.assertEqual(conn.execute("SELECT n FROM t").fetchall(), [])

@@ -79,8 +79,13 @@ class WriteTurn:
         self._lock.release()
 
 
-def _commit_loop(jobs: queue.SimpleQueue, reactor) -> None:
-    """The commit thread: run each job's deferred statements and COMMIT."""
+def _commit_loop(jobs: queue.SimpleQueue, reactor, turn: WriteTurn) -> None:
+    """
+    The commit thread: run each job's deferred statements and C{COMMIT},
+    end the write turn (here, so that the pool thread never waits for the
+    reactor thread, which may be closing the database), report to the
+    reactor thread.
+    """
     while True:
         job = jobs.get()
         if job is None:
@@ -103,6 +108,7 @@ def _commit_loop(jobs: queue.SimpleQueue, reactor) -> None:
                 cursor.close()
             except Exception:
                 pass
+            turn.give()
         reactor.callFromThread(done, ok, value)
 
 
@@ -157,7 +163,7 @@ class SqliteBatches:
             self._conn = conn
             self._jobs = queue.SimpleQueue()
             self._thread = threading.Thread(
-                target=_commit_loop, args=(self._jobs, self.reactor),
+                target=_commit_loop, args=(self._jobs, self.reactor, self.turn),
                 name="gwsms-sqlite-commit", daemon=True)
             self._thread.start()
         return self._conn
@@ -211,8 +217,7 @@ class SqliteBatches:
                             self._committed(d, ok, value)))
 
     def _committed(self, d: defer.Deferred, ok: bool, value) -> None:
-        self._running = False
-        self.turn.give()
+        self._running = False  # the commit thread has ended the turn
         if ok:
             d.callback(value)
         else:
