@@ -17,7 +17,6 @@ every dialect.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable
 
@@ -48,8 +47,8 @@ class Transaction:
     def later(self, sql: str, params: tuple | list = ()) -> None:
         """
         Run one statement that returns nothing before the transaction
-        commits: at once, or, in a L{Database.run_batch} on SQLite, in the
-        commit (or pool) thread after the batch's functions have run in the
+        commits: at once, or, in a L{Database.run_batch} on a SQLite file, in
+        the commit thread after the batch's functions have run in the
         reactor thread (SQLite releases the GIL while it works, so a big
         multi-row statement costs the reactor thread nothing).  Statements
         run in the order given.
@@ -100,9 +99,8 @@ def _interact(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
         cursor.close()
 
 
-#: seconds the pool thread waits for the reactor thread to run the
-#: statements of a L{Database.run_batch} before giving up (rollback), and
 #: seconds a batch of L{SqliteBatches} may wait for SQLite's write lock
+#: (held by another process) before it fails
 BATCH_HANDOFF_TIMEOUT = 60.0
 
 
@@ -119,41 +117,6 @@ def _interact_in_turn(conn, engine: BaseEngine, turn: WriteTurn, desc: str, fn: 
         raise
     finally:
         turn.give()
-
-
-def _split_interaction(conn, engine: BaseEngine, reactor, fn: Callable, args):
-    """
-    Pool-thread half of L{Database.run_batch}: take the connection (so no
-    other interaction can use it), let the reactor thread run C{fn} on it,
-    wait, and return (the pool commits) or raise (the pool rolls back).
-    """
-    cursor = conn.cursor()
-    box: dict = {}
-    done = threading.Event()
-    later: list = []
-
-    def statements():
-        try:
-            box["result"] = fn(Transaction(cursor, engine, later), *args)
-        except BaseException as e:
-            box["error"] = e
-        finally:
-            done.set()
-
-    try:
-        engine.begin(cursor)
-        reactor.callFromThread(statements)
-        if not done.wait(BATCH_HANDOFF_TIMEOUT):
-            # the reactor thread may still run it later: make that fail
-            # (closed cursor) rather than write outside the transaction
-            raise RuntimeError("reactor thread did not run the batch statements")
-        if "error" in box:
-            raise box["error"]
-        for sql, params in later:  # Transaction.later: here, GIL released
-            cursor.execute(sql, params)
-        return box["result"]
-    finally:
-        cursor.close()
 
 
 class Database:
@@ -174,7 +137,8 @@ class Database:
         self._pool = pool
         self._reactor = reactor
         self._turn = self._batches = None
-        if self.batches_in_reactor and getattr(engine, "path", ":memory:") != ":memory:":
+        if reactor is not None and engine.dialect == "sqlite" and \
+                getattr(engine, "path", ":memory:") != ":memory:":
             # a file: batches on a connection of their own, taking turns
             # with the pool's (one in-memory database cannot be shared)
             self._turn = WriteTurn()
@@ -214,33 +178,27 @@ class Database:
     @property
     def batches_in_reactor(self) -> bool:
         """Whether L{run_batch} runs its function in the reactor thread."""
-        return self._reactor is not None and self.engine.dialect == "sqlite"
+        return self._batches is not None
 
     def run_batch(self, desc: str, fn: Callable, *args: Any) -> defer.Deferred:
         """
         Like L{run_interaction}, for the group-commit writer's batches.
 
-        With SQLite the statements of C{fn} run in the reactor thread.
-        SQLite's module releases the GIL around every statement step; run
-        in another thread while the reactor thread is busy, each of those
-        steps waits a GIL switch interval for the lock back, which made a
-        batch of a few hundred statements take seconds.  On a file, batches
-        use a connection of their own and only the L{Transaction.later}
-        statements and C{COMMIT} (the fsync) leave the reactor thread, in
-        one hand-over to a commit thread (L{SqliteBatches}).  In memory
-        (one connection) the pool thread holds the connection meanwhile
-        and runs C{BEGIN}, the C{later} statements and C{COMMIT}.  Other
-        engines (network round trips) run it like L{run_interaction}.
+        On a SQLite file the statements of C{fn} run in the reactor thread,
+        on a connection of their own, and only the L{Transaction.later}
+        statements and C{COMMIT} (the fsync) leave it, in one hand-over to
+        a commit thread (L{SqliteBatches}): SQLite's module releases the
+        GIL around every statement step, and a thread that wants it back
+        while the reactor thread is busy waits up to a switch interval each
+        time.  Other engines (network round trips) and an in-memory SQLite
+        database (one connection) run it like L{run_interaction}.
 
         @return: Deferred firing with C{fn}'s result after the commit, or
             failing with its exception (after rollback).
         """
-        if not self.batches_in_reactor:
+        if self._batches is None:
             return self.run_interaction(desc, fn, *args)
-        if self._batches is not None:
-            return self._batches.run(fn, args)
-        return self._pool.runWithConnection(
-            _split_interaction, self.engine, self._reactor, fn, args)
+        return self._batches.run(fn, args)
 
     def run_query(self, sql: str, params: tuple | list = (), desc: str = "query") -> defer.Deferred:
         """
