@@ -181,6 +181,19 @@ class SqliteBatchesTurnTests(unittest.TestCase):
         rows = yield self.db.run_query("SELECT n FROM t ORDER BY n")
         self.assertEqual(rows, [(n,) for n in range(5)])
 
+    @defer.inlineCallbacks
+    def test_begin_failing_otherwise_fails_the_batch(self):
+        """Not a held lock (a broken file, say): the batch fails at once, the turn is free."""
+        def begin(cursor):
+            raise sqlite3.DatabaseError("file is not a database")
+
+        self.patch(self.batches.engine, "begin", begin)
+        e = yield self.assertFailure(self.insert(1), sqlite3.DatabaseError)
+        self.assertIn("not a database", str(e))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertTrue(self.batches.turn.try_take())
+        self.batches.turn.give()
+
     def test_close_fails_waiting_batches(self):
         self.hold_lock()
         d = self.insert(1)

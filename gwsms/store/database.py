@@ -113,7 +113,10 @@ def _interact_in_turn(conn, engine: BaseEngine, turn: WriteTurn, desc: str, fn: 
         conn.commit()
         return result
     except BaseException:
-        conn.rollback()
+        try:
+            conn.rollback()
+        except Exception:
+            Database._log.failure("rollback failed after {desc}", desc=desc)
         raise
     finally:
         turn.give()

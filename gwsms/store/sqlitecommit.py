@@ -189,10 +189,11 @@ class SqliteBatches:
                 continue
             try:
                 self.engine.begin(cursor)
-            except sqlite3.OperationalError as e:
+            except Exception as e:
                 cursor.close()
                 self.turn.give()
-                if _locked(e) and self.clock.seconds() - queued < self.timeout:
+                if isinstance(e, sqlite3.OperationalError) and _locked(e) and \
+                        self.clock.seconds() - queued < self.timeout:
                     self._retry = self.clock.callLater(BUSY_RETRY, self._again)
                     return
                 waiting.popleft()
