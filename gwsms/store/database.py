@@ -139,14 +139,13 @@ class Database:
         self.engine = engine
         self._pool = pool
         self._reactor = reactor
-        self._turn = self._batches = None
+        self._batches = None
         if reactor is not None and engine.dialect == "sqlite" and \
                 getattr(engine, "path", ":memory:") != ":memory:":
             # a file: batches on a connection of their own, taking turns
             # with the pool's (one in-memory database cannot be shared)
-            self._turn = WriteTurn()
             self._batches = SqliteBatches(engine, reactor, Transaction, BATCH_HANDOFF_TIMEOUT,
-                                          self._turn)
+                                          WriteTurn())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.engine.display_url}>"
@@ -171,9 +170,9 @@ class Database:
                 )
             return result
 
-        if self._turn is not None:
-            d = self._pool.runWithConnection(_interact_in_turn, self.engine, self._turn, desc,
-                                             fn, args, kw)
+        if self._batches is not None:
+            d = self._pool.runWithConnection(_interact_in_turn, self.engine,
+                                             self._batches.turn, desc, fn, args, kw)
         else:
             d = self._pool.runWithConnection(_interact, self.engine, desc, fn, args, kw)
         return d.addBoth(check_time)
