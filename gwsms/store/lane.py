@@ -26,7 +26,8 @@ import sqlite3
 from operator import itemgetter
 
 from gwsms.core import receipts
-from gwsms.store.messages import _DEFAULTS, _INSERTABLE, _insert, _part_submitted
+from gwsms.store.messages import MESSAGE_SUBMITTED_SET, PART_SUBMITTED_SET, _DEFAULTS, \
+    _INSERTABLE, _insert, _part_submitted
 
 _VALUES = itemgetter(*_INSERTABLE)
 _INSERT_WITH_ID_HEAD = f"INSERT INTO messages (id, {', '.join(_INSERTABLE)})"
@@ -36,6 +37,18 @@ _CHUNK = 500
 _MAX_VALUES = 30000
 #: UPDATE ... FROM needs SQLite 3.33
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+#: the updates of a single-part message's submit_sm_resp (as L{_part_submitted})
+_PARTS_SUBMITTED = (
+    "UPDATE message_parts SET " + PART_SUBMITTED_SET.format(mid="?", now="?")
+    + " WHERE message_id = ? AND seq = 1 AND smsc_message_id = ''"
+)
+_MESSAGES_SUBMITTED = (
+    "UPDATE messages SET " + MESSAGE_SUBMITTED_SET.format(smsc="?", now="?")
+    + " WHERE id = ? AND parts_done = 0"
+)
+#: the same SETs from a VALUES list (id or smsc, time, message id)
+_PARTS_FROM_SET = PART_SUBMITTED_SET.format(mid="v.column1", now="v.column2")
+_MESSAGES_FROM_SET = MESSAGE_SUBMITTED_SET.format(smsc="v.column1", now="v.column2")
 
 
 def insert_rows(txn, head: str, width: int, rows: list) -> None:
@@ -167,13 +180,10 @@ def submitted_many(txn, items) -> list:
     if not items:
         return [None] * count
     txn.executemany(
-        "UPDATE message_parts SET state = 'submitted', smsc_message_id = ?, updated_at = ?"
-        " WHERE message_id = ? AND seq = 1 AND smsc_message_id = ''",
+        _PARTS_SUBMITTED,
         [(mid, now, message_id) for message_id, _smsc, mid, now, _index in items])
     txn.executemany(
-        "UPDATE messages SET state = CASE WHEN parts_done + 1 >= parts_total"
-        " AND state = 'queued' THEN 'submitted' ELSE state END,"
-        " parts_done = parts_done + 1, smsc = ?, updated_at = ? WHERE id = ? AND parts_done = 0",
+        _MESSAGES_SUBMITTED,
         [(smsc, now, message_id) for message_id, smsc, _mid, now, _index in items])
     _receipt_ids(txn, items)
     return [None] * count
@@ -191,18 +201,14 @@ def _submitted_later(txn, items) -> None:
         chunk = items[start:start + size]
         rows = ",".join(["(?,?,?)"] * len(chunk))
         txn.later(
-            "UPDATE message_parts SET state = 'submitted', smsc_message_id = v.column1,"
-            f" updated_at = v.column2 FROM (VALUES {rows}) AS v"
+            f"UPDATE message_parts SET {_PARTS_FROM_SET} FROM (VALUES {rows}) AS v"
             " WHERE message_parts.message_id = v.column3 AND message_parts.seq = 1"
             " AND message_parts.smsc_message_id = ''",
             [value for message_id, _smsc, mid, now, _index in chunk
              for value in (mid, now, message_id)])
         txn.later(
-            "UPDATE messages SET state = CASE WHEN parts_done + 1 >= parts_total"
-            " AND state = 'queued' THEN 'submitted' ELSE state END,"
-            " parts_done = parts_done + 1, smsc = v.column1, updated_at = v.column2"
-            f" FROM (VALUES {rows}) AS v WHERE messages.id = v.column3"
-            " AND messages.parts_done = 0",
+            f"UPDATE messages SET {_MESSAGES_FROM_SET} FROM (VALUES {rows}) AS v"
+            " WHERE messages.id = v.column3 AND messages.parts_done = 0",
             [value for message_id, smsc, _mid, now, _index in chunk
              for value in (smsc, now, message_id)])
 

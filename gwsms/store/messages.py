@@ -160,23 +160,32 @@ def _update(txn, message_id: int, now: float, fields: dict, event: str | None,
     return changed
 
 
+#: the SET of a part whose submit_sm_resp came, for its id and the time
+#: (C{str.format} with the SQL of each: C{?} or a column)
+PART_SUBMITTED_SET = "state = 'submitted', smsc_message_id = {mid}, updated_at = {now}"
+#: the SET of its message: one more part done, C{submitted} once all are
+#: (state first: MySQL evaluates SET left to right with the new values)
+MESSAGE_SUBMITTED_SET = (
+    "state = CASE WHEN parts_done + 1 >= parts_total AND state = 'queued'"
+    " THEN 'submitted' ELSE state END, parts_done = parts_done + 1,"
+    " smsc = {smsc}, updated_at = {now}"
+)
+_PART_SUBMITTED = (
+    "UPDATE message_parts SET " + PART_SUBMITTED_SET.format(mid="?", now="?")
+    + " WHERE message_id = ? AND seq = ? AND smsc_message_id = ''"
+)
+_MESSAGE_SUBMITTED = (
+    "UPDATE messages SET " + MESSAGE_SUBMITTED_SET.format(smsc="?", now="?") + " WHERE id = ?"
+)
+
+
 def _part_submitted(txn, message_id: int, seq: int, smsc: str, smsc_message_id: str,
                     now: float, index: bool) -> bool:
     """@return: C{False} when that part had its id recorded already."""
-    txn.execute(
-        "UPDATE message_parts SET state = 'submitted', smsc_message_id = ?, updated_at = ?"
-        " WHERE message_id = ? AND seq = ? AND smsc_message_id = ''",
-        (smsc_message_id, now, message_id, seq),
-    )
+    txn.execute(_PART_SUBMITTED, (smsc_message_id, now, message_id, seq))
     if txn.rowcount != 1:
         return False  # recorded already
-    # state first: MySQL evaluates SET left to right with the new values
-    txn.execute(
-        "UPDATE messages SET state = CASE WHEN parts_done + 1 >= parts_total"
-        " AND state = 'queued' THEN 'submitted' ELSE state END,"
-        " parts_done = parts_done + 1, smsc = ?, updated_at = ? WHERE id = ?",
-        (smsc, now, message_id),
-    )
+    txn.execute(_MESSAGE_SUBMITTED, (smsc, now, message_id))
     if index and smsc_message_id:
         txn.executemany(
             "INSERT INTO receipt_ids (smsc, id_key, variant, message_id, seq)"
