@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from gwsms.store import migrate
+from gwsms.store import lane
 from gwsms.store.batch import BatchWriter
 from gwsms.store.database import open_database_sync
 from gwsms.store.lane import MO_LANE_COLUMNS, mo_lane_delivered, mo_lane_insert
@@ -103,6 +104,36 @@ class LaneInsertTests(SynchronousTestCase):
                   for r in self.rows()}
         self.assertEqual(states[ids[0]], ("delivered", 200, 1, "sip:x@10.0.0.1"))
         self.assertEqual(states[ids[2]], ("queued", 0, 0, ""))
+
+    def delivered_rows(self, rows, update_from=True):
+        """The messages after C{mo_lane_delivered(rows)} on 3 new messages."""
+        self.patch(lane, "_UPDATE_FROM", update_from and lane._UPDATE_FROM)
+        ids = self.insert([(dedup_key(MO, i), values(str(i))) for i in range(3)])
+        self.assertEqual(self.run_fn(mo_lane_delivered, rows(ids)), len(rows(ids)))
+        return sorted((r["id"], r["state"], r["sip_status"], r["attempts"], r["sip_to"],
+                       r["updated_at"], r["last_error"]) for r in self.rows())
+
+    def test_delivered_in_one_statement_equals_row_by_row(self):
+        """
+        A batch of 2xx: one C{UPDATE ... FROM (VALUES ...)} on SQLite
+        3.33+, the same rows as a statement per row.
+        """
+        def rows(ids):
+            return [(NOW + 1 + n, 200 + n, f"sip:{n}@10.0.0.1", i) for n, i in enumerate(ids[1:])]
+        one = self.delivered_rows(rows)
+        self.run_fn(lambda txn: txn.execute("DELETE FROM messages"))
+        self.run_fn(lambda txn: txn.execute("DELETE FROM message_dedup"))
+        each = self.delivered_rows(rows, update_from=False)
+        self.assertEqual([r[1:] for r in one], [r[1:] for r in each])
+        self.assertEqual([r[1:5] for r in one],
+                         [("queued", 0, 0, ""), ("delivered", 200, 1, "sip:0@10.0.0.1"),
+                          ("delivered", 201, 1, "sip:1@10.0.0.1")])
+
+    def test_delivered_twice_in_one_batch(self):
+        """One message named twice in a batch counts two attempts, as row by row."""
+        attempts = self.delivered_rows(
+            lambda ids: [(NOW + 1, 200, "sip:x@10.0.0.1", ids[0])] * 2)
+        self.assertEqual([r[3] for r in attempts], [2, 0, 0])
 
 
 class LaneInsertOtherEngineTests(LaneInsertTests):
