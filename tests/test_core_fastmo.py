@@ -574,6 +574,23 @@ class ResponseBranchTests(SynchronousTestCase):
         for head, want in cases:
             self.assertEqual(self.parse(head), want, head)
 
+    def test_common_form_without_the_header_rules(self):
+        """
+        "CSeq: <number> MESSAGE" (what the lane sends, echoed) is read
+        without the general header-rule scan, whatever the number's length.
+        """
+        from gwsms.sip import fastuac
+
+        def scan(*args):
+            raise AssertionError("the header-rule scan ran")
+
+        self.patch(fastuac, "_CSEQ", scan)
+        ours = b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKgwfab12"
+        for number in (b"1", b"42", b"4294967295"):
+            self.assertEqual(
+                self.parse(b"SIP/2.0 200 OK\nVia: %s\nCSeq: %s MESSAGE\n" % (ours, number)),
+                (200, "z9hG4bKgwfab12"), number)
+
     def test_cseq_in_the_body_does_not_count(self):
         ours = b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKgwfab12"
         head = b"SIP/2.0 200 OK\nVia: %s\nCSeq: 1 OPTIONS\nContent-Length: 17\n" % ours

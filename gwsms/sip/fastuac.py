@@ -90,7 +90,7 @@ def response_branch(data: bytes, method: bytes = b"MESSAGE"):
     if at >= 0:
         number_end = data.find(b" ", at + 8, head_end)
         method_ok = number_end > 0 and data[number_end + 1:number_end + 2 + len(method)] \
-            in (method + b"\r", method + b"\n") and data[at + 8:number_end].isdigit()
+            in (method + b"\r", method + b"\n") and data[at + 7:number_end].isdigit()
         if not method_ok:
             cseq = _CSEQ(data, 0, head_end)
             method_ok = cseq is not None and cseq.group(1).upper() == method
