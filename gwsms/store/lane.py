@@ -51,17 +51,32 @@ _PARTS_FROM_SET = PART_SUBMITTED_SET.format(mid="v.column1", now="v.column2")
 _MESSAGES_FROM_SET = MESSAGE_SUBMITTED_SET.format(smsc="v.column1", now="v.column2")
 
 
-def insert_rows(txn, head: str, width: int, rows: list) -> None:
+def _later_values(txn, before: str, after: str, width: int, rows: list) -> None:
     """
-    Insert C{rows} with multi-row C{VALUES} statements run by
-    L{Transaction.later} (one statement per chunk, not one per row).
+    C{before VALUES (...),(...) after} for C{rows} run by
+    L{Transaction.later}: one statement per chunk, not one per row.
     """
     size = max(1, _MAX_VALUES // width)
     one = "(" + ",".join("?" * width) + ")"
     for start in range(0, len(rows), size):
         chunk = rows[start:start + size]
-        txn.later(f"{head} VALUES " + ",".join([one] * len(chunk)),
+        txn.later(f"{before} VALUES " + ",".join([one] * len(chunk)) + after,
                   [value for row in chunk for value in row])
+
+
+def insert_rows(txn, head: str, width: int, rows: list) -> None:
+    """Insert C{rows} with multi-row C{VALUES} statements run by L{Transaction.later}."""
+    _later_values(txn, head, "", width, rows)
+
+
+def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> None:
+    """
+    C{UPDATE table SET sets FROM (VALUES rows) AS v WHERE where} run by
+    L{Transaction.later}, one statement per chunk of C{rows} (the columns
+    of C{v} are C{column1}, C{column2}, ...; needs SQLite 3.33).
+    """
+    _later_values(txn, f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}",
+                  len(rows[0]), rows)
 
 
 def _select_in(txn, sql: str, values: list) -> list:
@@ -196,21 +211,15 @@ def _submitted_later(txn, items) -> None:
     L{Transaction.later}; the C{WHERE} clauses keep a second recording a
     no-op, as in L{_part_submitted}.
     """
-    size = _MAX_VALUES // 3
-    for start in range(0, len(items), size):
-        chunk = items[start:start + size]
-        rows = ",".join(["(?,?,?)"] * len(chunk))
-        txn.later(
-            f"UPDATE message_parts SET {_PARTS_FROM_SET} FROM (VALUES {rows}) AS v"
-            " WHERE message_parts.message_id = v.column3 AND message_parts.seq = 1"
-            " AND message_parts.smsc_message_id = ''",
-            [value for message_id, _smsc, mid, now, _index in chunk
-             for value in (mid, now, message_id)])
-        txn.later(
-            f"UPDATE messages SET {_MESSAGES_FROM_SET} FROM (VALUES {rows}) AS v"
-            " WHERE messages.id = v.column3 AND messages.parts_done = 0",
-            [value for message_id, smsc, _mid, now, _index in chunk
-             for value in (smsc, now, message_id)])
+    update_from_values(
+        txn, "message_parts", _PARTS_FROM_SET,
+        "message_parts.message_id = v.column3 AND message_parts.seq = 1"
+        " AND message_parts.smsc_message_id = ''",
+        [(mid, now, message_id) for message_id, _smsc, mid, now, _index in items])
+    update_from_values(
+        txn, "messages", _MESSAGES_FROM_SET,
+        "messages.id = v.column3 AND messages.parts_done = 0",
+        [(smsc, now, message_id) for message_id, smsc, _mid, now, _index in items])
 
 
 def _receipt_ids(txn, items) -> None:
@@ -344,13 +353,8 @@ def mo_lane_delivered(txn, rows) -> int:
     """
     if _UPDATE_FROM and txn.engine.dialect == "sqlite" and len(rows) > 1 and \
             len({row[3] for row in rows}) == len(rows):
-        size = _MAX_VALUES // 4
-        for start in range(0, len(rows), size):
-            chunk = rows[start:start + size]
-            txn.later(
-                f"UPDATE messages SET {_MO_DELIVERED_FROM_SET} FROM (VALUES "
-                + ",".join(["(?,?,?,?)"] * len(chunk)) + ") AS v WHERE messages.id = v.column4",
-                [value for row in chunk for value in row])
+        update_from_values(txn, "messages", _MO_DELIVERED_FROM_SET, "messages.id = v.column4",
+                           rows)
     else:
         txn.executemany(_MO_LANE_DELIVERED, rows)
     return len(rows)
