@@ -413,3 +413,19 @@ def summary(results, at_rate: int = 8000) -> dict:
             "passed_at_%d" % at_rate: at[0].passed if at else None,
         }
     return out
+
+
+def summary_line(direction: str, figures: dict, at_rate: int = 8000) -> str:
+    """
+    One line of L{summary} for the report: the highest passing step, and
+    the CPU per message and p99 at C{at_rate}, or why there is none.
+    """
+    line = "%s: highest passing step %s msg/s; " % (direction,
+                                                    figures["highest_passing"] or "none")
+    if figures["passed_at_%d" % at_rate] is None:
+        return line + ("no step at %d msg/s (the ladder stopped before it, or it is not in"
+                       " --steps; --all-steps runs every step)" % at_rate)
+    return line + "at %d msg/s: %s us CPU/msg, p99 %s ms (%s)" % (
+        at_rate, _fmt(figures["cpu_us_at_%d" % at_rate], 1),
+        _fmt(figures["p99_ms_at_%d" % at_rate], 1),
+        "passed" if figures["passed_at_%d" % at_rate] else "failed")

@@ -252,10 +252,7 @@ def main(argv=None) -> int:
         report["summary"] = ladder.summary(results)
         out.write("\n" + ladder.format_table([ladder.row(s) for s in results]) + "\n\n")
         for direction, figures in report["summary"].items():
-            out.write("%s: highest passing step %s msg/s; at 8000 msg/s: %s us CPU/msg, p99 %s ms%s\n" % (
-                direction, figures["highest_passing"] or "none", figures["cpu_us_at_8000"] or "-",
-                figures["p99_ms_at_8000"] or "-",
-                "" if figures["passed_at_8000"] is None else (" (passed)" if figures["passed_at_8000"] else " (failed)")))
+            out.write(ladder.summary_line(direction, figures) + "\n")
     report["host"]["loadavg_end"] = os.getloadavg()
     path = args.output or os.path.join(HERE, "results-%s.json" % (stamp,))
     with open(path, "w") as f:

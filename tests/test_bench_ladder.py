@@ -206,6 +206,23 @@ class LadderTests(SynchronousTestCase):
         self.assertEqual(summary["smpp->sip"]["highest_passing"], None)
         self.assertIsNone(summary["smpp->sip"]["cpu_us_at_8000"])
 
+    def test_summary_lines(self):
+        steps = [ladder.judge(clean_step(r, cpu_us_per_msg=153.74, p99_ms=368.0))
+                 for r in (6000, 8000)]
+        steps.append(ladder.judge(clean_step(4000, direction="smpp->sip")))
+        summary = ladder.summary(steps)
+        self.assertEqual(ladder.summary_line("sip->smpp", summary["sip->smpp"]),
+                         "sip->smpp: highest passing step 8000 msg/s; at 8000 msg/s:"
+                         " 153.7 us CPU/msg, p99 368.0 ms (passed)")
+        failed = ladder.summary([ladder.judge(clean_step(8000, timeouts=3, p99_ms=9.5))])
+        self.assertEqual(ladder.summary_line("sip->smpp", failed["sip->smpp"]),
+                         "sip->smpp: highest passing step none msg/s; at 8000 msg/s:"
+                         " - us CPU/msg, p99 9.5 ms (failed)")
+        line = ladder.summary_line("smpp->sip", summary["smpp->sip"])
+        self.assertTrue(line.startswith("smpp->sip: highest passing step 4000 msg/s; no step at"
+                                        " 8000 msg/s"), line)
+        self.assertIn("--all-steps", line)
+
 
 class StepsOptionTests(SynchronousTestCase):
     def test_parse(self):
