@@ -26,8 +26,8 @@ import sqlite3
 from operator import itemgetter
 
 from gwsms.core import receipts
-from gwsms.store.messages import MESSAGE_SUBMITTED_SET, PART_SUBMITTED_SET, _DEFAULTS, \
-    _INSERTABLE, _insert, _part_submitted
+from gwsms.store.messages import DEDUP_DELETE, DEDUP_INSERT, MESSAGE_SUBMITTED_SET, \
+    PART_SUBMITTED_SET, PARTS_INSERT, _DEFAULTS, _INSERTABLE, _insert, _part_submitted
 
 _VALUES = itemgetter(*_INSERTABLE)
 _INSERT_WITH_ID_HEAD = f"INSERT INTO messages (id, {', '.join(_INSERTABLE)})"
@@ -51,11 +51,14 @@ _PARTS_FROM_SET = PART_SUBMITTED_SET.format(mid="v.column1", now="v.column2")
 _MESSAGES_FROM_SET = MESSAGE_SUBMITTED_SET.format(smsc="v.column1", now="v.column2")
 
 
-def _later_values(txn, before: str, after: str, width: int, rows: list) -> None:
+def _later_values(txn, before: str, after: str, rows: list) -> None:
     """
-    C{before VALUES (...),(...) after} for C{rows} run by
-    L{Transaction.later}: one statement per chunk, not one per row.
+    C{before VALUES (...),(...) after} for C{rows} (tuples of one width)
+    run by L{Transaction.later}: one statement per chunk, not one per row.
     """
+    if not rows:
+        return
+    width = len(rows[0])
     size = max(1, _MAX_VALUES // width)
     one = "(" + ",".join("?" * width) + ")"
     for start in range(0, len(rows), size):
@@ -64,9 +67,9 @@ def _later_values(txn, before: str, after: str, width: int, rows: list) -> None:
                   [value for row in chunk for value in row])
 
 
-def insert_rows(txn, head: str, width: int, rows: list) -> None:
+def insert_rows(txn, head: str, rows: list) -> None:
     """Insert C{rows} with multi-row C{VALUES} statements run by L{Transaction.later}."""
-    _later_values(txn, head, "", width, rows)
+    _later_values(txn, head, "", rows)
 
 
 def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> None:
@@ -75,8 +78,7 @@ def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> No
     L{Transaction.later}, one statement per chunk of C{rows} (the columns
     of C{v} are C{column1}, C{column2}, ...; needs SQLite 3.33).
     """
-    _later_values(txn, f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}",
-                  len(rows[0]), rows)
+    _later_values(txn, f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}", rows)
 
 
 def _select_in(txn, sql: str, values: list) -> list:
@@ -137,7 +139,7 @@ def insert_many(txn, items, window: float) -> list:
                 # stored earlier and still in the window: as _insert answers
                 results[index] = _insert(txn, record, now, key, window, None, None, True)
                 continue
-            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+            txn.execute(DEDUP_DELETE, (key,))
             del found[key]
         mine = first.get(key)
         if mine is not None:
@@ -155,11 +157,9 @@ def insert_many(txn, items, window: float) -> list:
         next_id += 1
     if new_rows:
         _take_ids(txn, sequence, next_id - 1)
-        insert_rows(txn, _INSERT_WITH_ID_HEAD, len(_INSERTABLE) + 1, new_rows)
-        insert_rows(txn, "INSERT INTO message_parts (message_id, seq, state, updated_at)", 4,
-                     parts)
-        insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)", 3,
-                     dedups)
+        insert_rows(txn, _INSERT_WITH_ID_HEAD, new_rows)
+        insert_rows(txn, PARTS_INSERT, parts)
+        insert_rows(txn, DEDUP_INSERT, dedups)
     return results
 
 
@@ -311,7 +311,7 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
         # the rows go in with multi-row statements in the commit thread
         # (Transaction.later): nothing can know these ids before the commit
         _take_ids(txn, sequence, next_id - 1)
-        insert_rows(txn, _MO_LANE_INSERT_HEAD, len(MO_LANE_COLUMNS) + 1, fresh)
+        insert_rows(txn, _MO_LANE_INSERT_HEAD, fresh)
     for index in later:
         key, values = items[index]
         if key in seen:
@@ -321,18 +321,15 @@ def mo_lane_insert(txn, items, now: float, window: float) -> list:
         if created_at >= now - window and txn.execute(
                 "SELECT 1 FROM messages WHERE id = ?", (found_id,)).fetchone():
             continue
-        txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (key,))
+        txn.execute(DEDUP_DELETE, (key,))
         message_id = txn.execute(_MO_LANE_INSERT, values).lastrowid
         new_keys.append((key, message_id, now))
         out[index] = message_id
     if new_keys:
         if sqlite:
-            insert_rows(txn, "INSERT INTO message_dedup (dedup_key, message_id, created_at)",
-                        3, new_keys)
+            insert_rows(txn, DEDUP_INSERT, new_keys)
         else:
-            txn.executemany(
-                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-                new_keys)
+            txn.executemany(DEDUP_INSERT + " VALUES (?, ?, ?)", new_keys)
     return out
 
 

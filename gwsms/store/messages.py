@@ -99,6 +99,13 @@ def _event(txn, message_id: int, now: float, event: str, detail: str = "") -> No
 
 # -- write functions (run inside a batch) -----------------------------------
 
+#: the part rows and duplicate keys of a new message (also written in bulk
+#: by L{gwsms.store.lane}): the statement up to its C{VALUES}
+PARTS_INSERT = "INSERT INTO message_parts (message_id, seq, state, updated_at)"
+DEDUP_INSERT = "INSERT INTO message_dedup (dedup_key, message_id, created_at)"
+#: a duplicate key whose window passed, or whose message is gone
+DEDUP_DELETE = "DELETE FROM message_dedup WHERE dedup_key = ?"
+
 
 def _insert(txn, record: dict, now: float, key, window: float,
             fragments_key: str | None, event: str | None, with_parts: bool):
@@ -115,7 +122,7 @@ def _insert(txn, record: dict, now: float, key, window: float,
                     if fragments_key is not None:
                         txn.execute("DELETE FROM mo_fragments WHERE frag_key = ?", (fragments_key,))
                     return found[0], _row(existing)
-            txn.execute("DELETE FROM message_dedup WHERE dedup_key = ?", (one,))
+            txn.execute(DEDUP_DELETE, (one,))
     values = dict(_DEFAULTS)
     values.update(record)
     values["created_at"] = values["updated_at"] = now
@@ -123,12 +130,12 @@ def _insert(txn, record: dict, now: float, key, window: float,
     message_id = txn.lastrowid
     if with_parts:
         txn.executemany(
-            "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
+            PARTS_INSERT + " VALUES (?, ?, ?, ?)",
             [(message_id, seq, "pending", now) for seq in range(1, values["parts_total"] + 1)],
         )
     if keys:
         txn.executemany(
-            "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+            DEDUP_INSERT + " VALUES (?, ?, ?)",
             [(one, message_id, now) for one in keys],
         )
     if fragments_key is not None:
@@ -208,7 +215,7 @@ def _set_parts(txn, message_id: int, now: float, parts_total: int, data_coding: 
         return False
     txn.execute("DELETE FROM message_parts WHERE message_id = ?", (message_id,))
     txn.executemany(
-        "INSERT INTO message_parts (message_id, seq, state, updated_at) VALUES (?, ?, ?, ?)",
+        PARTS_INSERT + " VALUES (?, ?, ?, ?)",
         [(message_id, seq, "pending", now) for seq in range(1, parts_total + 1)],
     )
     return True
