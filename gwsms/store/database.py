@@ -104,10 +104,8 @@ def _interact(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
 BATCH_HANDOFF_TIMEOUT = 60.0
 
 
-def _interact_in_turn(conn, engine: BaseEngine, turn: WriteTurn, desc: str, fn: Callable,
-                      args, kw):
-    """L{_interact} and its commit within a L{WriteTurn} (pool thread)."""
-    turn.take()
+def _interact_committed(conn, engine: BaseEngine, desc: str, fn: Callable, args, kw):
+    """L{_interact}, then commit; on any error roll back (a failed rollback is logged) and raise."""
     try:
         result = _interact(conn, engine, desc, fn, args, kw)
         conn.commit()
@@ -118,6 +116,14 @@ def _interact_in_turn(conn, engine: BaseEngine, turn: WriteTurn, desc: str, fn: 
         except Exception:
             Database._log.failure("rollback failed after {desc}", desc=desc)
         raise
+
+
+def _interact_in_turn(conn, engine: BaseEngine, turn: WriteTurn, desc: str, fn: Callable,
+                      args, kw):
+    """L{_interact_committed} within a L{WriteTurn} (pool thread)."""
+    turn.take()
+    try:
+        return _interact_committed(conn, engine, desc, fn, args, kw)
     finally:
         turn.give()
 
@@ -251,13 +257,8 @@ class SyncDatabase(Database):
         if conn is None:
             return defer.fail(RuntimeError("database is closed"))
         try:
-            result = _interact(conn, self.engine, desc, fn, args, kw)
-            conn.commit()
+            result = _interact_committed(conn, self.engine, desc, fn, args, kw)
         except BaseException:
-            try:
-                conn.rollback()
-            except Exception:
-                self._log.failure("rollback failed after {desc}", desc=desc)
             return defer.fail()
         return defer.succeed(result)
 
