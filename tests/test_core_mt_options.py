@@ -184,6 +184,17 @@ class FailoverResplitTests(SynchronousTestCase):
         parts = h.row(row["id"])["parts"]
         self.assertEqual([p["state"] for p in parts], ["submitted", "submitted"])
 
+    def test_next_ref_by_split_method(self):
+        """8-bit references for udh8, 16-bit for the others, from one counter."""
+        h = harness(self)
+        h.gateway.mt._refs = itertools.count(0x12FF)
+        self.assertEqual(h.gateway.mt.next_ref("udh8"), 0xFF)
+        self.assertEqual(h.gateway.mt.next_ref("udh16"), 0x1300)
+        self.assertEqual(h.gateway.mt.next_ref("sar"), 0x1301)
+        h.gateway.mt._refs = itertools.count(0xFFFF)
+        self.assertEqual(h.gateway.mt.next_ref("udh16"), 0xFFFF)
+        self.assertEqual(h.gateway.mt.next_ref("udh16"), 0)
+
     def test_udh16_reference_cut_for_udh8_link(self):
         h = harness(self, make_link("smsc1", concat="udh16"), make_link("smsc2", concat="udh8"))
         h.gateway.mt._refs = itertools.count(0x1234)

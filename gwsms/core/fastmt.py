@@ -116,7 +116,7 @@ class _Txn:
     __slots__ = ("key", "protocol", "target", "echo", "to_index", "record", "extras",
                  "id", "link", "submit", "written", "others", "live")
 
-    # L{gwsms.core.mt.MtFlow._duplicate} treats a live lane transaction
+    # L{gwsms.core.mt.MtFlow.duplicate_answer} treats a live lane transaction
     # like a job: a duplicate MESSAGE waits for the same answer
     @property
     def waiters(self) -> bool:
@@ -350,7 +350,7 @@ class FastMtLane(service.Service):
         if link is None or self.smpp is None or self.smpp.transmitter(name) is None:
             return None
         method = split_options(link, config)[0]
-        ref = next(flow._refs) % (256 if method == "udh8" else 65536)
+        ref = flow.next_ref(method)
         try:
             body_text = body.decode(charset)
             if len(body) <= 160 and _GSM_AS_ASCII(body) is not None and \
@@ -469,7 +469,7 @@ class FastMtLane(service.Service):
             return
         message_id, existing = result
         if existing is not None:
-            answer = self.flow._duplicate(message_id, existing)
+            answer = self.flow.duplicate_answer(message_id, existing)
             if isinstance(answer, SipAnswer):
                 self._answer(txn, answer)
             else:
@@ -535,12 +535,12 @@ class FastMtLane(service.Service):
             del flow.active[txn.id]
         row = self._row(txn)
         if txn.echo is None:
-            flow._start(row, None)
+            flow.start_job(row, None)
             return
         answer = defer.Deferred()
         answer.addCallback(lambda a: self._answer(txn, a))
         answer.addErrback(lambda f: self._log.failure("mt {id}: answer", f, id=txn.id))
-        flow._start(row, answer)
+        flow.start_job(row, answer)
 
     def _end(self, txn: _Txn) -> None:
         flow = self.flow

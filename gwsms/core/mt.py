@@ -165,7 +165,7 @@ class MtFlow:
             raise _Refused(SipAnswer(404, "Not Found (no route)"))
         link = ctx.links.get(candidates[0])
         method = split_options(link, config)[0]
-        ref = next(self._refs) % (256 if method == "udh8" else 65536)
+        ref = self.next_ref(method)
         try:
             segments = split_for(body, link, config, ref)
         except text.TooLong as e:
@@ -225,17 +225,33 @@ class MtFlow:
     def _stored(self, result, record, extras) -> defer.Deferred | SipAnswer:
         message_id, existing = result
         if existing is not None:
-            return self._duplicate(message_id, existing)
+            return self.duplicate_answer(message_id, existing)
         row = dict(record, id=message_id, attempts=0, **extras)
         answer = None
         if self.ctx.config.sip_reply == "submitted":
             answer = defer.Deferred()
-        job = self._start(row, answer)
+        job = self.start_job(row, answer)
         if answer is None:
             return ACCEPTED
         return answer if job is not None else ACCEPTED
 
-    def _duplicate(self, message_id: int, row: dict):
+    def next_ref(self, method: str) -> int:
+        """
+        @param method: the link's split method (L{gwsms.core.mtjob.split_options}).
+        @return: the concatenation reference of the next message: 8 bits
+            for C{udh8}, else 16.
+        """
+        return next(self._refs) % (256 if method == "udh8" else 65536)
+
+    def duplicate_answer(self, message_id: int, row: dict):
+        """
+        The answer to a MESSAGE the store recognised as a duplicate of
+        message C{message_id} (the full path and the lane).
+
+        @param row: the stored message's row.
+        @return: a L{SipAnswer}, or a Deferred firing with the answer still
+            to come for the original (its job or lane transaction waits).
+        """
         job = self.active.get(message_id)
         if job is not None and job.waiters:
             return job.add_waiter()
@@ -246,7 +262,14 @@ class MtFlow:
             return SipAnswer(row["sip_status"], reason or None, headers)
         return ACCEPTED
 
-    def _start(self, row: dict, answer=None, submitted=None) -> MtJob | None:
+    def start_job(self, row: dict, answer=None, submitted=None) -> MtJob | None:
+        """
+        Start an L{MtJob} for a stored message, unless one is active.
+
+        @param answer: a Deferred to fire with the SIP answer, or C{None}.
+        @param submitted: C{{seq: smsc message id}} of parts already submitted.
+        @return: the job, or C{None} when the message already had one.
+        """
         if row["id"] in self.active:
             return None
         row.setdefault("sip_from_user", _user(row["sip_from"], row["source_addr"]))
@@ -271,7 +294,7 @@ class MtFlow:
         @param parts: C{[(seq, state, smsc_message_id)]} of its parts.
         """
         submitted = {seq: mid for seq, state, mid in parts if state != "pending"}
-        self._start(dict(row), None, submitted)
+        self.start_job(dict(row), None, submitted)
 
 
 def _uri_user(request, header: str, text_uri: str) -> str:
