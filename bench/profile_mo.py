@@ -33,7 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-from profile_mt import GcTimer, cpu, free_port, gateway_config  # noqa: E402
+from profile_mt import GcTimer, cli, cpu, free_port, gateway_config, start_simulator, \
+    time_batches  # noqa: E402
 
 UAS_XML = os.path.join(HERE, "sipp", "uas_message.xml")
 
@@ -75,12 +76,7 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-mo-")
     procs = []
     try:
-        sim = subprocess.Popen([sys.executable, os.path.join(HERE, "smsc_driver.py"),
-                                "--window", str(args.mo_window)], cwd=tmp,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL)
-        procs.append(sim)
-        smsc_port = json.loads(sim.stdout.readline())["listening"]
+        sim, smsc_port = start_simulator(tmp, procs, args.mo_window)
         sip_port, uas_port = free_port(), free_port()
         stat = os.path.join(tmp, "uas-stat.csv")
         uas = subprocess.Popen(
@@ -94,12 +90,7 @@ def main(argv=None) -> int:
         with open(config_path, "w") as f:
             f.write(gateway_config(tmp, sip_port, options))
 
-        def gwsms(*argv):
-            code = ("import sys; sys.path.insert(0, %r); from gwsms.cli.main import main;"
-                    " sys.exit(main())" % os.path.dirname(HERE))
-            subprocess.run([sys.executable, "-c", code, "--config", config_path] + list(argv),
-                           cwd=tmp, check=True, capture_output=True)
-
+        gwsms = cli(tmp, config_path)
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),
               "--system-id", "bench", "--password", "bench")
         gwsms("route", "add", "--direction", "mo", "--prefix", "", "--sip-uri",
@@ -125,20 +116,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
 
     if args.slow:
         Gateway.set_fast_mo = lambda self, *a, **kw: None
-    from gwsms.store.database import Database
-    batch_times = []
-    run_batch = Database.run_batch
-
-    def timed_batch(self, desc, fn, *a):
-        started = time.monotonic()
-
-        def took(result):
-            batch_times.append(time.monotonic() - started)
-            return result
-
-        return run_batch(self, desc, fn, *a).addBoth(took)
-
-    Database.run_batch = timed_batch
+    batch_times = time_batches()
     tlog.startLogging(open(os.path.join(tmp, "gateway.log"), "w"), setStdout=False)
     svc = GatewayService(load(config_path), reactor, install_signals=False)
     result = {}

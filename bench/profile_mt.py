@@ -57,6 +57,58 @@ def gateway_config(tmp: str, sip_port: int, options=()) -> str:
     ] + ["%s = %s" % item for item in options] + [""])
 
 
+def start_simulator(tmp: str, procs: list, window: int):
+    """
+    Start the shipped SMSC simulator (L{bench.smsc_driver}) in C{tmp},
+    appended to C{procs}.
+
+    @return: C{(process, its SMPP port)}.
+    """
+    sim = subprocess.Popen([sys.executable, os.path.join(HERE, "smsc_driver.py"),
+                            "--window", str(window)], cwd=tmp, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    procs.append(sim)
+    return sim, json.loads(sim.stdout.readline())["listening"]
+
+
+def cli(tmp: str, config_path: str):
+    """
+    @return: C{gwsms(*argv)}: runs this tree's CLI (its schema version,
+        not the installed one) on C{config_path}, raising on failure.
+    """
+    code = ("import sys; sys.path.insert(0, %r); from gwsms.cli.main import main;"
+            " sys.exit(main())" % os.path.dirname(HERE))
+
+    def gwsms(*argv):
+        subprocess.run([sys.executable, "-c", code, "--config", config_path] + list(argv),
+                       cwd=tmp, check=True, capture_output=True)
+    return gwsms
+
+
+def time_batches() -> list:
+    """
+    Time every write batch from here on (C{Database.run_batch}, wrapped).
+
+    @return: the list the latencies (seconds) are appended to.
+    """
+    from gwsms.store.database import Database
+    batch_times: list = []
+    # (older trees ran batches through run_interaction)
+    run_batch = getattr(Database, "run_batch", Database.run_interaction)
+
+    def timed_batch(self, desc, fn, *a):
+        started = time.monotonic()
+
+        def took(result):
+            batch_times.append(time.monotonic() - started)
+            return result
+
+        return run_batch(self, desc, fn, *a).addBoth(took)
+
+    Database.run_batch = timed_batch
+    return batch_times
+
+
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -133,24 +185,14 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
     procs = []
     try:
-        sim = subprocess.Popen([sys.executable, os.path.join(HERE, "smsc_driver.py"),
-                                "--window", "100"], cwd=tmp, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        procs.append(sim)
-        smsc_port = json.loads(sim.stdout.readline())["listening"]
+        sim, smsc_port = start_simulator(tmp, procs, 100)
         sip_port = free_port()
         config_path = os.path.join(tmp, "gwsms.toml")
         options = [tuple(o.split("=", 1)) for o in args.option]
         with open(config_path, "w") as f:
             f.write(gateway_config(tmp, sip_port, options))
 
-        def gwsms(*argv):
-            # the CLI of this tree (its schema version), not the installed one
-            code = ("import sys; sys.path.insert(0, %r); from gwsms.cli.main import main;"
-                    " sys.exit(main())" % os.path.dirname(HERE))
-            subprocess.run([sys.executable, "-c", code, "--config", config_path] + list(argv),
-                           cwd=tmp, check=True, capture_output=True)
-
+        gwsms = cli(tmp, config_path)
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),
               "--system-id", "bench", "--password", "bench", "--window", str(args.window))
         gwsms("route", "add", "--prefix", "", "--smsc", "bench")
@@ -176,21 +218,7 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
     if args.udp_burst is not None:
         from twisted.internet import udp
         udp.Port.maxThroughput = args.udp_burst
-    from gwsms.store.database import Database
-    batch_times = []
-    # (older trees ran batches through run_interaction)
-    run_batch = getattr(Database, "run_batch", Database.run_interaction)
-
-    def timed_batch(self, desc, fn, *a):
-        started = time.monotonic()
-
-        def took(result):
-            batch_times.append(time.monotonic() - started)
-            return result
-
-        return run_batch(self, desc, fn, *a).addBoth(took)
-
-    Database.run_batch = timed_batch
+    batch_times = time_batches()
     tlog.startLogging(open(os.path.join(tmp, "gateway.log"), "w"), setStdout=False)
     config = load(config_path)
     svc = GatewayService(config, reactor, install_signals=False)
