@@ -258,6 +258,27 @@ class GatewayTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
 
+class DedupPurgeTests(SynchronousTestCase):
+    def keys(self, h):
+        return [row[0] for row in self.successResultOf(h.db.run_query(
+            "SELECT dedup_key FROM message_dedup ORDER BY created_at"))]
+
+    def test_each_queue_pass_forgets_expired_keys(self):
+        h = Harness(self, dedup_window=600.0)
+        now = h.clock.seconds()
+        for name, age in (("old1", 900.0), ("old2", 601.0), ("young", 599.0)):
+            self.successResultOf(h.db.run_operation(
+                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+                (name, 1, now - age)))
+        h.start()
+        h.flush()
+        self.assertEqual(self.keys(h), ["young"])
+        h.flush(1)  # the next pass
+        self.assertEqual(self.keys(h), ["young"])
+        h.flush(2)
+        self.assertEqual(self.keys(h), [])
+
+
 class StaleReadTests(SynchronousTestCase):
     def setUp(self):
         from gwsms.core.gateway import GatewayContext

@@ -109,8 +109,96 @@ class PurgeTestsMixin:
     def test_bad_batch(self):
         yield self.assertFailure(purge(self.db, 1.0, batch=0), ValueError)
 
+    @defer.inlineCallbacks
+    def test_dedup_key_older_than_its_message(self):
+        """
+        The MO lane dates a key when its write batch opened, before the
+        message: the retention purge deletes it with its message.
+        """
+        [gone] = yield fill(self.store, 100.0, "delivered")
+        [kept] = yield fill(self.store, 100.0, "queued", tag="kept")
+        for mid in (gone, kept):
+            yield self.db.run_operation(
+                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+                (f"early-{mid}", mid, 99.5))
+        self.assertEqual((yield counts(self.db, [gone]))["message_dedup"], 2)
+        self.assertEqual((yield purge(self.db, 1000.0)), 1)
+        self.assertEqual((yield counts(self.db, [gone]))["message_dedup"], 0)
+        self.assertEqual((yield counts(self.db, [kept]))["message_dedup"], 2)
+
+    @defer.inlineCallbacks
+    def _dedup_keys(self):
+        rows = yield self.db.run_query(
+            "SELECT dedup_key FROM message_dedup ORDER BY created_at, dedup_key")
+        return [row[0] for row in rows]
+
+    @defer.inlineCallbacks
+    def test_purge_dedup_in_chunks_oldest_first(self):
+        for i, created in enumerate((104.0, 100.0, 5000.0, 103.0, 101.0, 6000.0, 102.0)):
+            yield self.db.run_operation(
+                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+                (f"k{created:.0f}", i + 1, created))
+        transactions = []
+        run_interaction = self.db.run_interaction
+
+        def counted(desc, fn, *args, **kw):
+            if desc == "purge dedup":
+                transactions.append(args)
+            return run_interaction(desc, fn, *args, **kw)
+
+        self.db.run_interaction = counted
+        self.assertEqual((yield self.store.purge_dedup(102.5, chunk=2)), 3)
+        self.assertEqual((yield self._dedup_keys()), ["k103", "k104", "k5000", "k6000"])
+        self.assertEqual((yield self.store.purge_dedup(1000.0, chunk=2)), 2)
+        self.assertEqual((yield self._dedup_keys()), ["k5000", "k6000"])
+        # 2 + 1 keys, then 2 + 0: one transaction per chunk
+        self.assertEqual(transactions, [(102.5, 2)] * 2 + [(1000.0, 2)] * 2)
+        self.assertEqual((yield self.store.purge_dedup(1000.0)), 0)
+
+    @defer.inlineCallbacks
+    def test_purge_dedup_at_most_max_chunks(self):
+        for i in range(5):
+            yield self.db.run_operation(
+                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+                (f"k{i}", i + 1, 100.0 + i))
+        self.assertEqual((yield self.store.purge_dedup(1000.0, chunk=2, max_chunks=1)), 2)
+        self.assertEqual((yield self._dedup_keys()), ["k2", "k3", "k4"])
+        self.assertEqual((yield self.store.purge_dedup(1000.0, chunk=2, max_chunks=5)), 3)
+        self.assertEqual((yield self._dedup_keys()), [])
+
+    @defer.inlineCallbacks
+    def test_purge_dedup_bad_chunk(self):
+        yield self.assertFailure(self.store.purge_dedup(1.0, chunk=0), ValueError)
+
 
 backend_tests(globals(), PurgeTestsMixin)
+
+
+class QueryPlanTests(unittest.SynchronousTestCase):
+    """The purges find what they delete through an index (SQLite's plan)."""
+
+    def setUp(self):
+        self.db = open_database_sync("sqlite:" + self.mktemp())
+        self.addCleanup(self.db.close)
+        self.successResultOf(migrate.upgrade(self.db))
+
+    def plan(self, sql, params):
+        rows = self.successResultOf(self.db.run_interaction(
+            "plan", lambda txn: txn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()))
+        self.assertTrue(rows)
+        return " ".join(str(row[-1]) for row in rows)
+
+    def test_dedup_keys_of_purged_messages(self):
+        from gwsms.store.purge import _DEDUP_DELETE
+        plan = self.plan(_DEDUP_DELETE.format("?, ?"), (1.0, 1, 2))
+        self.assertIn("USING INDEX message_dedup_created", plan)
+        self.assertNotIn("SCAN", plan)
+
+    def test_expired_dedup_keys(self):
+        sql = self.db.engine.delete_oldest_sql("message_dedup", "created_at")
+        plan = self.plan(sql, (1.0, 10))
+        self.assertIn("INDEX message_dedup_created (created_at<?)", plan)
+        self.assertNotIn("SCAN", plan)
 
 
 class RetentionPurgerTests(unittest.SynchronousTestCase):

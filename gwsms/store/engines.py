@@ -143,6 +143,13 @@ class BaseEngine:
         """
         raise NotImplementedError
 
+    def delete_oldest_sql(self, table: str, column: str) -> str:
+        """
+        A DELETE of at most C{limit} rows of C{table} whose C{column} is
+        below a bound, lowest first.  Placeholders: the bound, C{limit}.
+        """
+        raise NotImplementedError
+
     def lock_schema(self, txn) -> None:
         """Serialise schema migrations between processes (C{txn}: a
         L{gwsms.store.database.Transaction})."""
@@ -214,6 +221,11 @@ class SqliteEngine(BaseEngine):
             f"INSERT INTO {table} ({names}) VALUES ({marks}) "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
         )
+
+    def delete_oldest_sql(self, table, column):
+        # (DELETE ... LIMIT needs a compile-time option SQLite builds lack)
+        return (f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table}"
+                f" WHERE {column} < ? ORDER BY {column} LIMIT ?)")
 
 
 class MysqlEngine(BaseEngine):
@@ -295,6 +307,9 @@ class MysqlEngine(BaseEngine):
         marks = ", ".join("?" for _ in keys + columns)
         updates = ", ".join(f"{c} = VALUES({c})" for c in columns)
         return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {updates}"
+
+    def delete_oldest_sql(self, table, column):
+        return f"DELETE FROM {table} WHERE {column} < ? ORDER BY {column} LIMIT ?"
 
     def lock_schema(self, txn) -> None:
         txn.execute(
