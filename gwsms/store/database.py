@@ -268,6 +268,29 @@ class SyncDatabase(Database):
             self._conn = None
 
 
+@defer.inlineCallbacks
+def repeat_interaction(db, desc: str, fn: Callable, size: int, *args, most: int | None = None):
+    """
+    Run C{fn(txn, *args, size)} (which handles at most C{size} rows and
+    returns how many it did) in transactions of its own until one does
+    fewer than C{size}, or C{most} have run: a large delete never holds
+    the writer for long.
+
+    @return: Deferred firing with the sum of C{fn}'s results.
+    @raise ValueError: C{size} < 1 (in the Deferred).
+    """
+    if size < 1:
+        raise ValueError(f"{desc}: batch size must be >= 1, not {size}")
+    total = done = 0
+    while most is None or done < most:
+        n = yield db.run_interaction(desc, fn, *args, size)
+        total += n
+        done += 1
+        if n < size:
+            break
+    return total
+
+
 def open_database(reactor, url: str) -> Database:
     """
     Open a pooled database for a running service.

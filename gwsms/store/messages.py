@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import hashlib
 
-from twisted.internet import defer
-
 from gwsms.core import receipts
+from gwsms.store.database import repeat_interaction
 
 MT = "mt"
 MO = "mo"
@@ -585,7 +584,6 @@ class MessageStore:
 
         return self.writer.write(drop)
 
-    @defer.inlineCallbacks
     def purge_dedup(self, before: float, chunk: int = DEDUP_PURGE_CHUNK,
                     max_chunks: int | None = None):
         """
@@ -599,16 +597,8 @@ class MessageStore:
             on until every key older than C{before} is gone).
         @return: Deferred[count].
         """
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1, not {chunk}")
-        total = done = 0
-        while max_chunks is None or done < max_chunks:
-            n = yield self.db.run_interaction("purge dedup", _purge_dedup_chunk, before, chunk)
-            total += n
-            done += 1
-            if n < chunk:
-                break
-        return total
+        return repeat_interaction(self.db, "purge dedup", _purge_dedup_chunk, chunk, before,
+                                  most=max_chunks)
 
     def counts(self):
         """@return: Deferred firing with C{{(direction, state): count}}."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from gwsms.store.database import repeat_interaction
 from gwsms.store.messages import FINAL_STATES
 
 #: messages deleted per transaction
@@ -61,7 +62,6 @@ def purge_batch(txn, before: float, limit: int = BATCH) -> int:
     return len(ids)
 
 
-@defer.inlineCallbacks
 def purge(db, before: float, batch: int = BATCH):
     """
     Delete every final-state message created before C{before}, batch by
@@ -72,14 +72,7 @@ def purge(db, before: float, batch: int = BATCH):
     @param batch: messages per transaction.
     @return: Deferred firing with the number of messages deleted.
     """
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, not {batch}")
-    total = 0
-    while True:
-        n = yield db.run_interaction("purge messages", purge_batch, before, batch)
-        total += n
-        if n < batch:
-            return total
+    return repeat_interaction(db, "purge messages", purge_batch, batch, before)
 
 
 class RetentionPurger:
