@@ -128,6 +128,20 @@ class SqliteBatchesTurnTests(unittest.TestCase):
         return other
 
     @defer.inlineCallbacks
+    def test_connection_without_statement_cache(self):
+        opened = []
+        connect = self.batches.engine.connect
+
+        def recording(**overrides):
+            opened.append(overrides)
+            return connect(**overrides)
+
+        self.batches.engine.connect = recording
+        self.assertEqual((yield self.insert(1)), 1)
+        self.assertEqual((yield self.insert(2)), 1)
+        self.assertEqual(opened, [{"cached_statements": 0}])  # one connection, kept
+
+    @defer.inlineCallbacks
     def test_waits_for_the_lock_without_blocking(self):
         other = self.hold_lock()
         d = self.insert(1)

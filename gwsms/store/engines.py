@@ -109,10 +109,15 @@ class BaseEngine:
         """Extra C{cp_*} arguments for C{adbapi.ConnectionPool}."""
         return {}
 
-    def connect(self):
-        """Open and prepare one raw DB-API connection (blocking)."""
+    def connect(self, **overrides):
+        """
+        Open and prepare one raw DB-API connection (blocking).
+
+        @param overrides: C{dbapi.connect} keyword arguments that replace
+            L{connect_args}' own.
+        """
         args, kw = self.connect_args()
-        conn = self.dbapi.connect(*args, **kw)
+        conn = self.dbapi.connect(*args, **dict(kw, **overrides))
         try:
             self.on_connect(conn)
         except BaseException:

@@ -157,7 +157,11 @@ class SqliteBatches:
 
     def _connection(self):
         if self._conn is None:
-            conn = self.engine.connect()
+            # No statement cache: the lanes' multi-row statements and IN
+            # lists are a statement per batch size, half a megabyte each at
+            # a few hundred rows; the 128 the sqlite3 module keeps held tens
+            # of megabytes, growing for minutes as new sizes came.
+            conn = self.engine.connect(cached_statements=0)
             # never block the reactor thread on the lock: BEGIN is retried
             conn.execute("PRAGMA busy_timeout = 0")
             self._conn = conn
