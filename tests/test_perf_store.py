@@ -139,7 +139,8 @@ class SqliteBatchesTurnTests(unittest.TestCase):
         self.batches.engine.connect = recording
         self.assertEqual((yield self.insert(1)), 1)
         self.assertEqual((yield self.insert(2)), 1)
-        self.assertEqual(opened, [{"cached_statements": 0}])  # one connection, kept
+        # one connection, kept, with a small statement cache
+        self.assertEqual(opened, [{"cached_statements": sqlitecommit.STATEMENT_CACHE}])
 
     @defer.inlineCallbacks
     def test_waits_for_the_lock_without_blocking(self):

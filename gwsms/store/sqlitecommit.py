@@ -45,6 +45,13 @@ from twisted.python.failure import Failure
 
 #: seconds between two tries of C{BEGIN IMMEDIATE} while the write lock is held elsewhere
 BUSY_RETRY = 0.002
+#: prepared statements the batch connection keeps.  The lanes' multi-row
+#: statements and IN lists are a statement per batch size, half a megabyte
+#: each at a few hundred rows: the sqlite3 module's default of 128 held tens
+#: of megabytes, growing for minutes as new sizes came (the flat-memory
+#: check failed); none at all costs a prepare per statement (more CPU,
+#: slower commits)
+STATEMENT_CACHE = 32
 
 
 class WriteTurn:
@@ -157,11 +164,7 @@ class SqliteBatches:
 
     def _connection(self):
         if self._conn is None:
-            # No statement cache: the lanes' multi-row statements and IN
-            # lists are a statement per batch size, half a megabyte each at
-            # a few hundred rows; the 128 the sqlite3 module keeps held tens
-            # of megabytes, growing for minutes as new sizes came.
-            conn = self.engine.connect(cached_statements=0)
+            conn = self.engine.connect(cached_statements=STATEMENT_CACHE)
             # never block the reactor thread on the lock: BEGIN is retried
             conn.execute("PRAGMA busy_timeout = 0")
             self._conn = conn
