@@ -26,8 +26,9 @@ import sqlite3
 from operator import itemgetter
 
 from gwsms.core import receipts
-from gwsms.store.messages import DEDUP_DELETE, DEDUP_INSERT, MESSAGE_SUBMITTED_SET, \
-    PART_SUBMITTED_SET, PARTS_INSERT, _DEFAULTS, _INSERTABLE, _insert, _part_submitted
+from gwsms.store.messages import _MESSAGE_SUBMITTED, _PART_SUBMITTED, DEDUP_DELETE, \
+    DEDUP_INSERT, MESSAGE_SUBMITTED_SET, PART_SUBMITTED_SET, PARTS_INSERT, _DEFAULTS, \
+    _INSERTABLE, _insert, _part_submitted
 
 _VALUES = itemgetter(*_INSERTABLE)
 _INSERT_WITH_ID_HEAD = f"INSERT INTO messages (id, {', '.join(_INSERTABLE)})"
@@ -37,15 +38,9 @@ _CHUNK = 500
 _MAX_VALUES = 30000
 #: UPDATE ... FROM needs SQLite 3.33
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
-#: the updates of a single-part message's submit_sm_resp (as L{_part_submitted})
-_PARTS_SUBMITTED = (
-    "UPDATE message_parts SET " + PART_SUBMITTED_SET.format(mid="?", now="?")
-    + " WHERE message_id = ? AND seq = 1 AND smsc_message_id = ''"
-)
-_MESSAGES_SUBMITTED = (
-    "UPDATE messages SET " + MESSAGE_SUBMITTED_SET.format(smsc="?", now="?")
-    + " WHERE id = ? AND parts_done = 0"
-)
+#: the update of a single-part message for its submit_sm_resp: as
+#: L{_part_submitted}'s, and a no-op once its one part was counted
+_MESSAGES_SUBMITTED = _MESSAGE_SUBMITTED + " AND parts_done = 0"
 #: the same SETs from a VALUES list (id or smsc, time, message id)
 _PARTS_FROM_SET = PART_SUBMITTED_SET.format(mid="v.column1", now="v.column2")
 _MESSAGES_FROM_SET = MESSAGE_SUBMITTED_SET.format(smsc="v.column1", now="v.column2")
@@ -195,8 +190,8 @@ def submitted_many(txn, items) -> list:
     if not items:
         return [None] * count
     txn.executemany(
-        _PARTS_SUBMITTED,
-        [(mid, now, message_id) for message_id, _smsc, mid, now, _index in items])
+        _PART_SUBMITTED,
+        [(mid, now, message_id, 1) for message_id, _smsc, mid, now, _index in items])
     txn.executemany(
         _MESSAGES_SUBMITTED,
         [(smsc, now, message_id) for message_id, smsc, _mid, now, _index in items])
