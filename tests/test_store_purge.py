@@ -118,13 +118,16 @@ class PurgeTestsMixin:
         [gone] = yield fill(self.store, 100.0, "delivered")
         [kept] = yield fill(self.store, 100.0, "queued", tag="kept")
         for mid in (gone, kept):
-            yield self.db.run_operation(
-                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-                (f"early-{mid}", mid, 99.5))
+            yield self._add_key(f"early-{mid}", mid, 99.5)
         self.assertEqual((yield counts(self.db, [gone]))["message_dedup"], 2)
         self.assertEqual((yield purge(self.db, 1000.0)), 1)
         self.assertEqual((yield counts(self.db, [gone]))["message_dedup"], 0)
         self.assertEqual((yield counts(self.db, [kept]))["message_dedup"], 2)
+
+    def _add_key(self, key, message_id, created):
+        return self.db.run_operation(
+            "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
+            (key, message_id, created))
 
     @defer.inlineCallbacks
     def _dedup_keys(self):
@@ -135,9 +138,7 @@ class PurgeTestsMixin:
     @defer.inlineCallbacks
     def test_purge_dedup_in_chunks_oldest_first(self):
         for i, created in enumerate((104.0, 100.0, 5000.0, 103.0, 101.0, 6000.0, 102.0)):
-            yield self.db.run_operation(
-                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-                (f"k{created:.0f}", i + 1, created))
+            yield self._add_key(f"k{created:.0f}", i + 1, created)
         transactions = []
         run_interaction = self.db.run_interaction
 
@@ -158,9 +159,7 @@ class PurgeTestsMixin:
     @defer.inlineCallbacks
     def test_purge_dedup_at_most_max_chunks(self):
         for i in range(5):
-            yield self.db.run_operation(
-                "INSERT INTO message_dedup (dedup_key, message_id, created_at) VALUES (?, ?, ?)",
-                (f"k{i}", i + 1, 100.0 + i))
+            yield self._add_key(f"k{i}", i + 1, 100.0 + i)
         self.assertEqual((yield self.store.purge_dedup(1000.0, chunk=2, max_chunks=1)), 2)
         self.assertEqual((yield self._dedup_keys()), ["k2", "k3", "k4"])
         self.assertEqual((yield self.store.purge_dedup(1000.0, chunk=2, max_chunks=5)), 3)
