@@ -20,8 +20,10 @@ measured) needs the GIL back a few times per batch while the reactor
 thread is busy, and each time waited up to a whole interval.  Measured
 with C{bench/profile_mo.py --rate 7000}: deliver_sm -> resp p50 296 -> 57
 ms, p99 775 -> 259 ms, the same CPU per message.  A shorter interval
-(0.2 ms) changed nothing measurable with the commit thread
-(C{--switch-interval}, 8,500/s, three runs each).
+(0.2 ms, C{--switch-interval}) changed nothing measurable with the commit
+thread at SMPP -> SIP 8,500/s and cost more at SIP -> SMPP 6,000/s
+(C{bench/profile_mt.py}, three pairs: 163-168 -> 175-181 us per message,
+write-batch p99 11 -> 15-18 ms).
 """
 
 from __future__ import annotations
