@@ -64,9 +64,8 @@ class _Later(list):
 class _Reactor:
     """The runner's reactor, noting when the commit thread reports."""
 
-    def __init__(self, reactor, records: list):
+    def __init__(self, reactor):
         self._reactor = reactor
-        self.records = records
 
     def __getattr__(self, name):
         return getattr(self._reactor, name)
@@ -79,14 +78,12 @@ class _Reactor:
 
 
 class _Jobs:
-    """The commit thread's queue, timing each job put into it."""
+    """The runner's side of the commit thread's queue, timing each job put into it."""
 
-    def __init__(self, jobs, runner):
+    def __init__(self, jobs, runner, records: list):
         self._jobs = jobs
         self._runner = runner
-
-    def get(self):
-        return self._jobs.get()
+        self._records = records
 
     def put(self, job) -> None:
         if job is not None:
@@ -94,7 +91,7 @@ class _Jobs:
             times = self._runner.times
             self._runner.times = {}
             times["queued"] = time.perf_counter()
-            records = self._runner.reactor.records
+            records = self._records
 
             def reported(ok, value):
                 times["reported"] = time.perf_counter()
@@ -121,7 +118,7 @@ def instrument(records: list):
     original_init, original_next, original_connection = cls.__init__, cls._next, cls._connection
 
     def __init__(self, engine, reactor, *args, **kw):  # noqa: N807
-        original_init(self, engine, _Reactor(reactor, records), *args, **kw)
+        original_init(self, engine, _Reactor(reactor), *args, **kw)
         self.times = {}
 
     def _next(self):
@@ -135,8 +132,8 @@ def instrument(records: list):
     def _connection(self):
         fresh = self._conn is None
         conn = original_connection(self)
-        if fresh:
-            self._jobs = _Jobs(self._jobs, self)
+        if fresh:  # the commit thread keeps reading the queue itself
+            self._jobs = _Jobs(self._jobs, self, records)
         return conn
 
     cls.__init__, cls._next, cls._connection = __init__, _next, _connection
