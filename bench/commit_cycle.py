@@ -10,7 +10,8 @@ the median and the mean in milliseconds:
   - C{statements}: C{BEGIN} and the batch's functions, in the reactor thread;
   - C{queued}: until the commit thread takes it;
   - C{later}: the deferred statements (L{gwsms.store.database.Transaction.
-    later}), in the commit thread;
+    later}), in the commit thread, and C{later_cpu}, that thread's CPU
+    time in them (the rest is waiting for the interpreter lock);
   - C{commit}: C{COMMIT} (the C{fsync}), in the commit thread;
   - C{handoff}: from the commit thread's report until the reactor thread
     runs it;
@@ -40,7 +41,8 @@ sys.path.insert(0, HERE)
 
 from gwsms.store import sqlitecommit  # noqa: E402
 
-#: the fields of a record, in order (perf_counter seconds)
+#: the fields of a record, in order (perf_counter seconds), then the
+#: commit thread's CPU seconds in the deferred statements
 FIELDS = ("start", "queued", "taken", "later_done", "committed", "reported", "called_back")
 #: the phases printed: (name, from field, to field)
 PHASES = (("statements", "start", "queued"), ("queued", "queued", "taken"),
@@ -57,8 +59,10 @@ class _Later(list):
 
     def __iter__(self):
         self.times["taken"] = time.perf_counter()
+        cpu = time.thread_time()
         yield from list.__iter__(self)
         self.times["later_done"] = time.perf_counter()
+        self.times["later_cpu"] = time.thread_time() - cpu
 
 
 class _Reactor:
@@ -99,8 +103,9 @@ class _Jobs:
                     done(ok, value)
                 finally:
                     times["called_back"] = time.perf_counter()
-                    if len(times) == len(FIELDS):
-                        records.append(tuple(times[field] for field in FIELDS))
+                    if len(times) == len(FIELDS) + 1:
+                        records.append(tuple(times[field] for field in FIELDS)
+                                       + (times["later_cpu"],))
 
             reported.times = times
             job = (conn, cursor, _Later(later, times), result, reported)
@@ -110,7 +115,8 @@ class _Jobs:
 def instrument(records: list):
     """
     Time every batch of L{sqlitecommit.SqliteBatches} created from now on,
-    appending a tuple of L{FIELDS} to C{records} when its callbacks ran.
+    appending a tuple of L{FIELDS} and the C{later} CPU seconds to
+    C{records} when its callbacks ran.
 
     @return: a callable that undoes it.
     """
@@ -146,10 +152,11 @@ def instrument(records: list):
 
 def summarise(records: list, skip: float = 0.25) -> dict:
     """
-    @param records: tuples of L{FIELDS}, in the order the batches ran.
+    @param records: tuples of L{FIELDS} and the C{later} CPU seconds, in
+        the order the batches ran.
     @param skip: the fraction of the first batches left out (start-up).
-    @return: C{{phase: (median ms, mean ms)}} for L{PHASES} and C{cycle},
-        plus C{batches}; C{{}} without records.
+    @return: C{{phase: (median ms, mean ms)}} for L{PHASES}, C{later_cpu}
+        and C{cycle}, plus C{batches}; C{{}} without records.
     """
     kept = records[int(len(records) * skip):]
     if not kept:
@@ -164,6 +171,8 @@ def summarise(records: list, skip: float = 0.25) -> dict:
 
     for name, begin, end in PHASES:
         summary[name] = stats([r[index[end]] - r[index[begin]] for r in kept])
+        if name == "later":
+            summary["later_cpu"] = stats([r[len(FIELDS)] for r in kept])
     if len(kept) > 1:
         summary["cycle"] = stats([b[0] - a[0] for a, b in zip(kept, kept[1:])])
     return summary
@@ -174,7 +183,9 @@ def report(summary: dict, out=sys.stdout) -> None:
         out.write("commit cycle: no batch recorded\n")
         return
     out.write("commit cycle over %d batches (ms, median / mean):\n" % summary["batches"])
-    for name in [phase[0] for phase in PHASES] + ["cycle"]:
+    names = [phase[0] for phase in PHASES]
+    names.insert(names.index("later") + 1, "later_cpu")
+    for name in names + ["cycle"]:
         if name in summary:
             out.write("  %-10s %8.3f / %8.3f\n" % ((name,) + summary[name]))
 

@@ -44,8 +44,12 @@ class InstrumentTests(unittest.TestCase):
         self.assertEqual(called, [1])
         self.assertEqual(len(self.records), 2)
         for record in self.records:
-            self.assertEqual(len(record), len(commit_cycle.FIELDS))
-            self.assertEqual(list(record), sorted(record))
+            self.assertEqual(len(record), len(commit_cycle.FIELDS) + 1)
+            times, cpu = record[:-1], record[-1]
+            self.assertEqual(list(times), sorted(times))
+            # the deferred statements' CPU time fits in their wall time
+            self.assertGreaterEqual(cpu, 0)
+            self.assertLessEqual(cpu, times[3] - times[2] + 0.001)
         # the second started after the first's commit thread was done with it
         self.assertGreaterEqual(self.records[1][0], self.records[0][4])
         rows = yield db.run_query("SELECT n FROM t ORDER BY n")
@@ -65,30 +69,36 @@ class UndoTests(unittest.SynchronousTestCase):
 
 class SummariseTests(unittest.SynchronousTestCase):
     def test_phases_and_cycle(self):
-        # start, queued, taken, later_done, committed, reported, called_back
-        records = [(0.0, 0.001, 0.002, 0.004, 0.007, 0.008, 0.010),
-                   (0.010, 0.011, 0.012, 0.014, 0.017, 0.018, 0.020),
-                   (0.030, 0.032, 0.033, 0.035, 0.038, 0.039, 0.041)]
+        # start, queued, taken, later_done, committed, reported, called_back,
+        # later CPU
+        records = [(0.0, 0.001, 0.002, 0.004, 0.007, 0.008, 0.010, 0.001),
+                   (0.010, 0.011, 0.012, 0.014, 0.017, 0.018, 0.020, 0.0015),
+                   (0.030, 0.032, 0.033, 0.035, 0.038, 0.039, 0.041, 0.002)]
         summary = commit_cycle.summarise(records, skip=0)
         self.assertEqual(summary["batches"], 3)
         self.assertEqual(summary["statements"], (1.0, 1.333))
         self.assertEqual(summary["later"], (2.0, 2.0))
+        self.assertEqual(summary["later_cpu"], (1.5, 1.5))
         self.assertEqual(summary["commit"], (3.0, 3.0))
         self.assertEqual(summary["callbacks"], (2.0, 2.0))
         self.assertEqual(summary["cycle"], (20.0, 15.0))
 
     def test_start_up_left_out(self):
-        records = [(float(n),) * 7 for n in range(8)]
+        records = [(float(n),) * 8 for n in range(8)]
         self.assertEqual(commit_cycle.summarise(records)["batches"], 6)
         self.assertEqual(commit_cycle.summarise([]), {})
 
     def test_report(self):
         out = io.StringIO()
         commit_cycle.report(commit_cycle.summarise(
-            [(0.0, 0.001, 0.002, 0.004, 0.007, 0.008, 0.010)], skip=0), out)
+            [(0.0, 0.001, 0.002, 0.004, 0.007, 0.008, 0.010, 0.0005)], skip=0), out)
         lines = out.getvalue().splitlines()
         self.assertEqual(lines[0], "commit cycle over 1 batches (ms, median / mean):")
         self.assertEqual(lines[1].split(), ["statements", "1.000", "/", "1.000"])
+        self.assertEqual([line.split()[0] for line in lines[1:]],
+                         ["statements", "queued", "later", "later_cpu", "commit", "handoff",
+                          "callbacks"])
+        self.assertEqual(lines[4].split(), ["later_cpu", "0.500", "/", "0.500"])
         self.assertNotIn("cycle ", out.getvalue().split(":", 1)[1])
         out = io.StringIO()
         commit_cycle.report({}, out)
