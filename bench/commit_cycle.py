@@ -48,6 +48,9 @@ FIELDS = ("start", "queued", "taken", "later_done", "committed", "reported", "ca
 PHASES = (("statements", "start", "queued"), ("queued", "queued", "taken"),
           ("later", "taken", "later_done"), ("commit", "later_done", "committed"),
           ("handoff", "committed", "reported"), ("callbacks", "reported", "called_back"))
+#: the lines of the report, in order
+REPORTED = ("statements", "queued", "later", "later_cpu", "commit", "handoff", "callbacks",
+            "cycle")
 
 
 class _Later(list):
@@ -171,8 +174,7 @@ def summarise(records: list, skip: float = 0.25) -> dict:
 
     for name, begin, end in PHASES:
         summary[name] = stats([r[index[end]] - r[index[begin]] for r in kept])
-        if name == "later":
-            summary["later_cpu"] = stats([r[len(FIELDS)] for r in kept])
+    summary["later_cpu"] = stats([r[len(FIELDS)] for r in kept])
     if len(kept) > 1:
         summary["cycle"] = stats([b[0] - a[0] for a, b in zip(kept, kept[1:])])
     return summary
@@ -183,9 +185,7 @@ def report(summary: dict, out=sys.stdout) -> None:
         out.write("commit cycle: no batch recorded\n")
         return
     out.write("commit cycle over %d batches (ms, median / mean):\n" % summary["batches"])
-    names = [phase[0] for phase in PHASES]
-    names.insert(names.index("later") + 1, "later_cpu")
-    for name in names + ["cycle"]:
+    for name in REPORTED:
         if name in summary:
             out.write("  %-10s %8.3f / %8.3f\n" % ((name,) + summary[name]))
 
