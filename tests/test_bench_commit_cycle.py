@@ -56,7 +56,6 @@ class InstrumentTests(unittest.TestCase):
         self.assertEqual(rows, [(1,), (2,), (101,), (102,)])
 
 
-
 class UndoTests(unittest.SynchronousTestCase):
     def test_undo(self):
         cls = sqlitecommit.SqliteBatches
