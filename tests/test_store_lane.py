@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet import defer
+from twisted.trial import unittest
 
 from gwsms.store import migrate
 from gwsms.store.batch import Batch, BatchWriter
@@ -129,6 +130,41 @@ class LaneStoreMixin:
         self.assertEqual(len(tables["messages"]), 5)
         self.assertEqual(len(tables["message_parts"]), 1 + 3 + 1 + 2 + 1)
         self.assertEqual(len(tables["message_dedup"]), 5)
+
+    @defer.inlineCallbacks
+    def test_insert_many_records_of_several_shapes(self):
+        """
+        Only a record's own columns are bound; the table's defaults fill
+        the rest, and records naming other columns go in with theirs.
+        """
+        items = [(record(0), key(0), 1000.0),
+                 (record(1, owner=3, imdn_id="imdn-1"), key(1), 1000.0),
+                 (record(2), key(2), 1000.0),
+                 (dict(list(record(3).items())[::-1]), key(3), 1000.0)]
+        bulk_db, single_db = yield self.both()
+        bulk = yield bulk_db.run_interaction("bulk", insert_many, items, WINDOW)
+        single = yield single_db.run_interaction("single", _one_by_one, items, WINDOW)
+        self.assertEqual(bulk, single)
+        tables = yield self.assertSameTables(bulk_db, single_db)
+        self.assertEqual(len(tables["messages"]), 4)
+        rows = yield bulk_db.run_interaction("read", lambda txn: txn.execute(
+            "SELECT owner, imdn_id, attempts, last_error, dest_addr FROM messages"
+            " ORDER BY id").fetchall())
+        self.assertEqual([tuple(row) for row in rows],
+                         [(0, "", 0, "", record(n)["dest_addr"]) for n in (0,)]
+                         + [(3, "imdn-1", 0, "", record(1)["dest_addr"])]
+                         + [(0, "", 0, "", record(n)["dest_addr"]) for n in (2, 3)])
+
+    def test_insert_many_refuses_a_record_naming_no_column(self):
+        if self.url.startswith("mysql"):
+            raise unittest.SkipTest("the bulk form is SQLite's")
+
+        def bulk(txn):
+            return insert_many(txn, [(record(0), key(0), 1000.0),
+                                     (record(1, colour="red"), key(1), 1000.0)], WINDOW)
+        d = self.db.run_interaction("bulk", bulk)
+        return self.assertFailure(d, ValueError).addCallback(
+            lambda e: self.assertIn("colour", str(e)))
 
     @defer.inlineCallbacks
     def test_ids_never_reused_after_purge(self):

@@ -23,15 +23,16 @@ Other engines take the one-message path.
 from __future__ import annotations
 
 import sqlite3
-from operator import itemgetter
 
 from gwsms.core import receipts
 from gwsms.store.messages import _MESSAGE_SUBMITTED, _PART_SUBMITTED, DEDUP_DELETE, \
     DEDUP_INSERT, MESSAGE_SUBMITTED_SET, PART_SUBMITTED_SET, PARTS_INSERT, _DEFAULTS, \
     _INSERTABLE, _insert, _part_submitted
 
-_VALUES = itemgetter(*_INSERTABLE)
-_INSERT_WITH_ID_HEAD = f"INSERT INTO messages (id, {', '.join(_INSERTABLE)})"
+#: the columns a record given to L{insert_many} may set
+_RECORD_COLUMNS = frozenset(_INSERTABLE) - {"created_at", "updated_at"}
+#: a multi-row insert of numbered messages (%s: the record's columns)
+_INSERT_WITH_ID_HEAD = "INSERT INTO messages (id, created_at, updated_at, %s)"
 #: most keys in one IN (...) list
 _CHUNK = 500
 #: most bound values in one statement (SQLite >= 3.32 allows 32766)
@@ -125,8 +126,11 @@ def insert_many(txn, items, window: float) -> list:
     found = _known_keys(txn, {key for _record, key, _now in items})
     next_id, sequence = _next_id(txn)
     results: list = [None] * len(items)
-    new_rows, parts, dedups = [], [], []
-    first: dict = {}  # key -> (id, values) of the batch's own new messages
+    # the rows by the record's columns (the lane's records all have the
+    # same): only those are bound, the table's defaults fill the rest
+    new_rows: dict = {}
+    parts, dedups = [], []
+    first: dict = {}  # key -> (id, record, time) of the batch's own new messages
     for index, (record, key, now) in enumerate(items):
         old = found.get(key)
         if old is not None:
@@ -139,20 +143,33 @@ def insert_many(txn, items, window: float) -> list:
         mine = first.get(key)
         if mine is not None:
             # the same message twice in one batch: the second is a duplicate
-            results[index] = (mine[0], dict(mine[1], id=mine[0]))
+            message_id, row, created = mine
+            row = dict(_DEFAULTS, **row)
+            row.update(id=message_id, created_at=created, updated_at=created)
+            results[index] = (message_id, row)
             continue
-        values = dict(_DEFAULTS)
-        values.update(record)
-        values["created_at"] = values["updated_at"] = now
-        first[key] = (next_id, values)
-        new_rows.append((next_id,) + _VALUES(values))
-        parts.extend((next_id, n, "pending", now) for n in range(1, values["parts_total"] + 1))
+        first[key] = (next_id, record, now)
+        columns = tuple(record)
+        rows = new_rows.get(columns)
+        if rows is None:
+            unknown = set(columns) - _RECORD_COLUMNS
+            if unknown:
+                raise ValueError("insert_many: not a column a record may set: "
+                                 + ", ".join(sorted(unknown)))
+            rows = new_rows[columns] = []
+        rows.append((next_id, now, now) + tuple(record.values()))
+        total = record.get("parts_total", 1)
+        if total == 1:
+            parts.append((next_id, 1, "pending", now))
+        else:
+            parts.extend((next_id, n, "pending", now) for n in range(1, total + 1))
         dedups.append((key, next_id, now))
         results[index] = (next_id, None)
         next_id += 1
     if new_rows:
         _take_ids(txn, sequence, next_id - 1)
-        insert_rows(txn, _INSERT_WITH_ID_HEAD, new_rows)
+        for columns, rows in new_rows.items():
+            insert_rows(txn, _INSERT_WITH_ID_HEAD % ", ".join(columns), rows)
         insert_rows(txn, PARTS_INSERT, parts)
         insert_rows(txn, DEDUP_INSERT, dedups)
     return results
