@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 #: Default rate ladder (messages per second) and seconds per step.
 DEFAULT_STEPS = (1000, 2000, 4000, 6000, 8000, 10000, 12000, 14000)
+#: the rate whose CPU per message the report gives in each direction
+#: (issue 5), run after the ladder's stop when the ladder did not reach it
+REPORT_RATE = 8000
 DEFAULT_DURATION = 15.0
 #: A step whose achieved rate is below this fraction of the offered rate
 #: did not sustain it (the gateway fell behind, sipp or the simulator held
@@ -223,6 +226,9 @@ class Step:
         at which messages still waited for room in its window (C{--mo-window}
         outstanding deliver_sm): high means the window, i.e. the gateway's
         deliver_sm -> resp time, not the offered rate, paced the step.
+    @ivar after_stop: run after the ladder stopped, only so that the
+        figures at L{REPORT_RATE} exist in each direction (the issue's
+        report); not a ladder step: it never counts as the highest passing.
     """
 
     direction: str
@@ -250,6 +256,7 @@ class Step:
     profile: dict | None = None
     passed: bool = False
     reason: str = ""
+    after_stop: bool = False
 
     @property
     def achieved(self) -> float:
@@ -304,14 +311,19 @@ def judge(step: Step, min_fraction: float = MIN_ACHIEVED_FRACTION) -> Step:
     return step
 
 
-def run_ladder(steps, run_step, stop_on_failure: bool = True) -> list[Step]:
+def run_ladder(steps, run_step, stop_on_failure: bool = True,
+               report_rate: int | None = None) -> list[Step]:
     """
     Run C{run_step(rate)} for each rate in order and stop after the first
     step that fails (the ladder's stop rule).
 
     @param steps: offered rates, ascending.
-    @param run_step: callable returning a judged L{Step}.
+    @param run_step: callable returning a judged L{Step}; the step run
+        after the stop is C{run_step(rate, after_stop=True)}.
     @param stop_on_failure: when false run every step anyway.
+    @param report_rate: when the ladder stopped below this rate and it is
+        one of C{steps}, run it once more after the stop (its figures are
+        reported in every direction; see L{Step.after_stop}).
     @return: the steps run.
     """
     results = []
@@ -319,13 +331,15 @@ def run_ladder(steps, run_step, stop_on_failure: bool = True) -> list[Step]:
         step = run_step(rate)
         results.append(step)
         if stop_on_failure and not step.passed:
+            if report_rate is not None and report_rate > rate and report_rate in steps:
+                results.append(run_step(report_rate, after_stop=True))
             break
     return results
 
 
 def highest_passing(results) -> Step | None:
     """@return: the passing step with the highest offered rate, or L{None}."""
-    passing = [s for s in results if s.passed]
+    passing = [s for s in results if s.passed and not s.after_stop]
     return max(passing, key=lambda s: s.offered) if passing else None
 
 
@@ -378,7 +392,9 @@ def row(step: Step) -> list[str]:
         _fmt(step.retransmissions), _fmt(step.timeouts), _fmt(step.p50_ms, 1), _fmt(step.p99_ms, 1),
         _fmt(step.cpu_percent), _fmt(step.cpu_us_per_msg), _fmt(step.rss_mb, 1),
         _fmt(step.other_cpu_percent), _fmt(step.sipp_cpu_percent),
-        _fmt(step.wait_percent), _fmt(step.gc["max_ms"] if step.gc else None), ("PASS" if step.passed else "FAIL: " + step.reason),
+        _fmt(step.wait_percent), _fmt(step.gc["max_ms"] if step.gc else None),
+        ("after stop, " if step.after_stop else "")
+        + ("PASS" if step.passed else "FAIL: " + step.reason),
     ]
 
 
@@ -393,13 +409,15 @@ def format_table(rows, columns=COLUMNS) -> str:
     return "\n".join(lines)
 
 
-def summary(results, at_rate: int = 8000) -> dict:
+def summary(results, at_rate: int = REPORT_RATE) -> dict:
     """
     Per direction: the highest passing step and the CPU µs/message at
     C{at_rate} (when a step offered exactly that rate).
 
     @return: C{{direction: {"highest_passing": rate|None, "cpu_us_at_8000":
-        value|None, "p99_ms_at_8000": value|None}}}.
+        value|None, "p99_ms_at_8000": value|None, "passed_at_8000":
+        bool|None, "after_stop_at_8000": bool|None}}} (after_stop: the
+        step ran after the ladder's stop, L{Step.after_stop}).
     """
     out = {}
     for direction in dict.fromkeys(s.direction for s in results):
@@ -411,11 +429,12 @@ def summary(results, at_rate: int = 8000) -> dict:
             "cpu_us_at_%d" % at_rate: at[0].cpu_us_per_msg if at else None,
             "p99_ms_at_%d" % at_rate: at[0].p99_ms if at else None,
             "passed_at_%d" % at_rate: at[0].passed if at else None,
+            "after_stop_at_%d" % at_rate: at[0].after_stop if at else None,
         }
     return out
 
 
-def summary_line(direction: str, figures: dict, at_rate: int = 8000) -> str:
+def summary_line(direction: str, figures: dict, at_rate: int = REPORT_RATE) -> str:
     """
     One line of L{summary} for the report: the highest passing step, and
     the CPU per message and p99 at C{at_rate}, or why there is none.
@@ -423,9 +442,10 @@ def summary_line(direction: str, figures: dict, at_rate: int = 8000) -> str:
     line = "%s: highest passing step %s msg/s; " % (direction,
                                                     figures["highest_passing"] or "none")
     if figures["passed_at_%d" % at_rate] is None:
-        return line + ("no step at %d msg/s (the ladder stopped before it, or it is not in"
-                       " --steps; --all-steps runs every step)" % at_rate)
-    return line + "at %d msg/s: %s us CPU/msg, p99 %s ms (%s)" % (
+        return line + ("no step at %d msg/s (not in --steps, or the run was cut short;"
+                       " --all-steps runs every step)" % at_rate)
+    return line + "at %d msg/s: %s us CPU/msg, p99 %s ms (%s%s)" % (
         at_rate, _fmt(figures["cpu_us_at_%d" % at_rate], 1),
         _fmt(figures["p99_ms_at_%d" % at_rate], 1),
-        "passed" if figures["passed_at_%d" % at_rate] else "failed")
+        "passed" if figures["passed_at_%d" % at_rate] else "failed",
+        ", run after the ladder stopped" if figures.get("after_stop_at_%d" % at_rate) else "")

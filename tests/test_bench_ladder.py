@@ -190,6 +190,49 @@ class LadderTests(SynchronousTestCase):
         self.assertEqual([s.passed for s in results], [True, True, False])
         self.assertEqual(ladder.highest_passing(results).offered, 2000)
 
+    def test_report_step_after_the_stop(self):
+        """
+        A ladder that stopped below the report rate runs that rate once more
+        (after_stop), which never counts as the highest passing step.
+        """
+        ran = []
+
+        def run_step(rate, after_stop=False):
+            ran.append((rate, after_stop))
+            step = ladder.judge(clean_step(rate, retransmissions=1 if rate == 4000 else 0))
+            step.after_stop = after_stop
+            return step
+
+        results = ladder.run_ladder(ladder.DEFAULT_STEPS, run_step,
+                                    report_rate=ladder.REPORT_RATE)
+        self.assertEqual(ran, [(1000, False), (2000, False), (4000, False), (8000, True)])
+        self.assertEqual([s.passed for s in results], [True, True, False, True])
+        self.assertEqual(ladder.highest_passing(results).offered, 2000)
+        summary = ladder.summary(results)["sip->smpp"]
+        self.assertEqual((summary["highest_passing"], summary["passed_at_8000"],
+                          summary["after_stop_at_8000"]), (2000, True, True))
+        self.assertTrue(ladder.summary_line("sip->smpp", summary).endswith(
+            "(passed, run after the ladder stopped)"))
+        self.assertTrue(results[-1].to_dict()["after_stop"])
+        self.assertTrue(ladder.row(results[-1])[-1].startswith("after stop, PASS"))
+
+    def test_no_report_step_when_not_needed(self):
+        for steps, failing, expected in (
+                # the ladder reached the report rate itself
+                ((1000, 8000, 10000), 10000, [1000, 8000, 10000]),
+                # not one of the steps
+                ((1000, 2000, 4000), 2000, [1000, 2000]),
+                # failed above it
+                ((8000, 10000, 12000), 12000, [8000, 10000, 12000])):
+            ran = []
+
+            def run_step(rate, after_stop=False, failing=failing, ran=ran):
+                ran.append(rate)
+                return ladder.judge(clean_step(rate, timeouts=1 if rate == failing else 0))
+
+            ladder.run_ladder(steps, run_step, report_rate=8000)
+            self.assertEqual(ran, expected, steps)
+
     def test_all_steps(self):
         results = ladder.run_ladder((1, 2, 3), lambda r: ladder.judge(clean_step(r, timeouts=1)),
                                     stop_on_failure=False)
@@ -202,7 +245,8 @@ class LadderTests(SynchronousTestCase):
         mo = ladder.judge(clean_step(1000, direction="smpp->sip", timeouts=2))
         summary = ladder.summary(steps + [mo])
         self.assertEqual(summary["sip->smpp"], {"highest_passing": 8000, "cpu_us_at_8000": 98.0,
-                                                "p99_ms_at_8000": 5.0, "passed_at_8000": True})
+                                                "p99_ms_at_8000": 5.0, "passed_at_8000": True,
+                                                "after_stop_at_8000": False})
         self.assertEqual(summary["smpp->sip"]["highest_passing"], None)
         self.assertIsNone(summary["smpp->sip"]["cpu_us_at_8000"])
 
