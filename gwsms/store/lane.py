@@ -111,16 +111,29 @@ def _take_ids(txn, sequence, last_id: int) -> None:
         txn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'messages'", (last_id,))
 
 
+def _check_columns(names) -> None:
+    """@raise ValueError: naming what in C{names} is not a column a record may set."""
+    unknown = set(names) - _RECORD_COLUMNS
+    if unknown:
+        raise ValueError("insert_many: not a column a record may set: "
+                         + ", ".join(sorted(unknown)))
+
+
 def insert_many(txn, items, window: float) -> list:
     """
     Store new MT messages (with their part rows and dedup keys), like
     C{_insert(txn, record, now, key, window, None, None, True)} for each.
 
-    @param items: C{[(record, key, now)]}.
+    @param items: C{[(record, key, now)]}; a record's keys are columns of
+        C{messages} (not C{id}, C{created_at}, C{updated_at}: those are
+        given here), the others take their defaults.
+    @raise ValueError: a record names something else.
     @return: C{[(id, None)]} for new messages, C{(id, row)} for duplicates,
         in the order of C{items}.
     """
     if txn.engine.dialect != "sqlite" or len(items) < 2:
+        for record, _key, _now in items:
+            _check_columns(record)
         return [_insert(txn, record, now, key, window, None, None, True)
                 for record, key, now in items]
     found = _known_keys(txn, {key for _record, key, _now in items})
@@ -152,10 +165,7 @@ def insert_many(txn, items, window: float) -> list:
         columns = tuple(record)
         rows = new_rows.get(columns)
         if rows is None:
-            unknown = set(columns) - _RECORD_COLUMNS
-            if unknown:
-                raise ValueError("insert_many: not a column a record may set: "
-                                 + ", ".join(sorted(unknown)))
+            _check_columns(columns)
             rows = new_rows[columns] = []
         rows.append((next_id, now, now) + tuple(record.values()))
         total = record.get("parts_total", 1)
