@@ -267,12 +267,12 @@ def run(rate: int, count: int, durable: bool, window: int = 100, out=sys.stdout)
         port = reactor.listenUDP(0, Sip(), interface="127.0.0.1")
         port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         stat = os.path.join(tmp, "stat.csv")
-        marks: dict = {}
+        marks: dict = {"tries": 200}
 
-        def start(tries=[200]):
+        def start():
             if not smpp.bound:
-                tries[0] -= 1
-                if tries[0] < 0:
+                marks["tries"] -= 1
+                if marks["tries"] < 0:
                     marks["error"] = "no SMPP bind"
                     reactor.stop()
                 else:
