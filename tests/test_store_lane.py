@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
 
 from gwsms.store import migrate
 from gwsms.store.batch import Batch, BatchWriter
@@ -450,3 +451,80 @@ class LaneStoreMixin:
 
 
 backend_tests(globals(), LaneStoreMixin)
+
+
+class _Recorder:
+    """The C{later} and C{execute} side of a Transaction, recorded."""
+
+    def __init__(self):
+        self.statements = []
+
+    def later(self, sql, params):
+        self.statements.append((sql, params))
+
+    def execute(self, sql, params):
+        self.statements.append((sql, params))
+        return self
+
+    def fetchall(self):
+        return []
+
+
+class StatementSizeTests(SynchronousTestCase):
+    """
+    The lanes' multi-row statements come in a few sizes (so that they stay
+    prepared), the rows beyond a batch's own being NULLs.
+    """
+
+    def test_statement_rows(self):
+        self.assertEqual([lane.statement_rows(n, 512) for n in (1, 2, 3, 5, 8, 9, 300, 512)],
+                         [1, 2, 4, 8, 8, 16, 512, 512])
+        self.assertEqual(lane.statement_rows(700, 882), 882)  # a full chunk: the limit
+
+    def test_few_texts_for_every_batch_size(self):
+        texts = set()
+        for count in range(1, 301):
+            txn = _Recorder()
+            lane.insert_rows(txn, "INSERT INTO t (a, b)", [(n, "x") for n in range(count)])
+            lane.update_from_values(txn, "t", "b = v.column2", "t.a = v.column1",
+                                    [(n, "y") for n in range(count)])
+            lane._select_in(txn, "SELECT a FROM t WHERE a IN (%s)", list(range(count)))
+            texts.update(sql for sql, _params in txn.statements)
+        # inserts of 1, 2, 4, ..., 256 rows; updates and IN lists padded to 1, 2, ..., 512
+        self.assertEqual(len(texts), 9 + 10 + 10)
+        txn = _Recorder()
+        lane.insert_rows(txn, "INSERT INTO t (a, b)", [(n, "x") for n in range(300)])
+        self.assertEqual([len(params) // 2 for _sql, params in txn.statements],
+                         [256, 32, 8, 4])  # every row once, in order
+        self.assertEqual([params[0] for _sql, params in txn.statements], [0, 256, 288, 296])
+
+    def test_padding(self):
+        txn = _Recorder()
+        lane.insert_rows(txn, "INSERT INTO t (a, b)", [(1, "x"), (2, "y"), (3, "z")])
+        lane.update_from_values(txn, "t", "b = v.column2", "t.a = v.column1", [(1, "w")])
+        lane.update_from_values(txn, "t", "b = v.column2", "t.a = v.column1",
+                                [(1, "w"), (2, "v"), (3, "u")])
+        lane._select_in(txn, "SELECT a FROM t WHERE a IN (%s)", [7, 8, 9])
+        self.assertEqual(txn.statements, [
+            ("INSERT INTO t (a, b) VALUES (?,?),(?,?)", [1, "x", 2, "y"]),
+            ("INSERT INTO t (a, b) VALUES (?,?)", [3, "z"]),
+            ("UPDATE t SET b = v.column2 FROM ( VALUES (?,?)) AS v WHERE t.a = v.column1",
+             [1, "w"]),
+            ("UPDATE t SET b = v.column2 FROM ( VALUES (?,?),(?,?),(?,?),(?,?)) AS v"
+             " WHERE t.a = v.column1", [1, "w", 2, "v", 3, "u", None, None]),
+            ("SELECT a FROM t WHERE a IN (?,?,?,?)", [7, 8, 9, None])])
+
+    def test_padding_writes_and_matches_nothing(self):
+        """On SQLite itself: only the batch's own rows are inserted and updated."""
+        import sqlite3
+
+        conn = sqlite3.connect(":memory:")
+        conn.execute("CREATE TABLE t (a INTEGER NOT NULL, b TEXT)")
+        txn = _Recorder()
+        lane.insert_rows(txn, "INSERT INTO t (a, b)", [(1, "x"), (2, "y"), (3, "z")])
+        lane.update_from_values(txn, "t", "b = v.column2", "t.a = v.column1",
+                                [(2, "two"), (3, "three"), (9, "nine")])
+        for sql, params in txn.statements:
+            conn.execute(sql, params)
+        self.assertEqual(conn.execute("SELECT a, b FROM t ORDER BY a").fetchall(),
+                         [(1, "x"), (2, "two"), (3, "three")])

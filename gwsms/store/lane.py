@@ -34,7 +34,7 @@ _RECORD_COLUMNS = frozenset(_INSERTABLE) - {"created_at", "updated_at"}
 #: a multi-row insert of numbered messages (%s: the record's columns)
 _INSERT_WITH_ID_HEAD = "INSERT INTO messages (id, created_at, updated_at, %s)"
 #: most keys in one IN (...) list
-_CHUNK = 500
+_CHUNK = 512
 #: most bound values in one statement (SQLite >= 3.32 allows 32766)
 _MAX_VALUES = 30000
 #: UPDATE ... FROM needs SQLite 3.33
@@ -47,42 +47,97 @@ _PARTS_FROM_SET = PART_SUBMITTED_SET.format(mid="v.column1", now="v.column2")
 _MESSAGES_FROM_SET = MESSAGE_SUBMITTED_SET.format(smsc="v.column1", now="v.column2")
 
 
-def _later_values(txn, before: str, after: str, rows: list) -> None:
+def statement_rows(count: int, limit: int) -> int:
     """
-    C{before VALUES (...),(...) after} for C{rows} (tuples of one width)
-    run by L{Transaction.later}: one statement per chunk, not one per row.
+    How many rows a padded multi-row statement (an update, an IN list) for
+    C{count} rows is written for: the next power of two, at most C{limit}.
+    The rows beyond C{count} are NULLs, which match nothing, so that a few
+    statements serve every batch size and stay prepared in the
+    connection's small cache (L{gwsms.store.sqlitecommit.STATEMENT_CACHE})
+    instead of one statement, prepared anew, per size.
+    """
+    return min(1 << (count - 1).bit_length(), limit)
+
+
+def _insert_chunks(count: int, limit: int):
+    """
+    The sizes of the multi-row inserts for C{count} rows: chunks of
+    C{limit}, then the powers of two of the rest (an insert cannot be
+    padded), largest first: few statements, each prepared once.
+    """
+    while count >= limit:
+        yield limit
+        count -= limit
+    while count:
+        size = 1 << (count.bit_length() - 1)
+        yield size
+        count -= size
+
+
+#: statement texts by (kind, head, tail, width, rows); a handful in use
+_TEXTS: dict = {}
+
+
+def _text(before: str, after: str, width: int, count: int) -> str:
+    key = (before, after, width, count)
+    text = _TEXTS.get(key)
+    if text is None:
+        text = f"{before} VALUES " + ",".join(["(" + ",".join("?" * width) + ")"] * count) + after
+        if len(_TEXTS) >= 1024:
+            _TEXTS.clear()
+        _TEXTS[key] = text
+    return text
+
+
+def insert_rows(txn, head: str, rows: list) -> None:
+    """
+    Insert C{rows} (tuples of one width) with multi-row C{VALUES}
+    statements run by L{Transaction.later}, in L{_insert_chunks}.
     """
     if not rows:
         return
     width = len(rows[0])
-    size = max(1, _MAX_VALUES // width)
-    one = "(" + ",".join("?" * width) + ")"
-    for start in range(0, len(rows), size):
+    start = 0
+    for size in _insert_chunks(len(rows), max(1, _MAX_VALUES // width)):
         chunk = rows[start:start + size]
-        txn.later(f"{before} VALUES " + ",".join([one] * len(chunk)) + after,
-                  [value for row in chunk for value in row])
-
-
-def insert_rows(txn, head: str, rows: list) -> None:
-    """Insert C{rows} with multi-row C{VALUES} statements run by L{Transaction.later}."""
-    _later_values(txn, head, "", rows)
+        start += size
+        txn.later(_text(head, "", width, size), [value for row in chunk for value in row])
 
 
 def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> None:
     """
     C{UPDATE table SET sets FROM (VALUES rows) AS v WHERE where} run by
     L{Transaction.later}, one statement per chunk of C{rows} (the columns
-    of C{v} are C{column1}, C{column2}, ...; needs SQLite 3.33).
+    of C{v} are C{column1}, C{column2}, ...; needs SQLite 3.33), padded to
+    L{statement_rows} with NULL rows: C{where} must compare a column of
+    C{v} with C{=}, so that they match nothing.
     """
-    _later_values(txn, f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}", rows)
+    if not rows:
+        return
+    before, after = f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}"
+    width = len(rows[0])
+    limit = max(1, _MAX_VALUES // width)
+    for start in range(0, len(rows), limit):
+        chunk = rows[start:start + limit]
+        count = statement_rows(len(chunk), limit)
+        params = [value for row in chunk for value in row]
+        if count > len(chunk):
+            params += [None] * (width * (count - len(chunk)))
+        txn.later(_text(before, after, width, count), params)
 
 
 def _select_in(txn, sql: str, values: list) -> list:
-    """Rows of C{sql} (with one C{IN (%s)}) for C{values}, in chunks."""
+    """
+    Rows of C{sql} (with one C{IN (%s)}) for C{values}, in chunks padded
+    with NULLs (which match nothing) to L{statement_rows}.
+    """
     rows: list = []
     for start in range(0, len(values), _CHUNK):
         chunk = values[start:start + _CHUNK]
-        rows += txn.execute(sql % ",".join("?" * len(chunk)), chunk).fetchall()
+        count = statement_rows(len(chunk), _CHUNK)
+        if count > len(chunk):
+            chunk = chunk + [None] * (count - len(chunk))
+        rows += txn.execute(sql % ",".join("?" * count), chunk).fetchall()
     return rows
 
 

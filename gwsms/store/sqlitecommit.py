@@ -46,12 +46,13 @@ from twisted.python.failure import Failure
 #: seconds between two tries of C{BEGIN IMMEDIATE} while the write lock is held elsewhere
 BUSY_RETRY = 0.002
 #: prepared statements the batch connection keeps.  The lanes' multi-row
-#: statements and IN lists are a statement per batch size, half a megabyte
-#: each at a few hundred rows: the sqlite3 module's default of 128 held tens
-#: of megabytes, growing for minutes as new sizes came (the flat-memory
-#: check failed); none at all costs a prepare per statement (more CPU,
-#: slower commits)
-STATEMENT_CACHE = 32
+#: statements and IN lists come in a few sizes (powers of two,
+#: L{gwsms.store.lane.statement_rows}): about ten per statement kind and a
+#: dozen kinds, so this holds them all and stops growing once each was
+#: used.  (One statement per batch size, as before, thrashed any cache:
+#: 128 held tens of megabytes, growing for minutes, 32 prepared most
+#: statements anew.)
+STATEMENT_CACHE = 128
 
 
 class WriteTurn:
