@@ -7,8 +7,10 @@ lanes: SIP -> SMPP (L{gwsms.core.fastmt}) and, at the end, SMPP -> SIP
 They write exactly the rows the one-message functions write
 (L{gwsms.store.messages._insert}, L{gwsms.store.messages._part_submitted})
 for a whole group-commit batch at once: one C{SELECT} for the duplicate
-keys of the batch and one multi-row statement per table (L{insert_rows})
-instead of four statements per message.  On SQLite the batch holds the write lock
+keys of the batch and a few multi-row statements per table (L{insert_rows})
+instead of four statements per message.  Their sizes are powers of two
+(L{statement_rows}, L{_insert_chunks}), so that the same few statements
+stay prepared whatever the batch sizes.  On SQLite the batch holds the write lock
 (C{BEGIN IMMEDIATE}), so the lane numbers the new rows itself from
 C{sqlite_sequence} (and moves it on), and the multi-row C{INSERT}s run
 in the commit thread (L{gwsms.store.database.Transaction.later}): nothing
@@ -74,7 +76,7 @@ def _insert_chunks(count: int, limit: int):
         count -= size
 
 
-#: statement texts by (kind, head, tail, width, rows); a handful in use
+#: statement texts by (head, tail, width, rows): a few per kind of statement
 _TEXTS: dict = {}
 
 
