@@ -9,7 +9,7 @@ They write exactly the rows the one-message functions write
 for a whole group-commit batch at once: one C{SELECT} for the duplicate
 keys of the batch and a few multi-row statements per table (L{insert_rows})
 instead of four statements per message.  Their sizes are powers of two
-(L{statement_rows}, L{_insert_chunks}), so that the same few statements
+(L{statement_rows}, L{_chunks}), so that the same few statements
 stay prepared whatever the batch sizes.  On SQLite the batch holds the write lock
 (C{BEGIN IMMEDIATE}), so the lane numbers the new rows itself from
 C{sqlite_sequence} (and moves it on), and the multi-row C{INSERT}s run
@@ -61,18 +61,23 @@ def statement_rows(count: int, limit: int) -> int:
     return min(1 << (count - 1).bit_length(), limit)
 
 
-def _insert_chunks(count: int, limit: int):
+def _chunks(count: int, limit: int, padded: bool):
     """
-    The sizes of the multi-row inserts for C{count} rows: chunks of
-    C{limit}, then the powers of two of the rest (an insert cannot be
-    padded), largest first: few statements, each prepared once.
+    The multi-row statements for C{count} rows, as C{(rows taken, rows of
+    the statement)}: chunks of C{limit}, then the rest padded to
+    L{statement_rows} (C{padded}) or, since an insert cannot be padded,
+    in its powers of two, largest first: few statements, each prepared once.
     """
     while count >= limit:
-        yield limit
+        yield limit, limit
         count -= limit
+    if padded:
+        if count:
+            yield count, statement_rows(count, limit)
+        return
     while count:
         size = 1 << (count.bit_length() - 1)
-        yield size
+        yield size, size
         count -= size
 
 
@@ -91,19 +96,27 @@ def _text(before: str, after: str, width: int, count: int) -> str:
     return text
 
 
-def insert_rows(txn, head: str, rows: list) -> None:
+def _later_values(txn, before: str, after: str, rows: list, padded: bool) -> None:
     """
-    Insert C{rows} (tuples of one width) with multi-row C{VALUES}
-    statements run by L{Transaction.later}, in L{_insert_chunks}.
+    C{before VALUES (...),(...) after} for C{rows} (tuples of one width) in
+    the statements of L{_chunks}, a padding row being all NULLs, run by
+    L{Transaction.later}: a few statements, not one per row.
     """
     if not rows:
         return
     width = len(rows[0])
     start = 0
-    for size in _insert_chunks(len(rows), max(1, _MAX_VALUES // width)):
-        chunk = rows[start:start + size]
-        start += size
-        txn.later(_text(head, "", width, size), [value for row in chunk for value in row])
+    for taken, size in _chunks(len(rows), max(1, _MAX_VALUES // width), padded):
+        params = [value for row in rows[start:start + taken] for value in row]
+        start += taken
+        if size > taken:
+            params += [None] * (width * (size - taken))
+        txn.later(_text(before, after, width, size), params)
+
+
+def insert_rows(txn, head: str, rows: list) -> None:
+    """Insert C{rows} with multi-row C{VALUES} statements run by L{Transaction.later}."""
+    _later_values(txn, head, "", rows, False)
 
 
 def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> None:
@@ -114,18 +127,8 @@ def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> No
     L{statement_rows} with NULL rows: C{where} must compare a column of
     C{v} with C{=}, so that they match nothing.
     """
-    if not rows:
-        return
-    before, after = f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}"
-    width = len(rows[0])
-    limit = max(1, _MAX_VALUES // width)
-    for start in range(0, len(rows), limit):
-        chunk = rows[start:start + limit]
-        count = statement_rows(len(chunk), limit)
-        params = [value for row in chunk for value in row]
-        if count > len(chunk):
-            params += [None] * (width * (count - len(chunk)))
-        txn.later(_text(before, after, width, count), params)
+    _later_values(txn, f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}", rows,
+                  True)
 
 
 def _select_in(txn, sql: str, values: list) -> list:
