@@ -19,7 +19,8 @@ C{bench/profile_mt.py} does for the gateway.
 
   .venv/bin/python bench/minimal_mt.py --rate 10000 --count 100000 --durable
 
-Uses only 127.0.0.1 and a temporary directory, removed at the end.
+Uses only 127.0.0.1 and a temporary directory, removed at the end.  The sipp
+command is make bench's own (L{harness.uac_command}).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
+import harness  # noqa: E402
 import profile_mt  # noqa: E402
 
 HEADER = struct.Struct(">IIII")
@@ -278,12 +280,10 @@ def run(rate: int, count: int, durable: bool, window: int = 100, out=sys.stdout)
                 else:
                     reactor.callLater(0.05, start)
                 return
+            # the UAC of make bench's SIP -> SMPP steps
             sipp = subprocess.Popen(
-                ["sipp", "-sf", profile_mt.UAC_XML, "127.0.0.1:%d" % port.getHost().port,
-                 "-i", "127.0.0.1", "-p", str(profile_mt.free_port()), "-r", str(rate),
-                 "-rp", "1000", "-m", str(count), "-l", str(max(500, rate)), "-nostdin",
-                 "-timeout", "120s", "-buff_size", "8388608", "-trace_stat", "-stf", stat,
-                 "-fd", "1", "-default_behaviors", "all,-bye"],
+                harness.uac_command("sipp", "127.0.0.1:%d" % port.getHost().port,
+                                    profile_mt.free_port(), rate, count, tmp, 120),
                 cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
             procs.append(sipp)
