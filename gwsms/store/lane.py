@@ -55,7 +55,7 @@ def statement_rows(count: int, limit: int) -> int:
     C{count} rows is written for: the next power of two, at most C{limit}.
     The rows beyond C{count} are NULLs, which match nothing, so that a few
     statements serve every batch size and stay prepared in the
-    connection's small cache (L{gwsms.store.sqlitecommit.STATEMENT_CACHE})
+    connection's cache (L{gwsms.store.sqlitecommit.STATEMENT_CACHE})
     instead of one statement, prepared anew, per size.
     """
     return min(1 << (count - 1).bit_length(), limit)
@@ -133,16 +133,15 @@ def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> No
 
 def _select_in(txn, sql: str, values: list) -> list:
     """
-    Rows of C{sql} (with one C{IN (%s)}) for C{values}, in chunks padded
-    with NULLs (which match nothing) to L{statement_rows}.
+    Rows of C{sql} (with one C{IN (%s)}) for C{values}, in the padded
+    chunks of L{_chunks} (a NULL matches nothing).
     """
     rows: list = []
-    for start in range(0, len(values), _CHUNK):
-        chunk = values[start:start + _CHUNK]
-        count = statement_rows(len(chunk), _CHUNK)
-        if count > len(chunk):
-            chunk = chunk + [None] * (count - len(chunk))
-        rows += txn.execute(sql % ",".join("?" * count), chunk).fetchall()
+    start = 0
+    for taken, size in _chunks(len(values), _CHUNK, True):
+        chunk = values[start:start + taken] + [None] * (size - taken)
+        start += taken
+        rows += txn.execute(sql % ",".join("?" * size), chunk).fetchall()
     return rows
 
 
