@@ -28,8 +28,30 @@ NAMES = {
 #: Content-Type values of plain text (lower case, spaces removed) -> codec
 PLAIN_TEXT = {b"text/plain": "utf-8", b"text/plain;charset=utf-8": "utf-8",
               b"text/plain;charset=\"utf-8\"": "utf-8", b"text/plain;charset=us-ascii": "ascii"}
+#: a header name (RFC 3261 25.1 token)
+_TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z").match
 #: a tag parameter in a To value
 TO_TAG = re.compile(rb";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+def _spellings(name: bytes) -> set:
+    return {name, name.upper(), b"-".join(part.capitalize() for part in name.split(b"-"))}
+
+
+#: header names as they are usually spelt -> slot (L{NAMES}'), or L{_OTHER}
+#: for common names the lane does not read: one dictionary look-up per
+#: line for these, the general rules (any case, space before the colon)
+#: for the rest
+_OTHER = -1
+_SPELT = {form: slot for name, slot in NAMES.items() for form in _spellings(name)}
+_SPELT.update({b"Call-ID": CALL_ID, b"CSeq": CSEQ})
+_SPELT.update((form, _OTHER) for name in (
+    b"contact", b"user-agent", b"allow", b"supported", b"expires", b"date", b"subject",
+    b"accept", b"record-route", b"route", b"p-asserted-identity", b"server", b"priority",
+    b"timestamp", b"organization", b"allow-events", b"accept-contact", b"x-sender")
+    for form in _spellings(name))
+#: slots whose line index is kept (copied into responses); the others keep the value
+_BY_LINE = frozenset((FROM, TO, CALL_ID, CSEQ))
 
 
 def scan_request(data: bytes, method: bytes):
@@ -48,34 +70,54 @@ def scan_request(data: bytes, method: bytes):
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return None
-    lines = data[:end].split(b"\r\n")
+    head = data[:end]
+    lines = head.split(b"\r\n")
+    if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1:
+        return None  # a bare LF or CR: the parser's job
     request_line = lines[0].split(b" ")
     if len(request_line) != 3 or request_line[2] != b"SIP/2.0":
         return None
     found = [None] * 10
     vias = []
-    names = NAMES
+    spelt = _SPELT.get
+    names = NAMES.get
+    by_line = _BY_LINE
     for index in range(1, len(lines)):
         line = lines[index]
         colon = line.find(b":")
-        if colon <= 0 or line[0] in (32, 9):
-            return None  # folded or malformed: the parser's job
-        slot = names.get(line[:colon].rstrip().lower())
+        if colon <= 0:
+            return None  # malformed: the parser's job
+        slot = spelt(line[:colon])
         if slot is None:
-            continue
+            if line[0] in (32, 9):
+                return None  # folded: the parser's job
+            name = line[:colon].rstrip(b" \t")
+            if not _TOKEN(name):
+                return None  # not a header name: the parser answers 400
+            slot = names(name.lower())
+            if slot is None:
+                continue
         if slot == VIA:
             vias.append(index)
             if len(vias) == 1:
                 found[VIA] = line[colon + 1:].strip()
+        elif slot == _OTHER:
+            continue
         elif found[slot] is not None:
             return None  # a repeated single header: let the parser judge
         else:
-            found[slot] = index if slot in (FROM, TO, CALL_ID, CSEQ) else \
-                line[colon + 1:].strip()
+            found[slot] = index if slot in by_line else line[colon + 1:].strip()
     if found[VIA] is None or found[FROM] is None or found[TO] is None or \
             found[CALL_ID] is None or found[CSEQ] is None:
         return None
     return end, lines, request_line, vias, found
+
+
+_BRANCH, _RPORT, _RECEIVED, _MADDR = "branch", "rport", "received", "maddr"
+#: the Via parameters L{response_echo} reads (lower case) ...
+_VIA_PARAMS = {name.encode("ascii"): name for name in (_BRANCH, _RPORT, _RECEIVED, _MADDR)}
+#: ... and as they are usually spelt
+_VIA_SPELT = {form: kind for name, kind in _VIA_PARAMS.items() for form in _spellings(name)}
 
 
 def response_echo(lines, vias, found, addr):
@@ -88,9 +130,7 @@ def response_echo(lines, vias, found, addr):
         C{(None, None, None)} when the top Via is not one the lane
         handles.
     """
-    first = lines[vias[0]]
-    colon = first.find(b":")
-    value = first[colon + 1:].strip()
+    value = found[VIA]  # the top Via's value, stripped
     if b"," in value:
         return None, None, None  # several values in one Via line
     params = value.split(b";")
@@ -105,17 +145,22 @@ def response_echo(lines, vias, found, addr):
     rport = False
     out = [params[0]]
     ip = addr[0]
+    spelt = _VIA_SPELT.get
     for param in params[1:]:
-        name = param.split(b"=", 1)[0].strip().lower()
-        if name == b"rport":
+        name, _, val = param.partition(b"=")
+        kind = spelt(name)
+        if kind is None:
+            kind = _VIA_PARAMS.get(name.strip().lower())
+        if kind is None:
+            pass
+        elif kind is _RPORT:
             rport = True
             param = b"rport=%d" % addr[1]
-        elif name == b"received":
+        elif kind is _RECEIVED:
             continue
-        elif name == b"maddr":
+        elif kind is _MADDR:
             return None, None, None
-        elif name == b"branch" and not param.split(b"=", 1)[-1].strip().startswith(
-                b"z9hG4bK"):
+        elif not val.strip().startswith(b"z9hG4bK"):
             return None, None, None  # RFC 2543 matching: the full path
         out.append(param)
     if rport or host.decode("latin-1") != ip:
