@@ -1,19 +1,25 @@
 """
 The SIP -> SMPP lane's shortcuts on the raw datagram give what the general
-code gives: L{gwsms.sip.rawsip.scan_request}'s header-name spellings and
-L{gwsms.sip.rawsip.response_echo}'s Via parameters.
+code gives: L{gwsms.sip.rawsip.scan_request}'s header-name spellings,
+L{gwsms.sip.rawsip.response_echo}'s Via parameters, the lane's usual From
+form (L{gwsms.core.fastmt._uri_and_tag}), plain number URIs
+(L{gwsms.core.fastmt._mapped}), the MT duplicate key
+(L{gwsms.store.messages.mt_dedup_key}) and the C{submit_sm} bytes.
 """
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from gwsms.core import numbers
+from gwsms.core.fastmt import _mapped, _number, _uri_and_tag, _user, encode_submit_sm
 from gwsms.sip.headers import SipParseError
 from gwsms.sip.message import parse_message
 from gwsms.sip.rawsip import CALL_ID, CLEN, CSEQ, CTYPE, FROM, MAXF, TO, VIA, name_addr, \
     response_echo, scan_request
+from gwsms.store.messages import MT, dedup_key, mt_dedup_key
 
 ADDR = ("10.0.0.1", 5062)
 HEADERS = [
@@ -138,3 +144,85 @@ class EchoTests(SynchronousTestCase):
         echo, _to, target = self.echo(b"SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-1;ttl=3;x")
         self.assertEqual(echo[0], b"Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-1;ttl=3;x")
         self.assertEqual(target, ("10.0.0.1", 5060))
+
+
+FROM_PARTS = st.lists(st.sampled_from([
+    b"<", b">", b";", b"tag", b"TAG", b"=", b" ", b"\t", b'"', b"\\", b"sip:", b"sips:",
+    b"+4930123", b"@", b"example.org", b"%41", b"a", b"\xc3\xa4", b"\xff", b"Bob", b"lr",
+]), max_size=14).map(b"".join)
+
+
+class FromTests(SynchronousTestCase):
+    @settings(max_examples=2000, deadline=None)
+    @given(FROM_PARTS)
+    @example(b" <sip:+4930123@example.org>;tag=t1")
+    @example(b"<sip:+4930123@example.org> ; tag=a=b ")
+    @example(b"<sip:+4930123@example.org>;tag=t1;tag=t2")
+    @example(b"<sip:+4930123@example.org>;TAG=t1")
+    @example(b'"Bob" <sip:+4930123@example.org>;tag=t1')
+    def test_as_name_addr(self, value):
+        self.assertEqual(_uri_and_tag(value), name_addr(value))
+
+    def test_usual_form(self):
+        self.assertEqual(_uri_and_tag(b" <sip:+4930123@example.org:5060>;tag=1234b5"),
+                         ("sip:+4930123@example.org:5060", "1234b5"))
+
+
+def general(uri, alphanumeric):
+    """What the lane did before the shortcut (and still does for other URIs)."""
+    user = _user(uri)
+    return user, _number(user) or numbers.sip_user_to_smpp(
+        user, default_ton=0, default_npi=0, alphanumeric=alphanumeric)
+
+
+URI_USERS = st.lists(st.sampled_from(["+", "0", "49", "1234567890", "%2B", ";", "a", "٣", "-"]),
+                     max_size=8).map("".join)
+URI_HOSTS = st.lists(st.sampled_from(["gw.example", ":5060", ";user=phone", "%41", "@", "1"]),
+                     max_size=4).map("".join)
+
+
+class NumberUriTests(SynchronousTestCase):
+    def outcome(self, fn, *args):
+        try:
+            return fn(*args)
+        except numbers.AddressError as e:
+            return ("AddressError", str(e))
+
+    @settings(max_examples=1500, deadline=None)
+    @given(URI_USERS, URI_HOSTS, st.booleans())
+    @example("+4915112345678", "127.0.0.1", False)
+    @example("+" + "1" * 20, "h", True)
+    @example("+" + "1" * 21, "h", True)
+    @example("1" * 20, "h", False)
+    @example("1" * 21, "h", False)
+    def test_as_general(self, user, host, alphanumeric):
+        uri = "sip:%s@%s" % (user, host)
+        self.assertEqual(self.outcome(_mapped, uri, alphanumeric),
+                         self.outcome(general, uri, alphanumeric))
+
+    def test_plain_numbers(self):
+        self.assertEqual(_mapped("sip:+4915112345678@gw.example", False),
+                         ("+4915112345678", numbers.Address("4915112345678", 1, 1)))
+        self.assertEqual(_mapped("sip:0151123@gw.example:5060", True),
+                         ("0151123", numbers.Address("0151123", 0, 0)))
+
+
+class DedupKeyTests(SynchronousTestCase):
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(), st.text(), st.text(), st.text())
+    @example("call-1", "1 MESSAGE", "t1", "sip:+4930123@example.org")
+    @example("\ud800x", "", "\udfff", "é€")
+    def test_as_dedup_key(self, call_id, cseq, tag, uri):
+        self.assertEqual(mt_dedup_key(call_id, cseq, tag, uri),
+                         dedup_key(MT, call_id, cseq, tag, uri))
+
+
+class EncodeRangeTests(SynchronousTestCase):
+    def test_out_of_range_octet(self):
+        source = numbers.Address("4930123", 1, 1)
+        dest = numbers.Address("4915112345678", 1, 1)
+        for args in ((256, 0, 0), (0, 256, 0), (0, 0, -1)):
+            with self.assertRaises(ValueError):
+                encode_submit_sm(source, dest, *args, b"hi")
+        with self.assertRaises(ValueError):
+            encode_submit_sm(numbers.Address("4930123", 300, 1), dest, 0, 0, 0, b"hi")

@@ -64,12 +64,20 @@ from gwsms.smpp.constants import CommandId
 from gwsms.smpp.pdu import HEADER
 from gwsms.store.batch import Batch
 from gwsms.store.lane import insert_many, submitted_many
-from gwsms.store.messages import MT, _update, dedup_key
+from gwsms.store.messages import MT, _update, mt_dedup_key
 
 #: texts whose octets are the same in ASCII and in the GSM 03.38 default
 #: alphabet (no @ $ _ ` and none of the extension table's [ \\ ] ^ { | } ~)
 _GSM_AS_ASCII = re.compile(rb"[A-Za-z0-9 !\"#%&'()*+,\-./:;<=>?\r\n]*\Z").match
+#: a From value in its usual form, C{<sip:...>;tag=...} (printable ASCII,
+#: no space in the URI or tag): what L{name_addr} gives for it, read at once
+_PLAIN_FROM = re.compile(rb"[ \t]*<(sip:[!-;=?-~]*)>[ \t]*;[ \t]*tag=([!-:<-~]+)[ \t]*\Z").match
+#: a sip: URI of a plain number (C{+} and up to 20 ASCII digits, no
+#: parameter): what L{_user} and L{_number} give for it, read at once
+_NUMBER_URI = re.compile(r"sip:(\+?([0-9]{1,%d}))@[^;]*\Z" % numbers.MAX_ADDR_LENGTH).match
 _DECLINED = object()  # a transaction handed to the full path
+#: the keys of a lane transaction's C{extras} in an L{MtJob}'s row
+_EXTRAS = ("sip_from_user", "dest_user", "_source", "_dest", "_candidates", "_segments")
 _SUBMIT_SM = int(CommandId.submit_sm)
 _U32 = struct.Struct("=I").unpack
 #: Linux socket option: the socket's memory accounting (first: bytes queued)
@@ -102,18 +110,23 @@ def encode_submit_sm(source, dest, esm_class: int, registered_delivery: int,
     dst = dest.addr.encode("latin-1")
     if len(src) > 20 or len(dst) > 20 or len(short_message) > 254:
         raise ValueError("submit_sm field too long")
-    body = b"".join((
-        b"\x00", bytes((source.ton, source.npi)), src, b"\x00", bytes((dest.ton, dest.npi)),
-        dst, b"\x00", bytes((esm_class, 0, 0)), b"\x00\x00",
-        bytes((registered_delivery, 0, data_coding, 0, len(short_message))), short_message,
-    ))
+    try:
+        # service_type, source, destination, esm_class, protocol_id,
+        # priority_flag, schedule_delivery_time, validity_period,
+        # registered_delivery, replace_if_present_flag, data_coding,
+        # sm_default_msg_id, sm_length, short_message
+        body = b"\x00%c%c%s\x00%c%c%s\x00%c\x00\x00\x00\x00%c\x00%c\x00%c%s" % (
+            source.ton, source.npi, src, dest.ton, dest.npi, dst, esm_class,
+            registered_delivery, data_coding, len(short_message), short_message)
+    except OverflowError:
+        raise ValueError("submit_sm field out of range (0..255)") from None
     return HEADER.pack(16 + len(body), _SUBMIT_SM, 0, 0) + body
 
 
 class _Txn:
     """One MESSAGE on the lane, from the datagram to the answer."""
 
-    __slots__ = ("key", "protocol", "target", "echo", "to_index", "record", "extras",
+    __slots__ = ("key", "protocol", "target", "echo", "to_index", "record", "dedup", "extras",
                  "id", "link", "submit", "written", "others", "live")
 
     # L{gwsms.core.mt.MtFlow.duplicate_answer} treats a live lane transaction
@@ -273,7 +286,7 @@ class FastMtLane(service.Service):
             batch = self._inserts = _Inserts()
             store.writer.write_batch(batch, partial(self._stored_batch, batch), insert_many,
                                      self.ctx.config.dedup_window)
-        batch.append((record, txn.extras.pop("_key"), txn.written))
+        batch.append((record, txn.dedup, txn.written))
         batch.owners.append(txn)
         return True
 
@@ -320,7 +333,7 @@ class FastMtLane(service.Service):
         if TO_TAG.search(to_line):
             return None  # in a dialog: the full path
         from_line = lines[found[FROM]]
-        sender_uri, from_tag = name_addr(from_line[from_line.find(b":") + 1:])
+        sender_uri, from_tag = _uri_and_tag(from_line[from_line.find(b":") + 1:])
         if sender_uri is None or not sender_uri.startswith("sip:"):
             return None
         if "%" in sender_uri:
@@ -333,12 +346,8 @@ class FastMtLane(service.Service):
             ruri_text = ruri.decode("utf-8")
             if not ruri_text.startswith("sip:"):
                 return None
-            sender_user = _user(sender_uri)
-            dest_user = _user(ruri_text)
-            source = _number(sender_user) or numbers.sip_user_to_smpp(
-                sender_user, default_ton=0, default_npi=0)
-            dest = _number(dest_user) or numbers.sip_user_to_smpp(
-                dest_user, default_ton=0, default_npi=0, alphanumeric=False)
+            sender_user, source = _mapped(sender_uri, True)
+            dest_user, dest = _mapped(ruri_text, False)
         except (numbers.AddressError, UnicodeDecodeError, ValueError):
             return None
         routing = ctx.routing
@@ -408,11 +417,9 @@ class FastMtLane(service.Service):
             "registered_delivery": registered, "expires_at": now + config.mt_ttl,
             "next_attempt_at": now + config.down_wait + 1.0,
         }
-        txn.extras = {
-            "_key": dedup_key(MT, call_id, cseq, from_tag, sender_uri),
-            "sip_from_user": sender_user, "dest_user": dest_user, "_source": source,
-            "_dest": dest, "_candidates": candidates, "_segments": (name, segments),
-        }
+        txn.dedup = mt_dedup_key(call_id, cseq, from_tag, sender_uri)
+        # what an MtJob needs besides the row (L{_row}), if it takes over
+        txn.extras = (sender_user, dest_user, source, dest, candidates, (name, segments))
         return txn
 
     def _check_overload(self, protocol) -> None:
@@ -523,7 +530,7 @@ class FastMtLane(service.Service):
     def _row(self, txn: _Txn) -> dict:
         row = dict(txn.record, id=txn.id, attempts=0, created_at=txn.written,
                    updated_at=txn.written)
-        row.update(txn.extras)
+        row.update(zip(_EXTRAS, txn.extras))
         return row
 
     def _hand_over(self, txn: _Txn) -> None:
@@ -591,6 +598,32 @@ def txn_submitted(lane: FastMtLane, txn: _Txn):
 def _logged_write(ok: bool, result) -> None:
     if not ok:
         FastMtLane._log.failure("mt lane: recording a submit outcome failed", result)
+
+
+def _uri_and_tag(value: bytes):
+    """L{name_addr}, the usual form of a From value read at once."""
+    plain = _PLAIN_FROM(value)
+    if plain is None:
+        return name_addr(value)
+    return plain[1].decode("ascii"), plain[2].decode("ascii")
+
+
+def _mapped(uri: str, alphanumeric: bool):
+    """
+    @return: C{(user part, SMPP address)} of a sip: URI, as L{_user},
+        L{_number} and L{numbers.sip_user_to_smpp} (TON/NPI 0 by default)
+        give them.
+    @raise numbers.AddressError: the user part is not an address.
+    """
+    plain = _NUMBER_URI(uri)
+    if plain is not None:
+        user, digits = plain.groups()
+        if len(user) == len(digits):
+            return user, numbers.Address(user, 0, 0)
+        return user, numbers.Address(digits, numbers.TON_INTERNATIONAL, numbers.NPI_ISDN)
+    user = _user(uri)
+    return user, _number(user) or numbers.sip_user_to_smpp(
+        user, default_ton=0, default_npi=0, alphanumeric=alphanumeric)
 
 
 def _user(uri: str) -> str:

@@ -313,11 +313,21 @@ class RoutingTable:
             longest matching prefix.
         @return: names without duplicates; empty when no route matches.
         """
-        destination = normalise_prefix(destination)
-        source = normalise_prefix(source)
+        # (normalise_prefix and _matching inline: once per MT message)
+        if destination[:1] == "+":
+            destination = destination[1:]
+        if source[:1] == "+":
+            source = source[1:]
         offset = None if self._rotate is None else next(self._rotate)
         out: dict[str, None] = {}
-        for groups in self._matching(self._mt, self._mt_lengths, destination):
+        index = self._mt
+        size = len(destination)
+        for length in self._mt_lengths:
+            if length > size:
+                continue
+            groups = index.get(destination[:length])
+            if groups is None:
+                continue
             used = False
             for group in groups:
                 if not source.startswith(group.source_prefix):

@@ -32,6 +32,8 @@ from gwsms.store.database import repeat_interaction
 
 MT = "mt"
 MO = "mo"
+#: the first field of an MT message's duplicate key (L{mt_dedup_key})
+_MT_FIELD = len(MT).to_bytes(4, "big") + MT.encode("ascii")
 #: message states after which nothing more is done
 FINAL_STATES = frozenset({"delivered", "undeliverable", "failed", "expired", "rejected"})
 #: states the queue runner works on
@@ -81,6 +83,20 @@ def dedup_key(*fields) -> str:
         parts.append(len(value).to_bytes(4, "big"))
         parts.append(value)
     return hashlib.sha1(b"".join(parts)).hexdigest()
+
+
+def mt_dedup_key(call_id: str, cseq: str, from_tag: str, sender_uri: str) -> str:
+    """
+    C{dedup_key(MT, call_id, cseq, from_tag, sender_uri)}, the key of an
+    MT message, without the general case's work (the SIP -> SMPP lane).
+    """
+    a = call_id.encode("utf-8", "surrogatepass")
+    b = cseq.encode("utf-8", "surrogatepass")
+    c = from_tag.encode("utf-8", "surrogatepass")
+    d = sender_uri.encode("utf-8", "surrogatepass")
+    return hashlib.sha1(b"".join((
+        _MT_FIELD, len(a).to_bytes(4, "big"), a, len(b).to_bytes(4, "big"), b,
+        len(c).to_bytes(4, "big"), c, len(d).to_bytes(4, "big"), d))).hexdigest()
 
 
 def _row(row) -> dict:
