@@ -76,6 +76,7 @@ _PLAIN_FROM = re.compile(rb"[ \t]*<(sip:[!-;=?-~]*)>[ \t]*;[ \t]*tag=([!-:<-~]+)
 #: parameter): what L{_user} and L{_number} give for it, read at once
 _NUMBER_URI = re.compile(r"sip:(\+?([0-9]{1,%d}))@[^;]*\Z" % numbers.MAX_ADDR_LENGTH).match
 _DECLINED = object()  # a transaction handed to the full path
+_ACCEPTED_LINE = status_line(ACCEPTED)
 #: the keys of a lane transaction's C{extras} in an L{MtJob}'s row
 _EXTRAS = ("sip_from_user", "dest_user", "_source", "_dest", "_candidates", "_segments")
 _SUBMIT_SM = int(CommandId.submit_sm)
@@ -565,7 +566,7 @@ class FastMtLane(service.Service):
         others, txn.others = txn.others, None
         for d in others or ():
             d.callback(answer)
-        line = status_line(answer)
+        line = _ACCEPTED_LINE if answer is ACCEPTED else status_line(answer)
         if self._txns.get(txn.key) is txn:
             self._txns[txn.key] = line
         elif self._old.get(txn.key) is txn:

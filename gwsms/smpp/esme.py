@@ -515,7 +515,10 @@ class ESMEProtocol(SMPPProtocol):
         if status == CommandStatus.ESME_ROK:
             self.stats["submit_ok"] += 1
             self.pacer.succeeded()
-            message_id = response.params.get("message_id")
+            # a hot-path response has it as an attribute, a decoded Pdu in params
+            message_id = getattr(response, "message_id", None)
+            if message_id is None:
+                message_id = response.params.get("message_id")
         else:
             self.stats["submit_failed"] += 1
             message_id = None
