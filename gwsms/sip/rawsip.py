@@ -83,15 +83,14 @@ def scan_request(data: bytes, method: bytes):
     names = NAMES.get
     by_line = _BY_LINE
     for index in range(1, len(lines)):
-        line = lines[index]
-        colon = line.find(b":")
-        if colon <= 0:
+        name, colon, value = lines[index].partition(b":")
+        if not name or not colon:
             return None  # malformed: the parser's job
-        slot = spelt(line[:colon])
+        slot = spelt(name)
         if slot is None:
-            if line[0] in (32, 9):
+            if name[0] in (32, 9):
                 return None  # folded: the parser's job
-            name = line[:colon].rstrip(b" \t")
+            name = name.rstrip(b" \t")
             if not _TOKEN(name):
                 return None  # not a header name: the parser answers 400
             slot = names(name.lower())
@@ -100,13 +99,13 @@ def scan_request(data: bytes, method: bytes):
         if slot == VIA:
             vias.append(index)
             if len(vias) == 1:
-                found[VIA] = line[colon + 1:].strip()
+                found[VIA] = value.strip()
         elif slot == _OTHER:
             continue
         elif found[slot] is not None:
             return None  # a repeated single header: let the parser judge
         else:
-            found[slot] = index if slot in by_line else line[colon + 1:].strip()
+            found[slot] = index if slot in by_line else value.strip()
     if found[VIA] is None or found[FROM] is None or found[TO] is None or \
             found[CALL_ID] is None or found[CSEQ] is None:
         return None
