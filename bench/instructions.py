@@ -4,7 +4,8 @@ Instructions per SIP -> SMPP message in the gateway's reactor-thread code,
 counted by valgrind's callgrind: the same figure on a busy machine, where
 CPU time is not (this box drifts by 20-40 % within an hour).
 
-In one process, on a fake clock: the SIP UDP transport with the MT lane,
+In one process, on a fake clock, with the running gateway's collector
+settings (L{gwsms.gctune}): the SIP UDP transport with the MT lane,
 the gateway core, the SQLite store (group commit, statements in this
 thread) and a real L{gwsms.smpp.esme.ESMEProtocol}
 bound over a C{StringTransport}, whose C{submit_sm} are answered in batches
@@ -74,9 +75,12 @@ def submit_responses(raw: bytes) -> bytes:
     return b"".join(out)
 
 
-def run(count: int, batch: int, warmup: int = 200, mark=lambda: None) -> dict:
+def run(count: int, batch: int, warmup: int = 200, mark=lambda: None, tune: bool = False) -> dict:
     """
     Carry C{warmup} and then C{count} MESSAGEs through the flow, in batches.
+
+    @param tune: after the warm-up, set the garbage collector as the running
+        gateway does (L{gwsms.gctune.tune}: for good, in this process).
 
     @param mark: called before each phase of each counted batch (the
         callgrind marker; L{PHASES}), and once after the last.
@@ -128,7 +132,12 @@ def run(count: int, batch: int, warmup: int = 200, mark=lambda: None) -> dict:
 
     carry(0, warmup, False)
     sent = len(harness.socket.sent)
-    gc.collect()
+    if tune:
+        from gwsms import gctune
+
+        gctune.tune()
+    else:
+        gc.collect()
     carry(warmup, warmup + count, True)
     mark()
     answers = harness.socket.sent[sent:]
@@ -223,7 +232,7 @@ def main(argv=None) -> int:
         work = tempfile.mkdtemp(prefix="gwsms-flow-")
         try:
             os.chdir(work)
-            print(json.dumps(run(args.count, args.batch, mark=os.getppid)))
+            print(json.dumps(run(args.count, args.batch, mark=os.getppid, tune=True)))
         finally:
             os.chdir(ROOT)
             shutil.rmtree(work, ignore_errors=True)
