@@ -51,14 +51,14 @@ def datagram(number: int) -> bytes:
     body = b"gwsms bench message %d" % number
     return (b"MESSAGE sip:+491701234567@127.0.0.1:5060 SIP/2.0\r\n"
             b"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-%d-1-0\r\n"
-            b"From: <sip:+4915112345678@127.0.0.1>;tag=%db%d\r\n"
+            b"From: <sip:+4915112345678@127.0.0.1>;tag=4242b%d\r\n"
             b"To: <sip:+491701234567@127.0.0.1:5060>\r\n"
-            b"Call-ID: %d-%d@127.0.0.1\r\n"
+            b"Call-ID: %d-4242@127.0.0.1\r\n"
             b"CSeq: 1 MESSAGE\r\n"
             b"Max-Forwards: 70\r\n"
             b"Content-Type: text/plain;charset=UTF-8\r\n"
             b"Content-Length: %d\r\n\r\n%s"
-            % (number, 4242, number, number, 4242, len(body), body))
+            % (number, number, number, len(body), body))
 
 
 def submit_responses(raw: bytes) -> bytes:
@@ -79,11 +79,10 @@ def run(count: int, batch: int, warmup: int = 200, mark=lambda: None, tune: bool
     """
     Carry C{warmup} and then C{count} MESSAGEs through the flow, in batches.
 
-    @param tune: after the warm-up, set the garbage collector as the running
-        gateway does (L{gwsms.gctune.tune}: for good, in this process).
-
     @param mark: called before each phase of each counted batch (the
         callgrind marker; L{PHASES}), and once after the last.
+    @param tune: after the warm-up, set the garbage collector as the running
+        gateway does (L{gwsms.gctune.tune}: for good, in this process).
     @return: C{{"messages", "answered_202", "submits"}} of the counted ones.
     @raise RuntimeError: a MESSAGE was not answered 202 after its submit_sm.
     """
@@ -196,7 +195,9 @@ def measure(count: int, batch: int, valgrind: str = "valgrind") -> dict:
         command = [valgrind, "--tool=callgrind", "--dump-before=" + MARKER,
                    "--callgrind-out-file=" + out_file, sys.executable, os.path.abspath(__file__),
                    "--inside", "--count", str(count), "--batch", str(batch)]
-        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
+        # one hash seed: the same dict and set layouts from run to run
+        done = subprocess.run(command, cwd=tmp, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONHASHSEED="0"))
         if done.returncode != 0:
             tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
             raise RuntimeError("the flow under valgrind failed: " + " | ".join(tail))
