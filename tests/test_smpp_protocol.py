@@ -178,6 +178,27 @@ class FramingByteByByteTests(FramingTests):
         for i in range(len(data)):
             self.proto.dataReceived(data[i : i + 1])
 
+    def test_a_pdu_is_copied_once_when_whole(self):
+        """
+        Reads that end inside a PDU only add to the buffer: it is copied out
+        once the PDU is whole, not at every read (which, one octet at a time,
+        would cost the square of the PDU's size).
+        """
+
+        class Buffer(bytearray):
+            emptied = 0
+
+            def clear(self):
+                Buffer.emptied += 1
+                super().clear()
+
+        self.proto._buffer = Buffer()
+        data = wire("submit_sm", 7, destination_addr="123", short_message=b"x" * 200)
+        self.feed(data + wire("enquire_link", 8))
+        self.assertEqual([p.sequence_number for p in take(self.transport)], [7, 8])
+        # once per whole PDU (the first octet of each was read without a copy)
+        self.assertEqual(Buffer.emptied, 2)
+
 
 class RequestTests(ProtocolTestsMixin, SynchronousTestCase):
     """Sequence numbers, the outstanding map, the window and the response timer."""

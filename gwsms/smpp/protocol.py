@@ -349,27 +349,38 @@ class SMPPProtocol(SessionTimers, Protocol):
         if self._closing or not self._connected:
             return
         buf = self._buffer
-        buf += data
+        if buf or data.__class__ is not bytes:
+            # the start of a PDU came before: read on from it once the PDU is
+            # whole (one copy per whole PDU, however small the reads)
+            buf += data
+            if len(buf) < 4:
+                return
+            length = int.from_bytes(buf[:4], "big")
+            if HEADER_LENGTH <= length <= self.max_command_length and len(buf) < length:
+                return
+            data = bytes(buf)
+            buf.clear()
         offset = 0
-        end = len(buf)
+        end = len(data)
         try:
             while end - offset >= 4:
-                length = int.from_bytes(buf[offset : offset + 4], "big")
+                length = int.from_bytes(data[offset : offset + 4], "big")
                 if length < HEADER_LENGTH or length > self.max_command_length:
-                    self._framing_error(buf, offset, length)
+                    self._framing_error(data, offset, length)
                     return
                 if end - offset < length:
                     break
-                frame = bytes(buf[offset : offset + length])
+                frame = data[offset : offset + length]
                 offset += length
                 self._frame_received(frame)
                 if self._closing:
                     return
         finally:
+            # what is left (part of a PDU) waits for the next read
             if self._closing:
                 buf.clear()
-            elif offset:
-                del buf[:offset]
+            elif offset < end:
+                buf += data[offset:]
 
     def connectionLost(self, reason: Failure = None) -> None:
         was_connected = self._connected
