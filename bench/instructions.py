@@ -63,13 +63,14 @@ def datagram(number: int) -> bytes:
 
 def submit_responses(raw: bytes) -> bytes:
     """A C{submit_sm_resp} (status 0, a message id) for every PDU in C{raw}."""
+    from gwsms.smpp.constants import RESPONSE_BIT
     from gwsms.smpp.pdu import HEADER
 
     out = []
     offset = 0
     while offset < len(raw):
         length, command_id, _status, seq = HEADER.unpack_from(raw, offset)
-        out.append(HEADER.pack(HEADER.size + 9, command_id | 0x80000000, 0, seq)
+        out.append(HEADER.pack(HEADER.size + 9, command_id | RESPONSE_BIT, 0, seq)
                    + b"%08x\x00" % seq)
         offset += length
     return b"".join(out)
