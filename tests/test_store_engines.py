@@ -54,6 +54,34 @@ class SqliteUrlTests(unittest.SynchronousTestCase):
         self.assertEqual(cur.execute("PRAGMA foreign_keys").fetchone()[0], 1)
         self.assertEqual(cur.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
         self.assertEqual(cur.execute("PRAGMA busy_timeout").fetchone()[0], 10000)
+        self.assertEqual(cur.execute("PRAGMA temp_store").fetchone()[0], 2)  # MEMORY
+
+    def test_statement_journal_in_memory_still_rolls_back_one_statement(self):
+        """
+        With C{temp_store = MEMORY} a multi-row statement that fails half
+        way is still undone alone: the rows written before it in the same
+        transaction stay, its own first rows do not.
+        """
+        path = os.path.join(os.path.abspath(self.mktemp()), "x.db")
+        engine = create_engine("sqlite:" + path)
+        engine.prepare()
+        conn = engine.connect()
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT NOT NULL)")
+        engine.begin(cur)
+        # enough rows that the statement journal outgrows its first 64 KiB
+        cur.execute("INSERT INTO t (a, b) VALUES " + ",".join(["(?, ?)"] * 400),
+                    [v for n in range(400) for v in (n, "x" * 500)])
+        with self.assertRaises(sqlite3.IntegrityError):
+            cur.execute("UPDATE t SET b = b || 'y', a = CASE WHEN a = 300 THEN 399 ELSE a + 1000"
+                        " END")
+        with self.assertRaises(sqlite3.IntegrityError):
+            cur.execute("INSERT INTO t (a, b) VALUES " + ",".join(["(?, ?)"] * 300),
+                        [v for n in range(1000, 1299) for v in (n, "z" * 500)] + [5, "dup"])
+        cur.execute("COMMIT")
+        rows = cur.execute("SELECT count(*), min(a), max(a), max(length(b)) FROM t").fetchone()
+        self.assertEqual(rows, (400, 0, 399, 500))
 
     def test_duplicate_error(self):
         engine = create_engine("sqlite::memory:")
