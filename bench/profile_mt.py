@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,6 +35,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import socket  # noqa: E402
+
+import procstat  # noqa: E402
 
 BIN = os.path.join(os.path.dirname(HERE), ".venv", "bin")
 UAC_XML = os.path.join(HERE, "sipp", "uac_message.xml")
@@ -112,6 +115,25 @@ def time_batches() -> list:
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def threads_cpu() -> dict:
+    """
+    @return: C{{thread name: (user, system)}} CPU seconds of this process's
+        threads (L{procstat}); the main thread is the reactor's.
+    """
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    names[os.getpid()] = "reactor"
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/stat" % tid, encoding="ascii", errors="replace") as f:
+                sample = procstat.parse_stat(f.read(), 0.0)
+        except OSError:
+            continue  # ended meanwhile
+        name = "%s %s" % (names.get(int(tid), "thread"), tid)
+        out[name] = (sample.utime / procstat.CLK_TCK, sample.stime / procstat.CLK_TCK)
+    return out
 
 
 def cpu_split() -> tuple:
@@ -256,11 +278,14 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
             sys.setswitchinterval(args.switch_interval)
         del batch_times[:]
         gc.callbacks.append(gct)
-        t0, c0, s0 = time.monotonic(), cpu(), cpu_split()
+        t0, c0, s0, th0 = time.monotonic(), cpu(), cpu_split(), threads_cpu()
         while sipp.poll() is None:
             await task.deferLater(reactor, 0.05, lambda: None)
         t1, c1, s1 = time.monotonic(), cpu(), cpu_split()
         result["split"] = [b - a for a, b in zip(s0, s1)]
+        th1 = threads_cpu()
+        result["threads"] = {name: tuple(b - a for a, b in zip(th0.get(name, (0, 0)), cpu_now))
+                             for name, cpu_now in th1.items()}
         gc.callbacks.remove(gct)
         result.update(wall=t1 - t0, cpu=c1 - c0, sipp_rc=sipp.returncode,
                       stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None,
@@ -295,6 +320,9 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
     user, system, main = (x / n * 1e6 for x in result["split"])
     print("  of which user %.1f, system %.1f; reactor thread %.1f, other threads %.1f us/msg"
           % (user, system, main, user + system - main))
+    for name, (tu, ts) in sorted(result["threads"].items()):
+        if tu + ts:
+            print("  %s: user %.1f, system %.1f us/msg" % (name, tu / n * 1e6, ts / n * 1e6))
     print("gc: %.1f us/msg (gen0 %d %.2fs, gen1 %d %.2fs, gen2 %d %.2fs, longest %.1f ms),"
           " tracked objects at end %d"
           % (sum(gct.total) / n * 1e6, gct.count[0], gct.total[0], gct.count[1], gct.total[1],
