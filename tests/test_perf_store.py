@@ -91,6 +91,30 @@ class RunBatchTests(unittest.TestCase):
         self.assertEqual(rows, [(4,)])
 
     @defer.inlineCallbacks
+    def test_lane_statement_failing_half_way_rolls_back_whole_batch(self):
+        """
+        The lanes' multi-row statements are C{OR FAIL} (no statement
+        journal): one that fails after writing some of its rows leaves
+        nothing, since the whole batch is rolled back.
+        """
+        from gwsms.store import lane
+
+        yield self.db.run_batch("batch", lambda txn: lane.insert_rows(
+            txn, "INSERT INTO t (n)", [(10,), (11,)]))
+
+        def batch(txn):
+            txn.execute("INSERT INTO t (n) VALUES (1)")
+            lane.update_from_values(txn, "t", "n = v.column2", "t.n = v.column1",
+                                    [(10, 20), (11, 21)])
+            # one statement of four rows, the last a duplicate of the first
+            lane.insert_rows(txn, "INSERT INTO t (n)", [(2,), (3,), (5,), (2,)])
+
+        e = yield self.assertFailure(self.db.run_batch("batch", batch), sqlite3.IntegrityError)
+        self.assertIn("UNIQUE", str(e))
+        rows = yield self.db.run_query("SELECT n FROM t ORDER BY n")
+        self.assertEqual(rows, [(10,), (11,)])
+
+    @defer.inlineCallbacks
     def test_commit_runs_in_a_thread_of_its_own(self):
         yield self.db.run_batch("batch", lambda txn: txn.execute("INSERT INTO t (n) VALUES (1)"))
         names = {t.name for t in threading.enumerate()}

@@ -506,13 +506,18 @@ class StatementSizeTests(SynchronousTestCase):
                                 [(1, "w"), (2, "v"), (3, "u")])
         lane._select_in(txn, "SELECT a FROM t WHERE a IN (%s)", [7, 8, 9])
         self.assertEqual(txn.statements, [
-            ("INSERT INTO t (a, b) VALUES (?,?),(?,?)", [1, "x", 2, "y"]),
-            ("INSERT INTO t (a, b) VALUES (?,?)", [3, "z"]),
-            ("UPDATE t SET b = v.column2 FROM ( VALUES (?,?)) AS v WHERE t.a = v.column1",
-             [1, "w"]),
-            ("UPDATE t SET b = v.column2 FROM ( VALUES (?,?),(?,?),(?,?),(?,?)) AS v"
+            ("INSERT OR FAIL INTO t (a, b) VALUES (?,?),(?,?)", [1, "x", 2, "y"]),
+            ("INSERT OR FAIL INTO t (a, b) VALUES (?,?)", [3, "z"]),
+            ("UPDATE OR FAIL t SET b = v.column2 FROM ( VALUES (?,?)) AS v"
+             " WHERE t.a = v.column1", [1, "w"]),
+            ("UPDATE OR FAIL t SET b = v.column2 FROM ( VALUES (?,?),(?,?),(?,?),(?,?)) AS v"
              " WHERE t.a = v.column1", [1, "w", 2, "v", 3, "u", None, None]),
             ("SELECT a FROM t WHERE a IN (?,?,?,?)", [7, 8, 9, None])])
+
+    def test_insert_rows_wants_an_insert_head(self):
+        with self.assertRaises(ValueError) as cm:
+            lane.insert_rows(_Recorder(), "REPLACE INTO t (a)", [(1,)])
+        self.assertIn("REPLACE INTO t (a)", str(cm.exception))
 
     def test_padding_writes_and_matches_nothing(self):
         """On SQLite itself: only the batch's own rows are inserted and updated."""

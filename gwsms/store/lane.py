@@ -115,8 +115,17 @@ def _later_values(txn, before: str, after: str, rows: list, padded: bool) -> Non
 
 
 def insert_rows(txn, head: str, rows: list) -> None:
-    """Insert C{rows} with multi-row C{VALUES} statements run by L{Transaction.later}."""
-    _later_values(txn, head, "", rows, False)
+    """
+    Insert C{rows} with multi-row C{VALUES} statements run by
+    L{Transaction.later}.  C{head} (C{INSERT INTO ...}) becomes C{INSERT OR
+    FAIL INTO ...}, as L{update_from_values}' updates are C{OR FAIL}: SQLite
+    then keeps no statement journal (a copy of every page a multi-row
+    statement changes, to undo that statement alone), which the lanes never
+    need: an error fails the whole batch, and its transaction is rolled back.
+    """
+    if not head.startswith("INSERT INTO "):
+        raise ValueError("insert_rows: %r is not an INSERT INTO head" % (head[:40],))
+    _later_values(txn, "INSERT OR FAIL" + head[len("INSERT"):], "", rows, False)
 
 
 def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> None:
@@ -127,8 +136,8 @@ def update_from_values(txn, table: str, sets: str, where: str, rows: list) -> No
     L{statement_rows} with NULL rows: C{where} must compare a column of
     C{v} with C{=}, so that they match nothing.
     """
-    _later_values(txn, f"UPDATE {table} SET {sets} FROM (", f") AS v WHERE {where}", rows,
-                  True)
+    _later_values(txn, f"UPDATE OR FAIL {table} SET {sets} FROM (", f") AS v WHERE {where}",
+                  rows, True)
 
 
 def _select_in(txn, sql: str, values: list) -> list:
