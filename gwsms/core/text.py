@@ -32,7 +32,8 @@ would have to add: 8-bit sizes when C{ref} < 256, else 16-bit sizes.
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from gwsms.core import gsm
 from gwsms.core.inbound import (  # re-exported: see __all__
@@ -207,10 +208,14 @@ def _fits_latin1(text: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """
     One submit_sm worth of a message.
+
+    A named tuple, as L{gwsms.core.numbers.Address}: the SIP -> SMPP lane
+    makes one per message, and a frozen dataclass costs about 9,000 more
+    instructions to make (its C{__init__} sets each field through
+    C{object.__setattr__}).
 
     @ivar short_message: octets including the UDH, if any (empty for the
         C{"payload"} method, whose text is in C{tlvs["message_payload"]}).
@@ -223,7 +228,7 @@ class Segment:
 
     short_message: bytes
     esm_class: int
-    tlvs: dict = field(default_factory=dict)
+    tlvs: dict
     data_coding: int = 0
     text: str = ""
 
