@@ -207,10 +207,12 @@ class SqliteEngine(BaseEngine):
         # up to 64 MiB of pages in memory (the default is 2 MiB): the duplicate
         # keys of a busy dedup window are random B-tree inserts
         cur.execute("PRAGMA cache_size = -65536")
-        # statement journals (and any temporary table) in memory: the lanes'
-        # multi-row statements outgrow the first 64 KiB held in memory, and on
-        # a file each one costs an open, a write per page and an unlink
-        # (bench/README.md: 13 us less system time per SIP -> SMPP message)
+        # statement journals, temporary tables and sorts in memory: on a file
+        # each costs an open, a write per page and an unlink.  The lanes'
+        # multi-row statements (OR FAIL, gwsms.store.lane) keep no journal at
+        # all; before they did, their journals outgrew the 64 KiB SQLite holds
+        # in memory, and this took 13 us of system time off each SIP -> SMPP
+        # message (bench/README.md)
         cur.execute("PRAGMA temp_store = MEMORY")
         cur.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         cur.close()
