@@ -43,13 +43,17 @@ class SqliteUrlTests(unittest.SynchronousTestCase):
         engine.prepare()
         self.assertTrue(os.path.isdir(os.path.join(base, "sub", "dir")))
 
-    def test_on_connect_pragmas(self):
+    def _file_cursor(self):
+        """@return: C{(engine, cursor)} of a connection to a new database file."""
         path = os.path.join(os.path.abspath(self.mktemp()), "x.db")
         engine = create_engine("sqlite:" + path)
         engine.prepare()
         conn = engine.connect()
         self.addCleanup(conn.close)
-        cur = conn.cursor()
+        return engine, conn.cursor()
+
+    def test_on_connect_pragmas(self):
+        _engine, cur = self._file_cursor()
         self.assertEqual(cur.execute("PRAGMA journal_mode").fetchone()[0], "wal")
         self.assertEqual(cur.execute("PRAGMA foreign_keys").fetchone()[0], 1)
         self.assertEqual(cur.execute("PRAGMA synchronous").fetchone()[0], 2)  # FULL
@@ -62,12 +66,7 @@ class SqliteUrlTests(unittest.SynchronousTestCase):
         way is still undone alone: the rows written before it in the same
         transaction stay, its own first rows do not.
         """
-        path = os.path.join(os.path.abspath(self.mktemp()), "x.db")
-        engine = create_engine("sqlite:" + path)
-        engine.prepare()
-        conn = engine.connect()
-        self.addCleanup(conn.close)
-        cur = conn.cursor()
+        engine, cur = self._file_cursor()
         cur.execute("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT NOT NULL)")
         engine.begin(cur)
         # enough rows that the statement journal outgrows its first 64 KiB
