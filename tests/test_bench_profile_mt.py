@@ -1,0 +1,56 @@
+"""
+Tests for L{bench.profile_mt}'s reactor idle probe (L{bench.profile_mt.PollTimer}):
+no gateway or process is started.
+"""
+
+from twisted.internet import task
+from twisted.trial.unittest import SynchronousTestCase
+
+from bench.profile_mt import PollTimer
+
+
+class _Poller:
+    """An epoll stand-in: each poll takes C{took} seconds on C{clock}."""
+
+    def __init__(self, clock, took, events=(), fail=None):
+        self.clock = clock
+        self.took = took
+        self.events = list(events)
+        self.fail = fail
+        self.calls = []
+        self.registered = []
+
+    def poll(self, timeout, count):
+        self.calls.append((timeout, count))
+        self.clock.advance(self.took)
+        if self.fail is not None:
+            raise self.fail
+        return self.events
+
+    def register(self, fd, mask):
+        self.registered.append((fd, mask))
+
+
+class PollTimerTests(SynchronousTestCase):
+    def test_adds_up_the_time_in_poll(self):
+        clock = task.Clock()
+        poller = _Poller(clock, 0.25, events=[(5, 1)])
+        timer = PollTimer(poller, clock.seconds)
+        self.assertEqual(timer.poll(1.0, 8), [(5, 1)])
+        clock.advance(3.0)  # busy: not counted
+        self.assertEqual(timer.poll(-1, 8), [(5, 1)])
+        self.assertEqual(timer.idle, 0.5)
+        self.assertEqual(poller.calls, [(1.0, 8), (-1, 8)])
+
+    def test_counts_a_failed_poll(self):
+        clock = task.Clock()
+        poller = _Poller(clock, 0.125, fail=InterruptedError())
+        timer = PollTimer(poller, clock.seconds)
+        self.assertRaises(InterruptedError, timer.poll, 1.0, 8)
+        self.assertEqual(timer.idle, 0.125)
+
+    def test_the_rest_is_the_pollers(self):
+        poller = _Poller(task.Clock(), 0.0)
+        timer = PollTimer(poller)
+        timer.register(7, 4)
+        self.assertEqual(poller.registered, [(7, 4)])
