@@ -33,8 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-from profile_mt import GcTimer, cli, cpu, free_port, gateway_config, start_simulator, \
-    time_batches  # noqa: E402
+from profile_mt import GcTimer, PollTimer, cli, cpu, free_port, gateway_config, \
+    start_simulator, time_batches  # noqa: E402
 
 UAS_XML = os.path.join(HERE, "sipp", "uas_message.xml")
 
@@ -143,6 +143,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
             sys.setswitchinterval(args.switch_interval)
         gc.callbacks.append(gct)
         t0, c0, r0 = time.monotonic(), cpu(), time.thread_time()
+        idle0 = poll_timer.idle if poll_timer is not None else None
         del batch_times[:]
         await threads.deferToThread(sim_command, "mo %d %d" % (args.rate, args.count))
         deadline = t0 + args.count / args.rate + 60
@@ -153,6 +154,8 @@ def run(args, tmp, config_path, sim, stat) -> int:
             if got >= args.count:
                 break
         t1, c1, r1 = time.monotonic(), cpu(), time.thread_time()
+        if idle0 is not None:
+            result["idle"] = poll_timer.idle - idle0
         gc.callbacks.remove(gct)
         stats = await threads.deferToThread(sim_command, "stats")
         lane = svc.gateway.fast_mo
@@ -167,6 +170,9 @@ def run(args, tmp, config_path, sim, stat) -> int:
         result["error"] = f.getErrorMessage()
         reactor.stop()
 
+    poll_timer = None
+    if hasattr(reactor, "_poller") and hasattr(reactor._poller, "poll"):
+        poll_timer = reactor._poller = PollTimer(reactor._poller)
     svc.startService()
     reactor.callWhenRunning(lambda: defer.ensureDeferred(drive()).addCallbacks(done, failed))
     if args.cprofile:
@@ -185,6 +191,11 @@ def run(args, tmp, config_path, sim, stat) -> int:
           % (args.rate, args.count, result["received"], n / result["wall"],
              result["cpu"] / n * 1e6))
     print("reactor thread: %.1f us CPU/msg" % (result["reactor_cpu"] / n * 1e6))
+    if "idle" in result:
+        busy = (result["wall"] - result["idle"]) / n * 1e6
+        print("  busy %.1f us/msg of wall time (%.0f %%, the drain included): waiting %.1f"
+              " (the interpreter lock)" % (busy, 100.0 * busy * n / 1e6 / result["wall"],
+                                          busy - result["reactor_cpu"] / n * 1e6))
     print("smsc: acked %s, failed %s, deliver_sm->resp p50 %s ms p99 %s ms, span %s s"
           % (sim_stats.get("mo_acked"), sim_stats.get("mo_failed"), sim_stats.get("mo_p50_ms"),
              sim_stats.get("mo_p99_ms"), sim_stats.get("mo_span_s")))
