@@ -18,9 +18,11 @@ the median and the mean in milliseconds:
   - C{callbacks}: the callers' callbacks (answers, the next writes);
   - C{cycle}: from one batch's start to the next one's.
 
-At the SMPP -> SIP knee the SMSC's window, not the CPU, sets the rate: it
-sends its window of deliver_sm and waits for their answers, which go out
-after the commit, so the rate is the window over the cycle.
+SMPP -> SIP, the SMSC sends its window of deliver_sm and waits for their
+answers, which go out after the commit: the rate is the window over the
+time a deliver_sm is outstanding, of which this cycle is part.  (A wider
+window carries little more: the reactor thread is then the limit,
+C{bench/README.md}.)
 
   .venv/bin/python bench/commit_cycle.py mo --rate 10000 --count 100000
   .venv/bin/python bench/commit_cycle.py mt --rate 6000 --count 60000 --sipp-nd
