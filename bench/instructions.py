@@ -20,7 +20,18 @@ bound over a C{StringTransport}, whose C{submit_sm} are answered in batches
 
 Not counted: the sockets, the event loop, the other processes; the kernel.
 
-  .venv/bin/python bench/instructions.py [--count 2000] [--batch 100] [--json]
+With C{--direction mo} it counts SMPP -> SIP instead: a bound
+L{gwsms.smpp.esme.ESMEProtocol} over a C{StringTransport} whose sink is the
+gateway with its MO lane (L{gwsms.core.fastmo}), its SIP MESSAGEs sent
+through a fake UDP socket, per batch of deliver_sm:
+
+  - C{deliver}: the deliver_sm read and decoded, taken by the lane;
+  - C{store}: the write batch, the deliver_sm_resp written, the SIP
+    MESSAGEs sent;
+  - C{answer}: the UAS's 200 OKs read and matched, the "delivered" write
+    batch.
+
+  .venv/bin/python bench/instructions.py [--direction mt|mo] [--count 2000] [--batch 100] [--json]
 
 runs itself under valgrind (C{--inside}: the flow alone, no valgrind) and
 prints instructions per message of each phase and in all.  The phases are
@@ -151,6 +162,93 @@ def run(count: int, batch: int, warmup: int = 200, mark=lambda: None, tune: bool
     return {"messages": count, "answered_202": ok, "submits": submits - warmup}
 
 
+def deliver_sms(first: int, last: int) -> bytes:
+    """deliver_sm C{first} to C{last - 1} (sequence numbers alike), as the bench's simulator sends them."""
+    from gwsms.smpp import pdu
+
+    return b"".join(pdu.encode(pdu.make(
+        "deliver_sm", sequence_number=number, source_addr_ton=1, source_addr_npi=1,
+        source_addr="4915100000001", dest_addr_ton=1, dest_addr_npi=1,
+        destination_addr="491701234567", short_message=b"bench MO %d" % number))
+        for number in range(first, last))
+
+
+def run_mo(count: int, batch: int, warmup: int = 200, mark=lambda: None,
+           tune: bool = False) -> dict:
+    """
+    Carry C{warmup} and then C{count} deliver_sm through the SMPP -> SIP
+    flow, in batches (L{MO_PHASES}); like L{run}.
+
+    @return: C{{"messages", "answered_ok", "delivered"}} of the counted ones.
+    @raise RuntimeError: a deliver_sm was not answered ESME_ROK, or its
+        MESSAGE not sent and answered 200.
+    """
+    from twisted.internet.testing import StringTransport
+    from twisted.trial.unittest import SynchronousTestCase
+
+    from gwsms.smpp.esme import ESMEProtocol
+    from gwsms.smpp.pdu import encode
+    from tests.test_core_fastmo import UAS, FakeLayer, mo_route, response
+    from tests.test_core_gateway import Harness
+    from tests.test_smpp_esme import make_link as esme_link
+    from tests.test_smpp_protocol import take
+
+    class Flow(SynchronousTestCase):
+        def test(self):
+            pass
+
+    case = Flow("test")
+    harness = Harness(case, routes=[mo_route()], max_pending=10 ** 9)
+    layer = FakeLayer()
+    lane = harness.gateway.set_fast_mo(layer, t1=0.5, t2=4.0)
+    harness.start()
+    esme = ESMEProtocol(esme_link(name="smsc1", window=batch), harness.clock, harness.gateway)
+    transport = StringTransport()
+    esme.makeConnection(transport)
+    esme.bind()
+    [bind] = take(transport)
+    esme.dataReceived(encode(bind.response(system_id="SMSC")))
+    sent = layer.socket.sent
+    answer = lane.uac.datagram_received
+
+    def carry(first: int, last: int, marked: bool) -> tuple:
+        mark_now = mark if marked else (lambda: None)
+        ok = 0
+        for start in range(first, last, batch):
+            raw = deliver_sms(start + 1, min(start + batch, last) + 1)
+            before = len(sent)
+            mark_now()  # deliver
+            esme.dataReceived(raw)
+            mark_now()  # store: the write batch, the answers, the MESSAGEs sent
+            harness.flush()
+            mark_now()  # the UAS's side: not counted
+            ok += sum(1 for pdu in take(transport) if pdu.command == "deliver_sm_resp"
+                      and pdu.command_status == 0)
+            oks = [response(data) for data, _addr in sent[before:]]
+            mark_now()  # answer: the 200 OKs read, the "delivered" write batch
+            for data in oks:
+                answer(None, data, UAS)
+            harness.flush()
+        return ok
+
+    carry(0, warmup, False)
+    delivered = lane.stats["delivered"]
+    if tune:
+        from gwsms import gctune
+
+        gctune.tune()
+    else:
+        gc.collect()
+    ok = carry(warmup, warmup + count, True)
+    mark()
+    delivered = lane.stats["delivered"] - delivered
+    harness.stop()
+    if ok != count or delivered != count:
+        raise RuntimeError("of %d deliver_sm, %d answered ESME_ROK and %d delivered (lane: %r)"
+                           % (count, ok, delivered, dict(lane.stats)))
+    return {"messages": count, "answered_ok": ok, "delivered": delivered}
+
+
 def totals(out_file: str) -> list[int]:
     """
     @return: the instruction totals of callgrind's dumps of one run
@@ -172,30 +270,38 @@ def totals(out_file: str) -> list[int]:
 
 #: what the dumps between the markers of one batch count (L{run})
 PHASES = ("lane", "submit", None, "answer")
+#: the same for SMPP -> SIP (L{run_mo})
+MO_PHASES = ("deliver", "store", None, "answer")
 
 
-def phases(parts: list[int], batches: int) -> dict:
+def phases(parts: list[int], batches: int, names: tuple = PHASES) -> dict:
     """
     Instructions of each phase from the dumps: before the first counted
-    batch, then L{PHASES} for each batch, then the exit.
+    batch, then C{names} (L{PHASES}, L{MO_PHASES}) for each batch, then the
+    exit.
     """
-    expected = len(PHASES) * batches + 2
+    expected = len(names) * batches + 2
     if len(parts) != expected:
         raise ValueError("expected %d callgrind dumps, found %d: does this Python call %s()"
                          " for os.getppid()?" % (expected, len(parts), MARKER))
     counted = parts[1:-1]
-    return {name: sum(counted[index::len(PHASES)])
-            for index, name in enumerate(PHASES) if name is not None}
+    return {name: sum(counted[index::len(names)])
+            for index, name in enumerate(names) if name is not None}
 
 
-def measure(count: int, batch: int, valgrind: str = "valgrind") -> dict:
-    """Run L{run} under callgrind; @return: the report (instructions per message)."""
+def measure(count: int, batch: int, valgrind: str = "valgrind", direction: str = "mt") -> dict:
+    """
+    Run L{run} (C{direction} C{"mt"}) or L{run_mo} (C{"mo"}) under
+    callgrind; @return: the report (instructions per message).
+    """
+    names = MO_PHASES if direction == "mo" else PHASES
     tmp = tempfile.mkdtemp(prefix="gwsms-instructions-")
     try:
         out_file = os.path.join(tmp, "callgrind.out")
         command = [valgrind, "--tool=callgrind", "--dump-before=" + MARKER,
                    "--callgrind-out-file=" + out_file, sys.executable, os.path.abspath(__file__),
-                   "--inside", "--count", str(count), "--batch", str(batch)]
+                   "--inside", "--count", str(count), "--batch", str(batch),
+                   "--direction", direction]
         # one hash seed: the same dict and set layouts from run to run
         done = subprocess.run(command, cwd=tmp, capture_output=True, text=True,
                               env=dict(os.environ, PYTHONHASHSEED="0"))
@@ -204,13 +310,14 @@ def measure(count: int, batch: int, valgrind: str = "valgrind") -> dict:
             raise RuntimeError("the flow under valgrind failed: " + " | ".join(tail))
         flow = json.loads(done.stdout.strip().splitlines()[-1])
         batches = -(-count // batch)
-        counted = phases(totals(out_file), batches)
+        counted = phases(totals(out_file), batches, names)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report = {"messages": count, "batch": batch, "answered_202": flow["answered_202"]}
+    report = {"messages": count, "batch": batch}
+    report.update((key, value) for key, value in flow.items() if key != "messages")
     for name, value in counted.items():
         report[name + "_per_message"] = round(value / count)
-    report["all_per_message"] = sum(report[name + "_per_message"] for name in PHASES if name)
+    report["all_per_message"] = sum(report[name + "_per_message"] for name in names if name)
     return report
 
 
@@ -220,6 +327,8 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=2000, help="MESSAGEs counted (2000)")
     parser.add_argument("--batch", type=int, default=100,
                         help="MESSAGEs per write batch and SMPP window (100)")
+    parser.add_argument("--direction", choices=("mt", "mo"), default="mt",
+                        help="mt: SIP -> SMPP MESSAGEs (default); mo: SMPP -> SIP deliver_sm")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--inside", action="store_true",
                         help="run the flow here, without valgrind (what the outer run counts)")
@@ -234,7 +343,8 @@ def main(argv=None) -> int:
         work = tempfile.mkdtemp(prefix="gwsms-flow-")
         try:
             os.chdir(work)
-            print(json.dumps(run(args.count, args.batch, mark=os.getppid, tune=True)))
+            flow = run_mo if args.direction == "mo" else run
+            print(json.dumps(flow(args.count, args.batch, mark=os.getppid, tune=True)))
         finally:
             os.chdir(ROOT)
             shutil.rmtree(work, ignore_errors=True)
@@ -243,12 +353,19 @@ def main(argv=None) -> int:
     if valgrind is None:
         parser.error("valgrind not found (Debian package valgrind)")
     try:
-        report = measure(args.count, args.batch, valgrind)
+        report = measure(args.count, args.batch, valgrind, args.direction)
     except (RuntimeError, ValueError) as e:
         print("bench/instructions.py: %s" % e, file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report))
+    elif args.direction == "mo":
+        print("instructions per deliver_sm (callgrind, %s deliver_sm in batches of %d, all"
+              " answered ESME_ROK, their MESSAGEs answered 200): deliver %s, store %s,"
+              " answer %s, in all %s"
+              % (count_fmt(report["messages"]), report["batch"],
+                 *(count_fmt(report[name + "_per_message"])
+                   for name in ("deliver", "store", "answer", "all"))))
     else:
         print("instructions per MESSAGE (callgrind, %s MESSAGEs in batches of %d, all answered"
               " 202): lane %s, submit %s, answer %s, in all %s"

@@ -1,6 +1,7 @@
 """
 Tests for L{bench.instructions}: the flow it counts carries every MESSAGE
-to a 202 through the real lane, store and ESME, its markers split the
+to a 202 (and every deliver_sm to its answer and a 200) through the real
+lane, store and ESME, its markers split the
 callgrind dumps into the phases it reports, and a run under valgrind gives
 those figures.
 """
@@ -29,6 +30,23 @@ class FlowTests(SynchronousTestCase):
         self.assertEqual(report, {"messages": 250, "answered_202": 250, "submits": 250})
         # three batches (100, 100, 50), four markers each, one at the end
         self.assertEqual(len(marks), 3 * len(instructions.PHASES) + 1)
+
+    def test_every_deliver_sm_answered_and_delivered(self):
+        marks = []
+        report = instructions.run_mo(250, 100, warmup=50, mark=lambda: marks.append(1))
+        self.assertEqual(report, {"messages": 250, "answered_ok": 250, "delivered": 250})
+        self.assertEqual(len(marks), 3 * len(instructions.MO_PHASES) + 1)
+
+    def test_deliver_sms(self):
+        from gwsms.smpp import pdu
+
+        raw = instructions.deliver_sms(7, 9)
+        first = pdu.decode(raw[:int.from_bytes(raw[:4], "big")])
+        second = pdu.decode(raw[int.from_bytes(raw[:4], "big"):])
+        self.assertEqual((first.command, first.sequence_number, first.params["short_message"]),
+                         ("deliver_sm", 7, b"bench MO 7"))
+        self.assertEqual((second.sequence_number, second.params["destination_addr"]),
+                         (8, "491701234567"))
 
     def test_datagram_is_the_bench_scenario(self):
         from gwsms.sip.message import parse_message
@@ -70,6 +88,11 @@ class DumpTests(SynchronousTestCase):
         self.assertEqual(instructions.totals(base), parts)
         self.assertEqual(instructions.phases(parts, 2), {"lane": 21, "submit": 41, "answer": 61})
 
+    def test_mo_phases_from_dumps(self):
+        parts = [900, 10, 20, 99, 30, 11, 21, 98, 31, 5]
+        self.assertEqual(instructions.phases(parts, 2, instructions.MO_PHASES),
+                         {"deliver": 21, "store": 41, "answer": 61})
+
     def test_wrong_number_of_dumps(self):
         with self.assertRaises(ValueError) as caught:
             instructions.phases([900, 10, 20, 5], 2)
@@ -78,6 +101,8 @@ class DumpTests(SynchronousTestCase):
     def test_bad_arguments(self):
         with self.assertRaises(SystemExit):
             instructions.main(["--count", "0"])
+        with self.assertRaises(SystemExit):
+            instructions.main(["--direction", "sideways"])
 
 
 class CallgrindTests(SynchronousTestCase):
@@ -94,3 +119,15 @@ class CallgrindTests(SynchronousTestCase):
             self.assertLess(report[name + "_per_message"], 2_000_000, name)
         self.assertEqual(report["all_per_message"], sum(
             report[name + "_per_message"] for name in ("lane", "submit", "answer")))
+
+    def test_counted_mo(self):
+        valgrind = shutil.which("valgrind")
+        if valgrind is None:
+            raise SkipTest("valgrind not installed")
+        report = instructions.measure(200, 100, valgrind, direction="mo")
+        self.assertEqual((report["answered_ok"], report["delivered"]), (200, 200))
+        for name in ("deliver", "store", "answer"):
+            self.assertGreater(report[name + "_per_message"], 10_000, name)
+            self.assertLess(report[name + "_per_message"], 2_000_000, name)
+        self.assertEqual(report["all_per_message"], sum(
+            report[name + "_per_message"] for name in ("deliver", "store", "answer")))
