@@ -214,8 +214,9 @@ def run_mo(count: int, batch: int, warmup: int = 200, mark=lambda: None,
     def carry(first: int, last: int, marked: bool) -> tuple:
         mark_now = mark if marked else (lambda: None)
         ok = 0
-        for start in range(first, last, batch):
-            raw = deliver_sms(start + 1, min(start + batch, last) + 1)
+        raws = [deliver_sms(start + 1, min(start + batch, last) + 1)
+                for start in range(first, last, batch)]
+        for raw in raws:
             before = len(sent)
             mark_now()  # deliver
             esme.dataReceived(raw)
