@@ -444,6 +444,22 @@ class DeliverThenTests(ESMETestsMixin, SynchronousTestCase):
                          (CommandId.deliver_sm_resp, 7, S.ESME_RX_T_APPN))
         self.assertEqual(self.proto._pending_deliveries, 0)
 
+    def test_answer_bytes_are_the_codecs(self):
+        # deliver_sm_resp is written without the codec: the same bytes
+        self.proto.sink = sink = ThenSink()
+        for seq, status in ((11, 0), (12, int(S.ESME_RX_T_APPN)), (13, 0xFFFFFFFF)):
+            self.feed(wire("deliver_sm", seq, source_addr="4917", short_message=b"hi"))
+            pdu, answer = sink.answers[-1]
+            answer(status)
+            self.assertEqual(self.transport.value(),
+                             smpp_pdu.encode(pdu.response(command_status=status)))
+            self.transport.clear()
+        # data_sm_resp (message_id and TLVs) still through the codec
+        self.feed(wire("data_sm", 14, source_addr="4917"))
+        pdu, answer = sink.answers[-1]
+        answer(0)
+        self.assertEqual(self.transport.value(), smpp_pdu.encode(pdu.response(command_status=0)))
+
     def test_not_taken_or_failing_goes_the_full_way(self):
         for take_it in (False, "raise"):
             self.proto.sink = sink = ThenSink(take_it)

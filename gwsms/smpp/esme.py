@@ -57,6 +57,9 @@ _BIND = {
 S = CommandStatus
 _THROTTLE_STATUSES = frozenset((int(S.ESME_RTHROTTLED), int(S.ESME_RMSGQFUL)))
 _DELIVERIES = frozenset((int(CommandId.deliver_sm), int(CommandId.data_sm)))
+_DELIVER_SM = int(CommandId.deliver_sm)
+_DELIVER_SM_RESP = int(CommandId.deliver_sm_resp)
+_pack_header = smpp_pdu.HEADER.pack
 _ESME_COUNTERS = (
     "submitted", "submit_ok", "submit_failed", "submit_errors", "throttled", "delivered",
     "deliver_failed",
@@ -348,7 +351,13 @@ class ESMEProtocol(SMPPProtocol):
         if status:
             self.stats["deliver_failed"] += 1
         if self._connected:
-            self.send_pdu(request.response(command_status=int(status)))
+            if request.command_id == _DELIVER_SM:
+                # its one field, message_id, unused (NULL), whatever the
+                # status: the bytes the codec makes of request.response()
+                self._write(_pack_header(17, _DELIVER_SM_RESP, status,
+                                         request.sequence_number) + b"\0")
+            else:
+                self.send_pdu(request.response(command_status=int(status)))
         else:
             self._log.info(
                 "smsc {name}: connection gone; {pdu.command} seq={pdu.sequence_number} not "
