@@ -522,7 +522,7 @@ class ESMEProtocol(SMPPProtocol):
         status = response.command_status
         if status in _THROTTLE_STATUSES and self._throttled(item, status):
             return
-        if status == CommandStatus.ESME_ROK:
+        if status == 0:  # ESME_ROK
             self.stats["submit_ok"] += 1
             self.pacer.succeeded()
             # a hot-path response has it as an attribute, a decoded Pdu in params

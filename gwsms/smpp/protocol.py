@@ -55,6 +55,11 @@ _ENQUIRE_LINK_RESP = int(CommandId.enquire_link_resp)
 _UNBIND_RESP = int(CommandId.unbind_resp)
 _SUBMIT_SM = int(CommandId.submit_sm)
 _SUBMIT_SM_RESP = int(CommandId.submit_sm_resp)
+# plain ints for the per-PDU comparisons (an enum member is a class
+# attribute look-up each time)
+_GENERIC_NACK = int(CommandId.generic_nack)
+_ENQUIRE_LINK = int(CommandId.enquire_link)
+_UNBIND = int(CommandId.unbind)
 _KNOWN = {int(c) for c in CommandId}
 #: Requests that have no response PDU.
 _NO_RESPONSE = {int(CommandId.outbind), int(CommandId.alert_notification)}
@@ -515,13 +520,13 @@ class SMPPProtocol(SessionTimers, Protocol):
 
     def _pdu_received(self, request) -> None:
         command_id = request.command_id
-        if command_id == CommandId.generic_nack:
+        if command_id == _GENERIC_NACK:
             self._generic_nack_received(request)
         elif command_id & RESPONSE_BIT:
             self._response_received(request)
-        elif command_id == CommandId.enquire_link:
+        elif command_id == _ENQUIRE_LINK:
             self._write(_pack_header(HEADER_LENGTH, _ENQUIRE_LINK_RESP, 0, request.sequence_number))
-        elif command_id == CommandId.unbind:
+        elif command_id == _UNBIND:
             self._write(_pack_header(HEADER_LENGTH, _UNBIND_RESP, 0, request.sequence_number))
             self.unbind_received(request)
             self.close_connection("peer sent unbind")
