@@ -87,6 +87,38 @@ def submit_responses(raw: bytes) -> bytes:
     return b"".join(out)
 
 
+def _flow_case():
+    """A trial case for the tests' harnesses (their databases, cleanups)."""
+    from twisted.trial.unittest import SynchronousTestCase
+
+    class Flow(SynchronousTestCase):
+        def test(self):
+            pass
+
+    return Flow("test")
+
+
+def _bound_esme(clock, sink, window: int):
+    """
+    @return: C{(esme, transport)}: an L{gwsms.smpp.esme.ESMEProtocol}
+        bound (transceiver) over a C{StringTransport}, delivering to C{sink}.
+    """
+    from twisted.internet.testing import StringTransport
+
+    from gwsms.smpp.esme import ESMEProtocol
+    from gwsms.smpp.pdu import encode
+    from tests.test_smpp_esme import make_link as esme_link
+    from tests.test_smpp_protocol import take
+
+    esme = ESMEProtocol(esme_link(name="smsc1", window=window), clock, sink)
+    transport = StringTransport()
+    esme.makeConnection(transport)
+    esme.bind()
+    [bind] = take(transport)
+    esme.dataReceived(encode(bind.response(system_id="SMSC")))
+    return esme, transport
+
+
 def run(count: int, batch: int, warmup: int = 200, mark=lambda: None, tune: bool = False) -> dict:
     """
     Carry C{warmup} and then C{count} MESSAGEs through the flow, in batches.
@@ -98,28 +130,11 @@ def run(count: int, batch: int, warmup: int = 200, mark=lambda: None, tune: bool
     @return: C{{"messages", "answered_202", "submits"}} of the counted ones.
     @raise RuntimeError: a MESSAGE was not answered 202 after its submit_sm.
     """
-    from twisted.internet.testing import StringTransport
-    from twisted.trial.unittest import SynchronousTestCase
-
-    from gwsms.smpp.esme import ESMEProtocol
-    from gwsms.smpp.pdu import encode
     from tests.test_core_fastmt import LaneHarness
     from tests.test_smpp_esme import RecordingSink
-    from tests.test_smpp_esme import make_link as esme_link
-    from tests.test_smpp_protocol import take
 
-    class Flow(SynchronousTestCase):
-        def test(self):
-            pass
-
-    case = Flow("test")
-    harness = LaneHarness(case, max_pending=10 ** 9, sip_reply="submitted")
-    esme = ESMEProtocol(esme_link(name="smsc1", window=batch), harness.clock, RecordingSink())
-    transport = StringTransport()
-    esme.makeConnection(transport)
-    esme.bind()
-    [bind] = take(transport)
-    esme.dataReceived(encode(bind.response(system_id="SMSC")))
+    harness = LaneHarness(_flow_case(), max_pending=10 ** 9, sip_reply="submitted")
+    esme, transport = _bound_esme(harness.clock, RecordingSink(), batch)
     harness.smpp.sessions["smsc1"] = esme
     receive = harness.proto.datagramReceived
 
@@ -183,31 +198,15 @@ def run_mo(count: int, batch: int, warmup: int = 200, mark=lambda: None,
     @raise RuntimeError: a deliver_sm was not answered ESME_ROK, or its
         MESSAGE not sent and answered 200.
     """
-    from twisted.internet.testing import StringTransport
-    from twisted.trial.unittest import SynchronousTestCase
-
-    from gwsms.smpp.esme import ESMEProtocol
-    from gwsms.smpp.pdu import encode
     from tests.test_core_fastmo import UAS, FakeLayer, mo_route, response
     from tests.test_core_gateway import Harness
-    from tests.test_smpp_esme import make_link as esme_link
     from tests.test_smpp_protocol import take
 
-    class Flow(SynchronousTestCase):
-        def test(self):
-            pass
-
-    case = Flow("test")
-    harness = Harness(case, routes=[mo_route()], max_pending=10 ** 9)
+    harness = Harness(_flow_case(), routes=[mo_route()], max_pending=10 ** 9)
     layer = FakeLayer()
     lane = harness.gateway.set_fast_mo(layer, t1=0.5, t2=4.0)
     harness.start()
-    esme = ESMEProtocol(esme_link(name="smsc1", window=batch), harness.clock, harness.gateway)
-    transport = StringTransport()
-    esme.makeConnection(transport)
-    esme.bind()
-    [bind] = take(transport)
-    esme.dataReceived(encode(bind.response(system_id="SMSC")))
+    esme, transport = _bound_esme(harness.clock, harness.gateway, batch)
     sent = layer.socket.sent
     answer = lane.uac.datagram_received
 

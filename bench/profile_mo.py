@@ -170,9 +170,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
         result["error"] = f.getErrorMessage()
         reactor.stop()
 
-    poll_timer = None
-    if hasattr(reactor, "_poller") and hasattr(reactor._poller, "poll"):
-        poll_timer = reactor._poller = PollTimer(reactor._poller)
+    poll_timer = PollTimer.install(reactor)
     svc.startService()
     reactor.callWhenRunning(lambda: defer.ensureDeferred(drive()).addCallbacks(done, failed))
     if args.cprofile:

@@ -135,6 +135,15 @@ class PollTimer:
     def __getattr__(self, name):
         return getattr(self._poller, name)
 
+    @classmethod
+    def install(cls, reactor):
+        """@return: a L{PollTimer} now standing for C{reactor}'s poller, or L{None} (no poller)."""
+        poller = getattr(reactor, "_poller", None)
+        if poller is None or not hasattr(poller, "poll"):
+            return None
+        reactor._poller = timer = cls(poller)
+        return timer
+
 
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -327,9 +336,7 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         result["error"] = f.getErrorMessage()
         reactor.stop()
 
-    poll_timer = None
-    if hasattr(reactor, "_poller") and hasattr(reactor._poller, "poll"):
-        poll_timer = reactor._poller = PollTimer(reactor._poller)
+    poll_timer = PollTimer.install(reactor)
     svc.startService()
     from twisted.internet import defer
     reactor.callWhenRunning(lambda: defer.ensureDeferred(drive()).addCallbacks(done, failed))

@@ -54,3 +54,15 @@ class PollTimerTests(SynchronousTestCase):
         timer = PollTimer(poller)
         timer.register(7, 4)
         self.assertEqual(poller.registered, [(7, 4)])
+
+    def test_install(self):
+        poller = _Poller(task.Clock(), 0.0)
+        reactor = type("Reactor", (), {})()
+        reactor._poller = poller
+        timer = PollTimer.install(reactor)
+        self.assertIs(reactor._poller, timer)
+        self.assertIs(timer._poller, poller)
+        # a reactor without an epoll-like poller is left alone
+        other = type("Reactor", (), {})()
+        self.assertIsNone(PollTimer.install(other))
+        self.assertFalse(hasattr(other, "_poller"))

@@ -42,7 +42,7 @@ from gwsms.smpp.errors import (
 )
 from gwsms.smpp.flow import SubmitPacer, TokenBucket  # noqa: F401 (re-exported)
 from gwsms.smpp.link import SessionType, SmscLink
-from gwsms.smpp.protocol import SMPPProtocol
+from gwsms.smpp.protocol import SMPPProtocol, _pack_header
 
 STATES = ("connecting", "binding", "bound_trx", "bound_tx", "bound_rx", "unbinding", "closed")
 TRANSMIT_STATES = frozenset(("bound_trx", "bound_tx"))
@@ -59,7 +59,6 @@ _THROTTLE_STATUSES = frozenset((int(S.ESME_RTHROTTLED), int(S.ESME_RMSGQFUL)))
 _DELIVERIES = frozenset((int(CommandId.deliver_sm), int(CommandId.data_sm)))
 _DELIVER_SM = int(CommandId.deliver_sm)
 _DELIVER_SM_RESP = int(CommandId.deliver_sm_resp)
-_pack_header = smpp_pdu.HEADER.pack
 _ESME_COUNTERS = (
     "submitted", "submit_ok", "submit_failed", "submit_errors", "throttled", "delivered",
     "deliver_failed",
