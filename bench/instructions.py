@@ -210,7 +210,7 @@ def run_mo(count: int, batch: int, warmup: int = 200, mark=lambda: None,
     sent = layer.socket.sent
     answer = lane.uac.datagram_received
 
-    def carry(first: int, last: int, marked: bool) -> tuple:
+    def carry(first: int, last: int, marked: bool) -> int:
         mark_now = mark if marked else (lambda: None)
         ok = 0
         raws = [deliver_sms(start + 1, min(start + batch, last) + 1)
