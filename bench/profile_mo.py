@@ -190,10 +190,9 @@ def run(args, tmp, config_path, sim, stat) -> int:
              result["cpu"] / n * 1e6))
     print("reactor thread: %.1f us CPU/msg" % (result["reactor_cpu"] / n * 1e6))
     if "idle" in result:
-        busy = (result["wall"] - result["idle"]) / n * 1e6
         print("  busy %.1f us/msg of wall time (%.0f %%, the drain included): waiting %.1f"
-              " (the interpreter lock)" % (busy, 100.0 * busy * n / 1e6 / result["wall"],
-                                          busy - result["reactor_cpu"] / n * 1e6))
+              " (the interpreter lock)" % PollTimer.busy(
+                  result["wall"], result["idle"], result["reactor_cpu"] / n * 1e6, n))
     print("smsc: acked %s, failed %s, deliver_sm->resp p50 %s ms p99 %s ms, span %s s"
           % (sim_stats.get("mo_acked"), sim_stats.get("mo_failed"), sim_stats.get("mo_p50_ms"),
              sim_stats.get("mo_p99_ms"), sim_stats.get("mo_span_s")))

@@ -135,6 +135,17 @@ class PollTimer:
     def __getattr__(self, name):
         return getattr(self._poller, name)
 
+    @staticmethod
+    def busy(wall: float, idle: float, cpu_us: float, n: int) -> tuple:
+        """
+        @param wall: seconds measured; @param idle: seconds of it in C{poll}.
+        @param cpu_us: the reactor thread's CPU per message, microseconds.
+        @return: C{(busy us per message, busy % of wall, waiting us per
+            message)}: waiting is busy time less CPU time.
+        """
+        busy = (wall - idle) / n * 1e6
+        return busy, 100.0 * (wall - idle) / wall, busy - cpu_us
+
     @classmethod
     def install(cls, reactor):
         """@return: a L{PollTimer} now standing for C{reactor}'s poller, or L{None} (no poller)."""
@@ -358,10 +369,9 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
     print("  of which user %.1f, system %.1f; reactor thread %.1f, other threads %.1f us/msg"
           % (user, system, main, user + system - main))
     if "idle" in result:
-        busy = (result["wall"] - result["idle"]) / n * 1e6
+        busy, percent, waiting = PollTimer.busy(result["wall"], result["idle"], main, n)
         print("  reactor thread busy %.1f us/msg of wall time (%.0f %%): CPU %.1f, waiting %.1f"
-              " (the interpreter lock)" % (busy, 100.0 * busy * n / 1e6 / result["wall"], main,
-                                          busy - main))
+              " (the interpreter lock)" % (busy, percent, main, waiting))
     for name, (tu, ts) in sorted(result["threads"].items()):
         if tu + ts:
             print("  %s: user %.1f, system %.1f us/msg" % (name, tu / n * 1e6, ts / n * 1e6))
