@@ -144,6 +144,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
         gc.callbacks.append(gct)
         t0, c0, r0 = time.monotonic(), cpu(), time.thread_time()
         idle0 = poll_timer.idle if poll_timer is not None else None
+        polls0 = (poll_timer.polls, poll_timer.events) if poll_timer is not None else None
         del batch_times[:]
         await threads.deferToThread(sim_command, "mo %d %d" % (args.rate, args.count))
         deadline = t0 + args.count / args.rate + 60
@@ -156,6 +157,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
         t1, c1, r1 = time.monotonic(), cpu(), time.thread_time()
         if idle0 is not None:
             result["idle"] = poll_timer.idle - idle0
+            result["polls"] = (poll_timer.polls - polls0[0], poll_timer.events - polls0[1])
         gc.callbacks.remove(gct)
         stats = await threads.deferToThread(sim_command, "stats")
         lane = svc.gateway.fast_mo
@@ -193,6 +195,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
         print("  busy %.1f us/msg of wall time (%.0f %%, the drain included): waiting %.1f"
               " (the interpreter lock)" % PollTimer.busy(
                   result["wall"], result["idle"], result["reactor_cpu"] / n * 1e6, n))
+        print(PollTimer.turns(*result["polls"], n))
     print("smsc: acked %s, failed %s, deliver_sm->resp p50 %s ms p99 %s ms, span %s s"
           % (sim_stats.get("mo_acked"), sim_stats.get("mo_failed"), sim_stats.get("mo_p50_ms"),
              sim_stats.get("mo_p99_ms"), sim_stats.get("mo_span_s")))

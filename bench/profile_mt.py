@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import glob
 import json
+import math
 import os
 import resource
 import shutil
@@ -36,6 +38,7 @@ sys.path.insert(0, HERE)
 
 import socket  # noqa: E402
 
+import ladder  # noqa: E402
 import procstat  # noqa: E402
 
 BIN = os.path.join(os.path.dirname(HERE), ".venv", "bin")
@@ -118,19 +121,27 @@ class PollTimer:
     in its C{poll}: the reactor thread's idle time.  The thread's wall time
     outside it, less its CPU time, is what it spent runnable but waiting:
     mostly for the interpreter lock, held by the commit thread.
+
+    @ivar polls: the polls that returned (the reactor's turns).
+    @ivar events: the ready descriptors they returned, in all.
     """
 
     def __init__(self, poller, clock=time.monotonic):
         self._poller = poller
         self._clock = clock
         self.idle = 0.0
+        self.polls = 0
+        self.events = 0
 
     def poll(self, *args):
         started = self._clock()
         try:
-            return self._poller.poll(*args)
+            events = self._poller.poll(*args)
         finally:
             self.idle += self._clock() - started
+        self.polls += 1
+        self.events += len(events)
+        return events
 
     def __getattr__(self, name):
         return getattr(self._poller, name)
@@ -145,6 +156,12 @@ class PollTimer:
         """
         busy = (wall - idle) / n * 1e6
         return busy, 100.0 * (wall - idle) / wall, busy - cpu_us
+
+    @staticmethod
+    def turns(polls: int, events: int, n: int) -> str:
+        """@return: a line: the reactor's turns per message and ready descriptors per turn."""
+        return "  reactor turns: %.2f per message, %.2f ready descriptors per turn" % (
+            polls / max(1, n), events / max(1, polls))
 
     @classmethod
     def install(cls, reactor):
@@ -219,6 +236,15 @@ def sipp_totals(path: str) -> dict:
     wanted = ("SuccessfulCall(C)", "FailedCall(C)", "Retransmissions(C)",
               "FailedUnexpectedMessage(C)", "FailedMaxUDPRetrans(C)")
     return {n: v for n, v in zip(names, values) if n in wanted}
+
+
+def sipp_rtts(tmp: str) -> list:
+    """@return: sipp's response times (ms) from its C{-trace_rtt} files in C{tmp}."""
+    rtts: list = []
+    for path in glob.glob(os.path.join(tmp, "*_rtt.csv")):
+        with open(path) as f:
+            rtts += ladder.parse_rtt_csv(f.read())
+    return rtts
 
 
 def main(argv=None) -> int:
@@ -308,7 +334,10 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
              "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
              "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
              "-buff_size", "8388608", "-trace_stat", "-stf", os.path.join(tmp, "stat.csv"),
-             "-fd", "1"] + (["-default_behaviors", "all,-bye"] if args.sipp_nd else []),
+             "-fd", "1",
+             # every call's response time (sipp keeps what a multiple of rtt_freq holds)
+             "-trace_rtt", "-rtt_freq", str(math.gcd(args.count, 1000))]
+            + (["-default_behaviors", "all,-bye"] if args.sipp_nd else []),
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         procs.append(sipp)
@@ -324,11 +353,13 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         gc.callbacks.append(gct)
         t0, c0, s0, th0 = time.monotonic(), cpu(), cpu_split(), threads_cpu()
         idle0 = poll_timer.idle if poll_timer is not None else None
+        polls0 = (poll_timer.polls, poll_timer.events) if poll_timer is not None else None
         while sipp.poll() is None:
             await task.deferLater(reactor, 0.05, lambda: None)
         t1, c1, s1 = time.monotonic(), cpu(), cpu_split()
         if idle0 is not None:
             result["idle"] = poll_timer.idle - idle0
+            result["polls"] = (poll_timer.polls - polls0[0], poll_timer.events - polls0[1])
         result["split"] = [b - a for a, b in zip(s0, s1)]
         th1 = threads_cpu()
         result["threads"] = {name: tuple(b - a for a, b in zip(th0.get(name, (0, 0)), cpu_now))
@@ -337,7 +368,8 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         result.update(wall=t1 - t0, cpu=c1 - c0, sipp_rc=sipp.returncode,
                       stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None,
                       shed=getattr(getattr(svc.gateway, "mt", None), "shed", None),
-                      sipp=sipp_totals(os.path.join(tmp, "stat.csv")))
+                      sipp=sipp_totals(os.path.join(tmp, "stat.csv")),
+                      rtts=sipp_rtts(tmp))
         result["objects"] = len(gc.get_objects())
 
     def done(_):
@@ -372,6 +404,7 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         busy, percent, waiting = PollTimer.busy(result["wall"], result["idle"], main, n)
         print("  reactor thread busy %.1f us/msg of wall time (%.0f %%): CPU %.1f, waiting %.1f"
               " (the interpreter lock)" % (busy, percent, main, waiting))
+        print(PollTimer.turns(*result["polls"], n))
     for name, (tu, ts) in sorted(result["threads"].items()):
         if tu + ts:
             print("  %s: user %.1f, system %.1f us/msg" % (name, tu / n * 1e6, ts / n * 1e6))
@@ -386,6 +419,10 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
                  batch_times[int(len(batch_times) * 0.99)] * 1000, sys.getswitchinterval()))
     if result.get("shed") is not None:
         print("shed (503 + Retry-After): %d" % result["shed"])
+    if result.get("rtts"):
+        rtts = result["rtts"]
+        print("sipp response times: p50 %.1f ms, p99 %.1f ms (%d calls)"
+              % (ladder.percentile(rtts, 50), ladder.percentile(rtts, 99), len(rtts)))
     if result.get("sipp"):
         print("sipp: %s" % ", ".join("%s %s" % kv for kv in result["sipp"].items()))
     if result.get("stats"):

@@ -1,12 +1,15 @@
 """
-Tests for L{bench.profile_mt}'s reactor idle probe (L{bench.profile_mt.PollTimer}):
+Tests for L{bench.profile_mt}'s reactor idle probe (L{bench.profile_mt.PollTimer})
+and its reading of sipp's response times (L{bench.profile_mt.sipp_rtts}):
 no gateway or process is started.
 """
+
+import os
 
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench.profile_mt import PollTimer
+from bench.profile_mt import PollTimer, sipp_rtts
 
 
 class _Poller:
@@ -48,6 +51,19 @@ class PollTimerTests(SynchronousTestCase):
         timer = PollTimer(poller, clock.seconds)
         self.assertRaises(InterruptedError, timer.poll, 1.0, 8)
         self.assertEqual(timer.idle, 0.125)
+        # its time is idle time, but it is not a turn
+        self.assertEqual((timer.polls, timer.events), (0, 0))
+
+    def test_counts_turns_and_ready_descriptors(self):
+        clock = task.Clock()
+        poller = _Poller(clock, 0.0, events=[(5, 1), (6, 4)])
+        timer = PollTimer(poller, clock.seconds)
+        timer.poll(1.0, 8)
+        poller.events = []
+        timer.poll(1.0, 8)
+        poller.events = [(7, 1)]
+        timer.poll(1.0, 8)
+        self.assertEqual((timer.polls, timer.events), (3, 3))
 
     def test_the_rest_is_the_pollers(self):
         poller = _Poller(task.Clock(), 0.0)
@@ -58,6 +74,12 @@ class PollTimerTests(SynchronousTestCase):
     def test_busy(self):
         # 10 s measured, 4 s idle, 1,000 messages at 5,000 us CPU each
         self.assertEqual(PollTimer.busy(10.0, 4.0, 5000.0, 1000), (6000.0, 60.0, 1000.0))
+
+    def test_turns(self):
+        self.assertEqual(PollTimer.turns(40, 50, 1000),
+                         "  reactor turns: 0.04 per message, 1.25 ready descriptors per turn")
+        self.assertEqual(PollTimer.turns(0, 0, 0),
+                         "  reactor turns: 0.00 per message, 0.00 ready descriptors per turn")
 
     def test_install(self):
         poller = _Poller(task.Clock(), 0.0)
@@ -70,3 +92,24 @@ class PollTimerTests(SynchronousTestCase):
         other = type("Reactor", (), {})()
         self.assertIsNone(PollTimer.install(other))
         self.assertFalse(hasattr(other, "_poller"))
+
+
+class SippRttsTests(SynchronousTestCase):
+    def test_reads_every_rtt_file(self):
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        files = {
+            "uac_message_100_rtt.csv": "Date_ms;response_time_ms;rtd_no\n1;4.000000;1\n2;12.000000;1\n",
+            "uac_message_101_rtt.csv": "Date_ms;response_time_ms;rtd_no\n3;8.000000;1\n4;99.0;2\n",
+            "stat.csv": "1;2;3\n",  # not a response-time file
+        }
+        for name, text in files.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        # the second counter (rtd 2) is not the MESSAGE's response time
+        self.assertEqual(sorted(sipp_rtts(tmp)), [4.0, 8.0, 12.0])
+
+    def test_none(self):
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        self.assertEqual(sipp_rtts(tmp), [])
