@@ -1,0 +1,192 @@
+# -*- test-case-name: tests.test_bench_mt_stages -*-
+"""
+Where a SIP -> SMPP message's time goes, in the gateway's own process.
+
+Runs C{bench/profile_mt.py} with the MT lane (L{gwsms.core.fastmt}) timed
+per message and prints, as p50 / p90 / p99 in milliseconds, the stages of
+every MESSAGE answered 202:
+
+  - C{wait}: from the lane taking the datagram until its write batch's
+    statements run (the batch before it is committing);
+  - C{store}: from there until the lane's callback (the rest of the
+    batch's statements, C{COMMIT} in the commit thread, the hand-back);
+  - C{smsc}: from there until the C{submit_sm_resp} is read (the SMPP
+    window's queue, the round trip);
+  - C{total}: from the lane taking it until the 202 is sent.
+
+Not counted: the time the datagram waited in the socket before the
+reactor read it (sipp's own response times, which C{profile_mt.py}
+prints, hold it).  It also prints the reactor thread's CPU time per
+message in three places: reading SIP datagrams (the lane), reading SMPP
+(the C{submit_sm_resp}, the 202s sent), and the commit callbacks (the
+C{submit_sm} sent, the next write batch's statements).
+
+  .venv/bin/python bench/mt_stages.py --rate 6000 --count 90000 --sipp-nd
+
+The arguments are C{profile_mt.py}'s.  Not part of C{make bench}: a tool
+for the profile-driven pass of issue 5, like C{bench/commit_cycle.py}.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
+
+import ladder  # noqa: E402
+from gwsms.core import fastmt  # noqa: E402
+from gwsms.sip import wire  # noqa: E402
+from gwsms.smpp import protocol  # noqa: E402
+from gwsms.store import batch  # noqa: E402
+
+#: the stages printed: (name, from mark, to mark); the marks of a message
+#: are, in order: taken, statements, stored, answered (the response read),
+#: sent (the 202)
+STAGES = (("wait", 0, 1), ("store", 1, 2), ("smsc", 2, 3), ("total", 0, 4))
+#: where the reactor thread's CPU time is measured: (name, class, method)
+PARTS = (("sip", wire.SipDatagramProtocol, "datagramReceived"),
+         ("smpp", protocol.SMPPProtocol, "dataReceived"),
+         ("commit", batch.BatchWriter, "_committed"))
+
+
+class Recorder:
+    """
+    The marks of the messages in flight and the stage times of those done.
+
+    @ivar done: C{[(taken, statements, stored, answered, sent)]} of the
+        messages answered after their C{submit_sm_resp}.
+    @ivar taken: the messages the lane took.
+    @ivar cpu: C{{part: thread CPU seconds}} (L{PARTS}).
+    """
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.open: dict = {}
+        self.batches: dict = {}
+        self.done: list = []
+        self.taken = 0
+        self.cpu = {name: 0.0 for name, _cls, _method in PARTS}
+
+
+def instrument(recorder: Recorder):
+    """
+    Time the MT lane's messages (L{Recorder}) from now on.
+
+    @return: a callable that undoes it.
+    """
+    lane = fastmt.FastMtLane
+    saved = [(lane, name, getattr(lane, name))
+             for name in ("_prepare", "_stored_batch", "submitted", "_answer")]
+    saved.append((fastmt, "insert_many", fastmt.insert_many))
+    saved += [(cls, method, getattr(cls, method)) for _name, cls, method in PARTS]
+    originals = {(owner, name): value for owner, name, value in saved}
+    clock = recorder.clock
+    marks, batches = recorder.open, recorder.batches
+
+    def _prepare(self, *args):
+        txn = originals[lane, "_prepare"](self, *args)
+        if txn is not None:
+            recorder.taken += 1
+            marks[txn] = [clock()]
+        return txn
+
+    def insert_many(txn, items, window):
+        batches[id(items)] = clock()
+        return originals[fastmt, "insert_many"](txn, items, window)
+
+    def _stored_batch(self, inserts, ok, results):
+        now = clock()
+        started = batches.pop(id(inserts), None)
+        for txn in inserts.owners:
+            times = marks.get(txn)
+            if times is not None and started is not None:
+                times += (started, now)
+        return originals[lane, "_stored_batch"](self, inserts, ok, results)
+
+    def submitted(self, txn, outcome):
+        times = marks.get(txn)
+        if times is not None:
+            times.append(clock())
+        return originals[lane, "submitted"](self, txn, outcome)
+
+    def _answer(self, txn, answer):
+        times = marks.pop(txn, None)
+        pending = txn.echo is not None
+        result = originals[lane, "_answer"](self, txn, answer)
+        if pending and times is not None and len(times) == 4:
+            times.append(clock())
+            recorder.done.append(tuple(times))
+        return result
+
+    def cpu_of(name, cls, method):
+        original = originals[cls, method]
+        thread_time = time.thread_time
+
+        def timed(*args):
+            started = thread_time()
+            try:
+                return original(*args)
+            finally:
+                recorder.cpu[name] += thread_time() - started
+        return timed
+
+    lane._prepare, lane._stored_batch = _prepare, _stored_batch
+    lane.submitted, lane._answer = submitted, _answer
+    fastmt.insert_many = insert_many
+    for name, cls, method in PARTS:
+        setattr(cls, method, cpu_of(name, cls, method))
+
+    def undo():
+        for owner, name, value in saved:
+            setattr(owner, name, value)
+    return undo
+
+
+def summarise(recorder: Recorder) -> dict:
+    """
+    @return: C{{stage: (p50, p90, p99) ms}} of L{STAGES} over the messages
+        done, C{messages} (their number) and C{cpu}: C{{part: us per
+        message the lane took}}; no stages without messages.
+    """
+    summary: dict = {"messages": len(recorder.done),
+                     "cpu": {name: round(seconds / max(1, recorder.taken) * 1e6, 1)
+                             for name, seconds in recorder.cpu.items()}}
+    if not recorder.done:
+        return summary
+    for name, begin, end in STAGES:
+        spans = [times[end] - times[begin] for times in recorder.done]
+        summary[name] = tuple(round(ladder.percentile(spans, p) * 1e3, 2) for p in (50, 90, 99))
+    return summary
+
+
+def report(summary: dict, out=sys.stdout) -> None:
+    out.write("reactor thread CPU, us per message taken: %s\n" % ", ".join(
+        "%s %.1f" % item for item in summary["cpu"].items()))
+    if not summary["messages"]:
+        out.write("mt stages: no message answered after its submit_sm_resp\n")
+        return
+    out.write("mt stages over %d messages (ms, p50 / p90 / p99):\n" % summary["messages"])
+    for name, _begin, _end in STAGES:
+        out.write("  %-6s %8.2f / %8.2f / %8.2f\n" % ((name,) + summary[name]))
+
+
+def main(argv=None) -> int:
+    import profile_mt
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recorder = Recorder()
+    undo = instrument(recorder)
+    try:
+        code = profile_mt.main(argv)
+    finally:
+        undo()
+    report(summarise(recorder))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
