@@ -8,7 +8,6 @@ steps and the memory check and stops everything it started.
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -519,9 +518,7 @@ class Bench:
             except (OSError, ladder.ParseError) as e:
                 raise BenchError("no sipp statistics for %d/s: %s (%s)" % (
                     rate, e, _tail(os.path.join(d, "sipp.err"), 2)))
-            for path in glob.glob(os.path.join(d, "*_rtt.csv")):
-                with open(path) as f:
-                    rtts += ladder.parse_rtt_csv(f.read())
+            rtts += ladder.read_rtts(d)
             try:
                 with open(os.path.join(d, "errors.log"), "rb") as f:
                     for code, number in ladder.status_counts(f.read()).items():

@@ -9,8 +9,10 @@ Nothing here starts a process or reads a clock; L{bench.run} does that.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -157,6 +159,21 @@ def parse_rtt_csv(text: str, rtd: int = 1) -> list[float]:
             raise ParseError("rtt line %d is not numeric: %r" % (number, line)) from None
         if which == rtd:
             times.append(value)
+    return times
+
+
+def read_rtts(directory: str, rtd: int = 1) -> list[float]:
+    """
+    The response times of every sipp C{-trace_rtt} file (C{*_rtt.csv}) in
+    C{directory} (L{parse_rtt_csv}).
+
+    @raise ParseError: a file that is not an rtt file.
+    @raise OSError: a file that cannot be read.
+    """
+    times: list[float] = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*_rtt.csv"))):
+        with open(path) as f:
+            times += parse_rtt_csv(f.read(), rtd)
     return times
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import glob
 import json
 import math
 import os
@@ -238,15 +237,6 @@ def sipp_totals(path: str) -> dict:
     return {n: v for n, v in zip(names, values) if n in wanted}
 
 
-def sipp_rtts(tmp: str) -> list:
-    """@return: sipp's response times (ms) from its C{-trace_rtt} files in C{tmp}."""
-    rtts: list = []
-    for path in glob.glob(os.path.join(tmp, "*_rtt.csv")):
-        with open(path) as f:
-            rtts += ladder.parse_rtt_csv(f.read())
-    return rtts
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--rate", type=int, default=2000)
@@ -369,7 +359,7 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
                       stats=svc.gateway.stats if hasattr(svc.gateway, "stats") else None,
                       shed=getattr(getattr(svc.gateway, "mt", None), "shed", None),
                       sipp=sipp_totals(os.path.join(tmp, "stat.csv")),
-                      rtts=sipp_rtts(tmp))
+                      rtts=ladder.read_rtts(tmp))
         result["objects"] = len(gc.get_objects())
 
     def done(_):

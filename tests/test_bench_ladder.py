@@ -3,6 +3,8 @@ Tests for L{bench.ladder}: sipp output parsing, percentiles, the verdict of
 a step, the ladder's stop rule and the summary (pure; no processes).
 """
 
+import os
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench import ladder
@@ -79,6 +81,23 @@ class RttTests(SynchronousTestCase):
         e = self.assertRaises(ladder.ParseError, ladder.parse_rtt_csv, "Date_ms;x;y\n1;2\n")
         self.assertIn("line 2", str(e))
         self.assertRaises(ladder.ParseError, ladder.parse_rtt_csv, "1;fast;1\n")
+
+    def test_every_rtt_file_of_a_directory(self):
+        tmp = self.mktemp()
+        os.makedirs(tmp)
+        files = {
+            "uac_message_100_rtt.csv": "Date_ms;response_time_ms;rtd_no\n1;4.000000;1\n2;12.0;1\n",
+            "uac_message_101_rtt.csv": "Date_ms;response_time_ms;rtd_no\n3;8.0;1\n4;99.0;2\n",
+            "stat.csv": "1;2;3\n",  # not a response-time file
+        }
+        for name, text in files.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        self.assertEqual(sorted(ladder.read_rtts(tmp)), [4.0, 8.0, 12.0])
+        self.assertEqual(ladder.read_rtts(tmp, rtd=2), [99.0])
+        empty = self.mktemp()
+        os.makedirs(empty)
+        self.assertEqual(ladder.read_rtts(empty), [])
 
 
 class StatusCountTests(SynchronousTestCase):

@@ -1,15 +1,12 @@
 """
-Tests for L{bench.profile_mt}'s reactor idle probe (L{bench.profile_mt.PollTimer})
-and its reading of sipp's response times (L{bench.profile_mt.sipp_rtts}):
+Tests for L{bench.profile_mt}'s reactor idle probe (L{bench.profile_mt.PollTimer}):
 no gateway or process is started.
 """
-
-import os
 
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench.profile_mt import PollTimer, sipp_rtts
+from bench.profile_mt import PollTimer
 
 
 class _Poller:
@@ -93,23 +90,3 @@ class PollTimerTests(SynchronousTestCase):
         self.assertIsNone(PollTimer.install(other))
         self.assertFalse(hasattr(other, "_poller"))
 
-
-class SippRttsTests(SynchronousTestCase):
-    def test_reads_every_rtt_file(self):
-        tmp = self.mktemp()
-        os.makedirs(tmp)
-        files = {
-            "uac_message_100_rtt.csv": "Date_ms;response_time_ms;rtd_no\n1;4.000000;1\n2;12.000000;1\n",
-            "uac_message_101_rtt.csv": "Date_ms;response_time_ms;rtd_no\n3;8.000000;1\n4;99.0;2\n",
-            "stat.csv": "1;2;3\n",  # not a response-time file
-        }
-        for name, text in files.items():
-            with open(os.path.join(tmp, name), "w") as f:
-                f.write(text)
-        # the second counter (rtd 2) is not the MESSAGE's response time
-        self.assertEqual(sorted(sipp_rtts(tmp)), [4.0, 8.0, 12.0])
-
-    def test_none(self):
-        tmp = self.mktemp()
-        os.makedirs(tmp)
-        self.assertEqual(sipp_rtts(tmp), [])
