@@ -54,6 +54,10 @@ def permanent_answer(status: int) -> SipAnswer:
                      f"{', ' if reason.endswith(')') else ' ('}{status_name(status)})")
 
 
+#: a connection's default_data_coding -> L{coding_preference} (else "gsm")
+_PREFERENCE_BY_DATA_CODING = {3: "latin1", 8: "ucs2"}
+
+
 def coding_preference(link, body: str = "") -> str:
     """
     @param link: an L{gwsms.smpp.link.SmscLink} (or C{None}).
@@ -74,7 +78,7 @@ def coding_preference(link, body: str = "") -> str:
         except UnicodeEncodeError:
             return "ucs2"
         return "latin1"
-    return {3: "latin1", 8: "ucs2"}.get(getattr(link, "default_data_coding", 0), "gsm")
+    return _PREFERENCE_BY_DATA_CODING.get(getattr(link, "default_data_coding", 0), "gsm")
 
 
 def split_options(link, config) -> tuple[str, int]:
