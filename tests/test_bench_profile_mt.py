@@ -89,4 +89,3 @@ class PollTimerTests(SynchronousTestCase):
         other = type("Reactor", (), {})()
         self.assertIsNone(PollTimer.install(other))
         self.assertFalse(hasattr(other, "_poller"))
-
