@@ -9,7 +9,6 @@ steps and the memory check and stops everything it started.
 from __future__ import annotations
 
 import json
-import math
 import os
 import select
 import shutil
@@ -152,9 +151,7 @@ def uac_command(sipp: str, target: str, port: int, rate: int, count: int, stepdi
     return [sipp, "-sf", UAC_XML, target, "-i", "127.0.0.1",
             "-p", str(port), "-r", str(rate), "-rp", "1000", "-m", str(count),
             "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"), "-fd", "1",
-            # sipp writes the rtt file every rtt_freq calls and drops the rest at
-            # exit: a divisor of the count keeps every call.
-            "-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000)), "-trace_err",
+            *ladder.rtt_args(count), "-trace_err",
             "-error_file", os.path.join(stepdir, "errors.log"),
             "-nostdin", "-timeout", "%ds" % bound, "-buff_size", "8388608",
             # a MESSAGE answered 503 (shed) is an unexpected message: the call

@@ -162,6 +162,16 @@ def parse_rtt_csv(text: str, rtd: int = 1) -> list[float]:
     return times
 
 
+def rtt_args(count: int) -> list[str]:
+    """
+    @return: the sipp options that write every one of C{count} calls'
+        response time to a C{-trace_rtt} file (L{read_rtts}): sipp writes
+        the file every C{rtt_freq} calls and drops the rest at exit, so the
+        frequency divides the count.
+    """
+    return ["-trace_rtt", "-rtt_freq", str(math.gcd(count, 1000))]
+
+
 def read_rtts(directory: str, rtd: int = 1) -> list[float]:
     """
     The response times of every sipp C{-trace_rtt} file (C{*_rtt.csv}) in

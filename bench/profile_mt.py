@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import resource
 import shutil
@@ -324,9 +323,7 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
              "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
              "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
              "-buff_size", "8388608", "-trace_stat", "-stf", os.path.join(tmp, "stat.csv"),
-             "-fd", "1",
-             # every call's response time (sipp keeps what a multiple of rtt_freq holds)
-             "-trace_rtt", "-rtt_freq", str(math.gcd(args.count, 1000))]
+             "-fd", "1", *ladder.rtt_args(args.count)]
             + (["-default_behaviors", "all,-bye"] if args.sipp_nd else []),
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)

@@ -82,6 +82,12 @@ class RttTests(SynchronousTestCase):
         self.assertIn("line 2", str(e))
         self.assertRaises(ladder.ParseError, ladder.parse_rtt_csv, "1;fast;1\n")
 
+    def test_rtt_args(self):
+        # the frequency divides the count: sipp keeps every call's time
+        self.assertEqual(ladder.rtt_args(90000), ["-trace_rtt", "-rtt_freq", "1000"])
+        self.assertEqual(ladder.rtt_args(1500), ["-trace_rtt", "-rtt_freq", "500"])
+        self.assertEqual(ladder.rtt_args(7), ["-trace_rtt", "-rtt_freq", "1"])
+
     def test_every_rtt_file_of_a_directory(self):
         tmp = self.mktemp()
         os.makedirs(tmp)
