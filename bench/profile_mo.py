@@ -143,8 +143,7 @@ def run(args, tmp, config_path, sim, stat) -> int:
             sys.setswitchinterval(args.switch_interval)
         gc.callbacks.append(gct)
         t0, c0, r0 = time.monotonic(), cpu(), time.thread_time()
-        idle0 = poll_timer.idle if poll_timer is not None else None
-        polls0 = (poll_timer.polls, poll_timer.events) if poll_timer is not None else None
+        poll_mark = poll_timer.mark() if poll_timer is not None else None
         del batch_times[:]
         await threads.deferToThread(sim_command, "mo %d %d" % (args.rate, args.count))
         deadline = t0 + args.count / args.rate + 60
@@ -155,9 +154,8 @@ def run(args, tmp, config_path, sim, stat) -> int:
             if got >= args.count:
                 break
         t1, c1, r1 = time.monotonic(), cpu(), time.thread_time()
-        if idle0 is not None:
-            result["idle"] = poll_timer.idle - idle0
-            result["polls"] = (poll_timer.polls - polls0[0], poll_timer.events - polls0[1])
+        if poll_mark is not None:
+            result["idle"], result["polls"] = poll_timer.since(poll_mark)
         gc.callbacks.remove(gct)
         stats = await threads.deferToThread(sim_command, "stats")
         lane = svc.gateway.fast_mo

@@ -155,6 +155,15 @@ class PollTimer:
         busy = (wall - idle) / n * 1e6
         return busy, 100.0 * (wall - idle) / wall, busy - cpu_us
 
+    def mark(self) -> tuple:
+        """@return: what L{since} measures from: the idle seconds, polls and events so far."""
+        return self.idle, self.polls, self.events
+
+    def since(self, mark: tuple) -> tuple:
+        """@return: C{(idle seconds, (polls, events))} since C{mark} (L{mark})."""
+        idle, polls, events = mark
+        return self.idle - idle, (self.polls - polls, self.events - events)
+
     @staticmethod
     def turns(polls: int, events: int, n: int) -> str:
         """@return: a line: the reactor's turns per message and ready descriptors per turn."""
@@ -339,14 +348,12 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
         del batch_times[:]
         gc.callbacks.append(gct)
         t0, c0, s0, th0 = time.monotonic(), cpu(), cpu_split(), threads_cpu()
-        idle0 = poll_timer.idle if poll_timer is not None else None
-        polls0 = (poll_timer.polls, poll_timer.events) if poll_timer is not None else None
+        poll_mark = poll_timer.mark() if poll_timer is not None else None
         while sipp.poll() is None:
             await task.deferLater(reactor, 0.05, lambda: None)
         t1, c1, s1 = time.monotonic(), cpu(), cpu_split()
-        if idle0 is not None:
-            result["idle"] = poll_timer.idle - idle0
-            result["polls"] = (poll_timer.polls - polls0[0], poll_timer.events - polls0[1])
+        if poll_mark is not None:
+            result["idle"], result["polls"] = poll_timer.since(poll_mark)
         result["split"] = [b - a for a, b in zip(s0, s1)]
         th1 = threads_cpu()
         result["threads"] = {name: tuple(b - a for a, b in zip(th0.get(name, (0, 0)), cpu_now))

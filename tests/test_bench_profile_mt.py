@@ -72,6 +72,17 @@ class PollTimerTests(SynchronousTestCase):
         # 10 s measured, 4 s idle, 1,000 messages at 5,000 us CPU each
         self.assertEqual(PollTimer.busy(10.0, 4.0, 5000.0, 1000), (6000.0, 60.0, 1000.0))
 
+    def test_since_a_mark(self):
+        clock = task.Clock()
+        poller = _Poller(clock, 0.5, events=[(5, 1)])
+        timer = PollTimer(poller, clock.seconds)
+        timer.poll(1.0, 8)
+        mark = timer.mark()
+        poller.events = [(5, 1), (6, 4)]
+        timer.poll(1.0, 8)
+        timer.poll(1.0, 8)
+        self.assertEqual(timer.since(mark), (1.0, (2, 4)))
+
     def test_turns(self):
         self.assertEqual(PollTimer.turns(40, 50, 1000),
                          "  reactor turns: 0.04 per message, 1.25 ready descriptors per turn")
