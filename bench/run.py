@@ -100,6 +100,9 @@ def _host_info(sipp: str) -> dict:
     except (OSError, subprocess.TimeoutExpired):
         commit = "?"
     return {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version(),
+            # the interpreter the venv was made from: its build (PGO, LTO)
+            # moves every figure by a quarter (bench/README.md)
+            "interpreter": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
             "machine": platform.machine(), "sipp": version.splitlines()[0] if version else "?",
             "commit": commit}
 
@@ -203,8 +206,10 @@ def main(argv=None) -> int:
                   "gc_threshold": args.gc_threshold, "udp_rcvbuf": args.udp_rcvbuf,
                   "window": args.window, "uacs": args.uacs, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
-    out.write("gwsms bench: %d CPUs, load %s, commit %s\n" % (
-        report["host"]["cpus"], " ".join("%.2f" % x for x in report["host"]["loadavg"]), report["host"]["commit"]))
+    host = report["host"]
+    out.write("gwsms bench: %d CPUs, load %s, commit %s, Python %s (%s)\n" % (
+        host["cpus"], " ".join("%.2f" % x for x in host["loadavg"]), host["commit"], host["python"],
+        host["interpreter"]))
     status = 0
     bench = None
     results = []

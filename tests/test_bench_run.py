@@ -1,11 +1,13 @@
 """
 Tests for the pure parts of L{bench.run} and L{bench.harness} (C{make
 bench}): the generated gateway configuration, the time bound, the memory
-verdict, the GC log summary and the command line.  No process is started.
+verdict, the GC log summary, the host's description and the command line.  No
+gateway is started.
 """
 
 import io
 import os
+import platform
 import sys
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -152,3 +154,13 @@ class GcPauseTests(SynchronousTestCase):
         self.addCleanup(port.socket.close)
         # Linux reports twice the requested size (book-keeping), capped by rmem_max.
         self.assertGreater(port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), 212992 * 2)
+
+
+class HostInfoTests(SynchronousTestCase):
+    def test_names_the_interpreter(self):
+        """The report names the interpreter the venv was made from, a file that runs."""
+        host = run._host_info("/nonexistent/sipp")
+        self.assertTrue(os.path.isabs(host["interpreter"]))
+        self.assertTrue(os.access(host["interpreter"], os.X_OK), host["interpreter"])
+        self.assertEqual(host["python"], platform.python_version())
+        self.assertEqual(host["sipp"], "?")
