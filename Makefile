@@ -4,9 +4,10 @@
 # The interpreter .venv is made from: the first Python 3.11 here that can
 # make a venv, Debian's /usr/bin/python3.11 first.  Debian builds it with
 # profile-guided optimisation and link-time optimisation, linked statically:
-# on the 2-core bench box it runs the gateway's hot paths about a quarter
-# faster than a plain source build such as pyenv's (bench/README.md,
-# "The interpreter").  It needs Debian's python3.11-venv (.ci/run installs
+# on the 2-core bench box pure Python runs a quarter faster on it than on a
+# plain source build such as pyenv's, and the gateway needs 5-20 % less CPU
+# per message (bench/README.md, "The interpreter").  Evaluated only when
+# .venv is made.  It needs Debian's python3.11-venv (.ci/run installs
 # it).  `make PYTHON=/path/to/python3.11` picks another; a .venv made
 # before keeps its interpreter until `make distclean`.
 PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do \
