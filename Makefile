@@ -2,14 +2,11 @@
 # `make test` runs the whole suite. Both set everything up first.
 
 # The interpreter .venv is made from: the first Python 3.11 here that can
-# make a venv, Debian's /usr/bin/python3.11 first.  Debian builds it with
-# profile-guided optimisation and link-time optimisation, linked statically:
-# on the 2-core bench box pure Python runs a quarter faster on it than on a
-# plain source build such as pyenv's, and the gateway needs 5-20 % less CPU
-# per message (bench/README.md, "The interpreter").  Evaluated only when
-# .venv is made.  It needs Debian's python3.11-venv (.ci/run installs
-# it).  `make PYTHON=/path/to/python3.11` picks another; a .venv made
-# before keeps its interpreter until `make distclean`.
+# make a venv, Debian's /usr/bin/python3.11 (PGO and LTO; why: README.md)
+# first.  Evaluated only when .venv is made.  It needs Debian's
+# python3.11-venv (.ci/run installs it).  `make PYTHON=/path/to/python3.11`
+# picks another; a .venv made before keeps its interpreter until
+# `make distclean`.
 PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do \
 	$$p -c 'import sys, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' \
 	>/dev/null 2>&1 && { echo $$p; exit 0; }; done; echo python3)

@@ -101,7 +101,7 @@ def _host_info(sipp: str) -> dict:
         commit = "?"
     return {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version(),
             # the interpreter the venv was made from: its build (PGO, LTO)
-            # moves the CPU per message by 5-20 % (bench/README.md)
+            # moves the figures (bench/README.md, "The interpreter")
             "interpreter": os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
             "machine": platform.machine(), "sipp": version.splitlines()[0] if version else "?",
             "commit": commit}
