@@ -5,7 +5,8 @@ Where the group-commit cycle's time goes, in the gateway's own process.
 Runs C{bench/profile_mo.py} (C{mo}: SMPP -> SIP) or C{bench/profile_mt.py}
 (C{mt}: SIP -> SMPP) with every batch of the SQLite batch runner
 (L{gwsms.store.sqlitecommit.SqliteBatches}) timed, and prints per batch, as
-the median and the mean in milliseconds:
+the median, the mean, the 99th percentile and the largest, in milliseconds
+(the tail is where a slow C{COMMIT}, e.g. a WAL checkpoint, shows):
 
   - C{statements}: C{BEGIN} and the batch's functions, in the reactor thread;
   - C{queued}: until the commit thread takes it;
@@ -160,7 +161,7 @@ def summarise(records: list, skip: float = 0.25) -> dict:
     @param records: tuples of L{FIELDS} and the C{later} CPU seconds, in
         the order the batches ran.
     @param skip: the fraction of the first batches left out (start-up).
-    @return: C{{phase: (median ms, mean ms)}} for L{PHASES}, C{later_cpu}
+    @return: C{{phase: (median, mean, p99, max; ms)}} for L{PHASES}, C{later_cpu}
         and C{cycle}, plus C{batches}; C{{}} without records.
     """
     kept = records[int(len(records) * skip):]
@@ -172,7 +173,9 @@ def summarise(records: list, skip: float = 0.25) -> dict:
     def stats(values):
         ordered = sorted(values)
         return (round(ordered[len(ordered) // 2] * 1e3, 3),
-                round(sum(ordered) / len(ordered) * 1e3, 3))
+                round(sum(ordered) / len(ordered) * 1e3, 3),
+                round(ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] * 1e3, 3),
+                round(ordered[-1] * 1e3, 3))
 
     for name, begin, end in PHASES:
         summary[name] = stats([r[index[end]] - r[index[begin]] for r in kept])
@@ -186,10 +189,11 @@ def report(summary: dict, out=sys.stdout) -> None:
     if not summary:
         out.write("commit cycle: no batch recorded\n")
         return
-    out.write("commit cycle over %d batches (ms, median / mean):\n" % summary["batches"])
+    out.write("commit cycle over %d batches (ms, median / mean / p99 / max):\n"
+              % summary["batches"])
     for name in REPORTED:
         if name in summary:
-            out.write("  %-10s %8.3f / %8.3f\n" % ((name,) + summary[name]))
+            out.write("  %-10s %8.3f / %8.3f / %8.3f / %8.3f\n" % ((name,) + summary[name]))
 
 
 def main(argv=None) -> int:

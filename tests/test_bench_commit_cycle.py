@@ -75,12 +75,12 @@ class SummariseTests(unittest.SynchronousTestCase):
                    (0.030, 0.032, 0.033, 0.035, 0.038, 0.039, 0.041, 0.002)]
         summary = commit_cycle.summarise(records, skip=0)
         self.assertEqual(summary["batches"], 3)
-        self.assertEqual(summary["statements"], (1.0, 1.333))
-        self.assertEqual(summary["later"], (2.0, 2.0))
-        self.assertEqual(summary["later_cpu"], (1.5, 1.5))
-        self.assertEqual(summary["commit"], (3.0, 3.0))
-        self.assertEqual(summary["callbacks"], (2.0, 2.0))
-        self.assertEqual(summary["cycle"], (20.0, 15.0))
+        self.assertEqual(summary["statements"], (1.0, 1.333, 2.0, 2.0))
+        self.assertEqual(summary["later"], (2.0, 2.0, 2.0, 2.0))
+        self.assertEqual(summary["later_cpu"], (1.5, 1.5, 2.0, 2.0))
+        self.assertEqual(summary["commit"], (3.0, 3.0, 3.0, 3.0))
+        self.assertEqual(summary["callbacks"], (2.0, 2.0, 2.0, 2.0))
+        self.assertEqual(summary["cycle"], (20.0, 15.0, 20.0, 20.0))
 
     def test_start_up_left_out(self):
         records = [(float(n),) * 8 for n in range(8)]
@@ -92,12 +92,12 @@ class SummariseTests(unittest.SynchronousTestCase):
         commit_cycle.report(commit_cycle.summarise(
             [(0.0, 0.001, 0.002, 0.004, 0.007, 0.008, 0.010, 0.0005)], skip=0), out)
         lines = out.getvalue().splitlines()
-        self.assertEqual(lines[0], "commit cycle over 1 batches (ms, median / mean):")
-        self.assertEqual(lines[1].split(), ["statements", "1.000", "/", "1.000"])
+        self.assertEqual(lines[0], "commit cycle over 1 batches (ms, median / mean / p99 / max):")
+        self.assertEqual(lines[1].split(), ["statements", "1.000", "/", "1.000", "/", "1.000", "/", "1.000"])
         self.assertEqual([line.split()[0] for line in lines[1:]],
                          ["statements", "queued", "later", "later_cpu", "commit", "handoff",
                           "callbacks"])
-        self.assertEqual(lines[4].split(), ["later_cpu", "0.500", "/", "0.500"])
+        self.assertEqual(lines[4].split(), ["later_cpu", "0.500", "/", "0.500", "/", "0.500", "/", "0.500"])
         self.assertNotIn("cycle ", out.getvalue().split(":", 1)[1])
         out = io.StringIO()
         commit_cycle.report({}, out)
