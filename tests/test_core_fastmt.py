@@ -13,6 +13,7 @@ L{tests.test_core_gateway.FakeSmpp}'s.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import struct
@@ -426,6 +427,77 @@ class RetransmissionTests(LaneTestsBase):
         self.assertEqual(h.smpp.calls, [])
         self.assertEqual(len(h.rows()), 1)
         self.assertEqual([r.status for r, _d, _a in h.responses()], [202, 202, 202])
+
+    def test_answered_after_a_rotation_kept_from_the_answer(self):
+        # Timer J runs from the final answer: a transaction answered after
+        # one rotation is still recognised a whole period later
+        h = self.h
+        data = datagram()
+        h.take(data)
+        h.flush()
+        h.flush(64 * T1)  # one rotation: still waiting for the SMSC
+        self.assertTrue(h.take(data))
+        self.assertEqual(h.lane.stats["absorbed"], 1)
+        self.assertEqual(h.socket.sent, [])
+        h.session.answer()
+        h.flush()
+        h.flush(64 * T1)
+        h.receive(data)
+        self.assertEqual(h.lane.stats["absorbed"], 2)
+        self.assertEqual([r.status for r, _d, _a in h.responses()], [202, 202])
+        self.assertEqual(h.lane.stats["taken"], 1)
+
+    def test_unanswered_forgotten_after_two_rotations(self):
+        h = self.h
+        h.take(datagram())
+        h.flush()
+        self.assertEqual(len(h.lane), 1)
+        h.flush(64 * T1)
+        self.assertEqual(len(h.lane), 1)
+        h.flush(64 * T1)
+        self.assertEqual(len(h.lane), 0)
+        h.session.answer()  # far too late: answered, nothing kept for it
+        h.flush()
+        self.assertEqual([r.status for r, _d, _a in h.responses()], [202])
+        self.assertEqual(len(h.lane), 0)
+
+    def test_late_answer_leaves_a_new_transaction_with_the_same_key(self):
+        h = self.h
+        data = datagram()
+        h.take(data)
+        h.flush()
+        h.flush(64 * T1)
+        h.flush(64 * T1)  # forgotten while the SMSC has not answered
+        self.assertTrue(h.take(data))  # the same branch again: a new transaction
+        self.assertEqual(h.lane.stats["taken"], 2)
+        h.session.answer(0)  # the first one's answer, late
+        h.flush()
+        self.assertEqual(len(h.lane), 1)
+        self.assertTrue(h.take(data))  # the second still waits: absorbed
+        self.assertEqual(h.lane.stats["absorbed"], 1)
+
+    def test_collector_never_walks_the_generations(self):
+        # the two big maps hold only octets and the "declined" marker, so
+        # CPython never tracks them (a young collection walking a quarter
+        # of a million keys paused the reactor for milliseconds)
+        h = self.h
+        lane = h.lane
+        for n in range(3):
+            h.take(datagram(call_id=f"g{n}"))
+        self.assertFalse(lane(h.proto, datagram(call_id="d", to_tag="x"), SOURCE))  # declined
+        h.flush()
+        h.session.answer(0)
+        h.session.answer(1, status=0x0B)  # permanent: 4xx
+        h.flush()
+        h.flush(64 * T1)
+        h.session.answer(2)
+        h.flush()
+        self.assertEqual(len(lane), 4)
+        self.assertEqual(len(h.responses()), 3)
+        for generation in (lane._txns, lane._old):
+            self.assertFalse(gc.is_tracked(generation), generation)
+        self.assertEqual(len(lane._txns) + len(lane._old), 4)
+        self.assertEqual(len(lane._live) + len(lane._live_old), 0)
 
 
 class DeclinedTests(LaneTestsBase):

@@ -36,7 +36,12 @@ go to the full path too.  Transactions are kept two generations of Timer J
 (64*T1) in two dicts rotated by one timer: nothing outlives it by more than
 one period, and there is no timer per message.  A completed transaction
 keeps only its status line; a retransmission is answered from its own
-(identical) header fields.
+(identical) header fields.  The transactions still waiting for their answer
+are kept apart, in two small dicts rotated the same way, so that the two
+big ones (a generation at 8,000/s holds a quarter of a million keys) hold
+only octets and the "declined" marker: CPython's collector does not track
+a dict that never held an object it tracks, so it never walks them (in
+C{make bench}'s 8,000/s step a young collection that did took 5-10 ms).
 """
 
 from __future__ import annotations
@@ -185,8 +190,15 @@ class FastMtLane(service.Service):
         self.trusted = trusted
         self.smpp = smpp
         self.period = 64 * t1
+        #: answered (status line), shed (status line) or declined
+        #: (C{_DECLINED}) transactions, this generation and the one before;
+        #: never an object the collector tracks (see the module docstring)
         self._txns: dict[bytes, object] = {}
         self._old: dict[bytes, object] = {}
+        #: transactions waiting for their answer (L{_Txn}), this generation
+        #: and the one before
+        self._live: dict[bytes, _Txn] = {}
+        self._live_old: dict[bytes, _Txn] = {}
         self._rotation = None
         self._inserts = self._submits = None
         self.stats = dict.fromkeys(("taken", "declined", "absorbed", "answered",
@@ -223,9 +235,11 @@ class FastMtLane(service.Service):
         """Forget the transactions of the generation before last."""
         self._old = self._txns
         self._txns = {}
+        self._live_old = self._live
+        self._live = {}
 
     def __len__(self) -> int:
-        return len(self._txns) + len(self._old)
+        return len(self._txns) + len(self._old) + len(self._live) + len(self._live_old)
 
     # -- the datagram -----------------------------------------------------
     def __call__(self, protocol, data: bytes, addr) -> bool:
@@ -244,6 +258,10 @@ class FastMtLane(service.Service):
         state = txns.get(key)
         if state is None:
             state = self._old.get(key)
+            if state is None:
+                state = self._live.get(key)
+                if state is None:
+                    state = self._live_old.get(key)
         if state is not None:
             if state is _DECLINED:
                 return False
@@ -274,7 +292,7 @@ class FastMtLane(service.Service):
             return False
         txn.key = key
         txn.protocol = protocol
-        txns[key] = txn
+        self._live[key] = txn
         self._inflight.append(txn)
         self.stats["taken"] += 1
         self.flow.pending += 1  # counted like the full path's stores (overload)
@@ -567,10 +585,14 @@ class FastMtLane(service.Service):
         for d in others or ():
             d.callback(answer)
         line = _ACCEPTED_LINE if answer is ACCEPTED else status_line(answer)
-        if self._txns.get(txn.key) is txn:
-            self._txns[txn.key] = line
-        elif self._old.get(txn.key) is txn:
-            self._old[txn.key] = line
+        # kept from now on as its status line, in this generation (Timer J
+        # runs from the final answer)
+        key = txn.key
+        for live in (self._live, self._live_old):
+            if live.get(key) is txn:
+                del live[key]
+                self._txns[key] = line
+                break
         self.stats["answered"] += 1
         self._send(txn.protocol, line, echo, txn.to_index, txn.key, txn.target)
 
