@@ -253,6 +253,9 @@ class Step:
         at which messages still waited for room in its window (C{--mo-window}
         outstanding deliver_sm): high means the window, i.e. the gateway's
         deliver_sm -> resp time, not the offered rate, paced the step.
+    @ivar box_ms: the box's speed during the step (L{boxspeed.Sampler}:
+        the median CPU milliseconds of a fixed loop, larger is slower;
+        None: not probed).
     @ivar after_stop: run after the ladder stopped, only so that the
         figures at L{REPORT_RATE} exist in each direction (the issue's
         report); not a ladder step: it never counts as the highest passing.
@@ -280,6 +283,7 @@ class Step:
     cpu_sys_share: float | None = None
     wait_percent: float | None = None
     gc: dict | None = None
+    box_ms: float | None = None
     profile: dict | None = None
     passed: bool = False
     reason: str = ""
@@ -399,9 +403,9 @@ def parse_steps(text: str) -> tuple[int, ...]:
 # -- output -------------------------------------------------------------------
 
 COLUMNS = ("direction", "offered", "achieved", "lost", "retrans", "timeouts", "p50 ms", "p99 ms",
-           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "gw wait %", "max GC ms", "result")
+           "gw CPU %", "CPU us/msg", "RSS MB", "sim CPU %", "sipp CPU %", "gw wait %", "max GC ms", "box ms", "result")
 #: minimum column widths, so rows printed one at a time line up
-WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10, 9, 9)
+WIDTHS = (9, 7, 8, 7, 7, 8, 7, 7, 8, 10, 6, 9, 10, 9, 9, 6)
 
 
 def _fmt(value, digits=0) -> str:
@@ -420,6 +424,7 @@ def row(step: Step) -> list[str]:
         _fmt(step.cpu_percent), _fmt(step.cpu_us_per_msg), _fmt(step.rss_mb, 1),
         _fmt(step.other_cpu_percent), _fmt(step.sipp_cpu_percent),
         _fmt(step.wait_percent), _fmt(step.gc["max_ms"] if step.gc else None),
+        _fmt(step.box_ms),
         ("after stop, " if step.after_stop else "")
         + ("PASS" if step.passed else "FAIL: " + step.reason),
     ]

@@ -48,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import boxspeed  # noqa: E402
 import ladder  # noqa: E402
 import micro  # noqa: E402
 import pyspy  # noqa: E402
@@ -207,9 +208,11 @@ def main(argv=None) -> int:
                   "window": args.window, "uacs": args.uacs, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
     host = report["host"]
-    out.write("gwsms bench: %d CPUs, load %s, commit %s, Python %s (%s)\n" % (
-        host["cpus"], " ".join("%.2f" % x for x in host["loadavg"]), host["commit"], host["python"],
-        host["interpreter"]))
+    # the box's speed drifts (bench/boxspeed.py): this run's, to read its figures by
+    host["box_ms_start"] = round(boxspeed.probe(), 1)
+    out.write("gwsms bench: %d CPUs, load %s, box probe %.1f ms, commit %s, Python %s (%s)\n" % (
+        host["cpus"], " ".join("%.2f" % x for x in host["loadavg"]), host["box_ms_start"],
+        host["commit"], host["python"], host["interpreter"]))
     status = 0
     bench = None
     results = []
@@ -238,7 +241,13 @@ def main(argv=None) -> int:
                     run_step = bench.mt_step if direction == "mt" else bench.mo_step
 
                     def one(rate, after_stop=False, run_step=run_step):
-                        step = run_step(rate)
+                        sampler = boxspeed.Sampler()
+                        sampler.start()
+                        try:
+                            step = run_step(rate)
+                        finally:
+                            box_ms = sampler.stop()
+                        step.box_ms = box_ms
                         step.after_stop = after_stop
                         results.append(step)
                         out.write(ladder.format_table([ladder.row(step)]).splitlines()[-1] + "\n")
@@ -264,11 +273,13 @@ def main(argv=None) -> int:
         for direction, figures in report["summary"].items():
             out.write(ladder.summary_line(direction, figures) + "\n")
     report["host"]["loadavg_end"] = os.getloadavg()
+    report["host"]["box_ms_end"] = round(boxspeed.probe(), 1)
     path = args.output or os.path.join(HERE, "results-%s.json" % (stamp,))
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
-    out.write("results written to %s (load at end %s)\n" % (
-        os.path.relpath(path, ROOT), " ".join("%.2f" % x for x in report["host"]["loadavg_end"])))
+    out.write("results written to %s (load at end %s, box probe %.1f ms)\n" % (
+        os.path.relpath(path, ROOT), " ".join("%.2f" % x for x in report["host"]["loadavg_end"]),
+        report["host"]["box_ms_end"]))
     if status == 0 and results and not any(s.passed for s in results):
         status = 1
     return status

@@ -307,10 +307,10 @@ class TableTests(SynchronousTestCase):
     def test_row_and_table(self):
         step = ladder.judge(clean_step(8000, p50_ms=2.0, p99_ms=21.5, cpu_percent=71.0,
                                        cpu_us_per_msg=88.7, rss_mb=80.25, sipp_cpu_percent=40.0,
-                                       wait_percent=3.0, gc={"max_ms": 12.4}))
+                                       wait_percent=3.0, gc={"max_ms": 12.4}, box_ms=43.6))
         cells = ladder.row(step)
         self.assertEqual(cells, ["sip->smpp", "8000", "8000", "0", "0", "0", "2.0", "21.5", "71", "89",
-                                 "80.2", "-", "40", "3", "12", "PASS"])
+                                 "80.2", "-", "40", "3", "12", "44", "PASS"])
         lines = ladder.format_table([cells, ladder.row(ladder.judge(clean_step(10000, timeouts=1)))])
         lines = lines.splitlines()
         self.assertEqual(len(lines), 3)
@@ -319,6 +319,9 @@ class TableTests(SynchronousTestCase):
         # Columns line up: "p99 ms" header ends where the values end.
         end = lines[0].index("p99 ms") + len("p99 ms")
         self.assertEqual(lines[1][end - 4:end], "21.5")
+        end = lines[0].index("box ms") + len("box ms")
+        self.assertEqual(lines[1][end - 2:end], "44")
+        self.assertEqual(lines[2][end - 1:end], "-")  # not probed
 
 
 class DrainTests(SynchronousTestCase):

@@ -1,0 +1,124 @@
+# -*- test-case-name: tests.test_bench_boxspeed -*-
+"""
+How fast the box is right now: a fixed pure-Python loop, timed in the
+CPU time of the thread that runs it (time waiting for a CPU does not
+count, a slower CPU does).
+
+This machine's speed drifts by up to half within minutes while idle (the
+loop below took 41-46 ms and 55-96 ms in the same hour, nothing else
+running), so a ladder step's figures mean little without the box's speed
+at the time.  L{bench.run} probes at the start and the end of the run
+(JSON C{host.box_ms_start}, C{host.box_ms_end}) and, with a L{Sampler},
+during each step (the C{box ms} column: the median of a tenth of the
+loop run every half second, scaled to the whole loop, about 1.5 % of one
+core); larger is slower.
+
+  .venv/bin/python bench/boxspeed.py [--iterations N] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+
+#: iterations of the probe's loop: about 40-90 ms on this machine
+ITERATIONS = 1_000_000
+#: times the loop is run; the fastest counts (the others met interruptions)
+REPEAT = 3
+
+
+def _loop(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def probe(iterations: int = ITERATIONS, repeat: int = REPEAT,
+          clock=time.thread_time) -> float:
+    """
+    @return: milliseconds of the fastest of C{repeat} runs of a loop of
+        C{iterations} (multiply, modulo, add); larger means a slower box.
+    @raise ValueError: C{iterations} or C{repeat} below 1.
+    """
+    if iterations < 1 or repeat < 1:
+        raise ValueError("boxspeed: iterations and repeat must be >= 1")
+    best = None
+    for _ in range(repeat):
+        start = clock()
+        _loop(iterations)
+        took = (clock() - start) * 1000.0
+        if best is None or took < best:
+            best = took
+    return best
+
+
+class Sampler:
+    """
+    Probes the box's speed in a thread of its own while something else
+    runs (a ladder step): L{start}, then L{stop} gives the median.
+
+    @ivar samples: milliseconds per L{ITERATIONS} of each probe so far.
+    """
+
+    def __init__(self, interval: float = 0.5, iterations: int = ITERATIONS // 10,
+                 clock=time.thread_time):
+        if iterations < 1 or interval < 0:
+            raise ValueError("boxspeed: iterations must be >= 1 and interval >= 0")
+        self.interval = interval
+        self.iterations = iterations
+        self.clock = clock
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = None
+
+    def sample_once(self) -> float:
+        """Probe once; @return: and record, the milliseconds per L{ITERATIONS}."""
+        took = probe(self.iterations, 1, clock=self.clock) * ITERATIONS / self.iterations
+        self.samples.append(took)
+        return took
+
+    def result(self) -> float | None:
+        """@return: the median of the samples (ms per L{ITERATIONS}), None without any."""
+        return round(statistics.median(self.samples), 1) if self.samples else None
+
+    def _run(self) -> None:
+        while True:
+            self.sample_once()
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> None:
+        """Sample now and every C{interval} seconds until L{stop}."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="boxspeed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float | None:
+        """Stop sampling (after at least one sample); @return: L{result}."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        return self.result()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument("--repeat", type=int, default=REPEAT)
+    args = parser.parse_args(argv)
+    try:
+        took = probe(args.iterations, args.repeat)
+    except ValueError as e:
+        sys.stderr.write("%s\n" % (e,))
+        return 2
+    sys.stdout.write("%.1f ms for %d iterations (fastest of %d)\n" % (took, args.iterations, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
