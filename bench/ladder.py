@@ -448,8 +448,9 @@ def summary(results, at_rate: int = REPORT_RATE) -> dict:
 
     @return: C{{direction: {"highest_passing": rate|None, "cpu_us_at_8000":
         value|None, "p99_ms_at_8000": value|None, "passed_at_8000":
-        bool|None, "after_stop_at_8000": bool|None}}} (after_stop: the
-        step ran after the ladder's stop, L{Step.after_stop}).
+        bool|None, "after_stop_at_8000": bool|None, "box_ms_at_8000":
+        value|None}}} (after_stop: the step ran after the ladder's stop,
+        L{Step.after_stop}; box_ms: L{Step.box_ms}).
     """
     out = {}
     for direction in dict.fromkeys(s.direction for s in results):
@@ -462,6 +463,7 @@ def summary(results, at_rate: int = REPORT_RATE) -> dict:
             "p99_ms_at_%d" % at_rate: at[0].p99_ms if at else None,
             "passed_at_%d" % at_rate: at[0].passed if at else None,
             "after_stop_at_%d" % at_rate: at[0].after_stop if at else None,
+            "box_ms_at_%d" % at_rate: at[0].box_ms if at else None,
         }
     return out
 
@@ -469,7 +471,8 @@ def summary(results, at_rate: int = REPORT_RATE) -> dict:
 def summary_line(direction: str, figures: dict, at_rate: int = REPORT_RATE) -> str:
     """
     One line of L{summary} for the report: the highest passing step, and
-    the CPU per message and p99 at C{at_rate}, or why there is none.
+    the CPU per message and p99 at C{at_rate} (and the box's speed then,
+    when probed), or why there is none.
     """
     line = "%s: highest passing step %s msg/s; " % (direction,
                                                     figures["highest_passing"] or "none")
@@ -480,4 +483,6 @@ def summary_line(direction: str, figures: dict, at_rate: int = REPORT_RATE) -> s
         at_rate, _fmt(figures["cpu_us_at_%d" % at_rate], 1),
         _fmt(figures["p99_ms_at_%d" % at_rate], 1),
         "passed" if figures["passed_at_%d" % at_rate] else "failed",
-        ", run after the ladder stopped" if figures.get("after_stop_at_%d" % at_rate) else "")
+        ", run after the ladder stopped" if figures.get("after_stop_at_%d" % at_rate) else "") + (
+        "" if figures.get("box_ms_at_%d" % at_rate) is None
+        else ", box %s ms" % _fmt(figures["box_ms_at_%d" % at_rate]))

@@ -271,7 +271,7 @@ class LadderTests(SynchronousTestCase):
         summary = ladder.summary(steps + [mo])
         self.assertEqual(summary["sip->smpp"], {"highest_passing": 8000, "cpu_us_at_8000": 98.0,
                                                 "p99_ms_at_8000": 5.0, "passed_at_8000": True,
-                                                "after_stop_at_8000": False})
+                                                "after_stop_at_8000": False, "box_ms_at_8000": None})
         self.assertEqual(summary["smpp->sip"]["highest_passing"], None)
         self.assertIsNone(summary["smpp->sip"]["cpu_us_at_8000"])
 
@@ -287,6 +287,10 @@ class LadderTests(SynchronousTestCase):
         self.assertEqual(ladder.summary_line("sip->smpp", failed["sip->smpp"]),
                          "sip->smpp: highest passing step none msg/s; at 8000 msg/s:"
                          " - us CPU/msg, p99 9.5 ms (failed)")
+        probed = ladder.summary([ladder.judge(clean_step(8000, p99_ms=12.0, box_ms=66.6))])
+        self.assertEqual(ladder.summary_line("sip->smpp", probed["sip->smpp"]),
+                         "sip->smpp: highest passing step 8000 msg/s; at 8000 msg/s:"
+                         " - us CPU/msg, p99 12.0 ms (passed), box 67 ms")
         line = ladder.summary_line("smpp->sip", summary["smpp->sip"])
         self.assertTrue(line.startswith("smpp->sip: highest passing step 4000 msg/s; no step at"
                                         " 8000 msg/s"), line)
