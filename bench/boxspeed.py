@@ -4,14 +4,17 @@ How fast the box is right now: a fixed pure-Python loop, timed in the
 CPU time of the thread that runs it (time waiting for a CPU does not
 count, a slower CPU does).
 
-This machine's speed drifts by up to half within minutes while idle (the
-loop below took 41-46 ms and 55-96 ms in the same hour, nothing else
-running), so a ladder step's figures mean little without the box's speed
-at the time.  L{bench.run} probes at the start and the end of the run
-(JSON C{host.box_ms_start}, C{host.box_ms_end}) and, with a L{Sampler},
-during each step (the C{box ms} column: the median of a tenth of the
-loop run every half second, scaled to the whole loop, about 1.5 % of one
-core); larger is slower.
+This machine flips between two speeds while idle, within fractions of a
+second (the loop below takes about 44 ms in one and 70 ms in the other),
+and stays in the slow one for minutes at times, so a ladder step's
+figures mean little without the box's speed at the time.  L{bench.run}
+probes at the start and the end of the run (L{median_probe}: JSON
+C{host.box_ms_start}, C{host.box_ms_end}) and, with a L{Sampler}, during
+each step (the C{box ms} column: the median of a tenth of the loop run
+every half second, scaled to the whole loop, about 1.5 % of one core);
+larger is slower.  A median tells which speed held most of the time; the
+fastest of a few runs (L{probe}, the command line) tells what the box can
+do.
 
   .venv/bin/python bench/boxspeed.py [--iterations N] [--repeat R]
 """
@@ -56,6 +59,20 @@ def probe(iterations: int = ITERATIONS, repeat: int = REPEAT,
     return best
 
 
+def median_probe(samples: int = 9, iterations: int = ITERATIONS // 10,
+                 clock=time.thread_time) -> float:
+    """
+    @return: the median of C{samples} runs of a loop of C{iterations},
+        each scaled to milliseconds per L{ITERATIONS} (as L{Sampler}'s
+        samples), rounded to 0.1 ms.
+    @raise ValueError: C{samples} or C{iterations} below 1.
+    """
+    if samples < 1:
+        raise ValueError("boxspeed: samples must be >= 1")
+    return round(statistics.median(
+        probe(iterations, 1, clock=clock) * ITERATIONS / iterations for _ in range(samples)), 1)
+
+
 class Sampler:
     """
     Probes the box's speed in a thread of its own while something else
@@ -77,7 +94,7 @@ class Sampler:
 
     def sample_once(self) -> float:
         """Probe once; @return: and record, the milliseconds per L{ITERATIONS}."""
-        took = probe(self.iterations, 1, clock=self.clock) * ITERATIONS / self.iterations
+        took = median_probe(1, self.iterations, clock=self.clock)
         self.samples.append(took)
         return took
 

@@ -209,7 +209,7 @@ def main(argv=None) -> int:
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}
     host = report["host"]
     # the box's speed drifts (bench/boxspeed.py): this run's, to read its figures by
-    host["box_ms_start"] = round(boxspeed.probe(), 1)
+    host["box_ms_start"] = boxspeed.median_probe()
     out.write("gwsms bench: %d CPUs, load %s, box probe %.1f ms, commit %s, Python %s (%s)\n" % (
         host["cpus"], " ".join("%.2f" % x for x in host["loadavg"]), host["box_ms_start"],
         host["commit"], host["python"], host["interpreter"]))
@@ -273,7 +273,7 @@ def main(argv=None) -> int:
         for direction, figures in report["summary"].items():
             out.write(ladder.summary_line(direction, figures) + "\n")
     report["host"]["loadavg_end"] = os.getloadavg()
-    report["host"]["box_ms_end"] = round(boxspeed.probe(), 1)
+    report["host"]["box_ms_end"] = boxspeed.median_probe()
     path = args.output or os.path.join(HERE, "results-%s.json" % (stamp,))
     with open(path, "w") as f:
         json.dump(report, f, indent=2)

@@ -41,6 +41,18 @@ class ProbeTests(SynchronousTestCase):
             self.assertIn("iterations and repeat must be >= 1", str(e))
 
 
+class MedianProbeTests(SynchronousTestCase):
+    def test_median_of_scaled_runs(self):
+        # a tenth of the loop each: 4.4, 7.0, 4.5 ms -> 44, 70, 45 per whole loop
+        clock = FakeClock([0.0044, 0.0070, 0.0045])
+        self.assertEqual(boxspeed.median_probe(3, boxspeed.ITERATIONS // 10, clock=clock), 45.0)
+        self.assertEqual(clock.times, [])
+
+    def test_bad_samples(self):
+        e = self.assertRaises(ValueError, boxspeed.median_probe, 0)
+        self.assertIn("samples must be >= 1", str(e))
+
+
 class MainTests(SynchronousTestCase):
     def test_prints_milliseconds(self):
         out = io.StringIO()
