@@ -59,6 +59,11 @@ def probe(iterations: int = ITERATIONS, repeat: int = REPEAT,
     return best
 
 
+def _scaled(iterations: int, clock) -> float:
+    """@return: one run of a loop of C{iterations}, in milliseconds per L{ITERATIONS}."""
+    return probe(iterations, 1, clock=clock) * ITERATIONS / iterations
+
+
 def median_probe(samples: int = 9, iterations: int = ITERATIONS // 10,
                  clock=time.thread_time) -> float:
     """
@@ -69,8 +74,7 @@ def median_probe(samples: int = 9, iterations: int = ITERATIONS // 10,
     """
     if samples < 1:
         raise ValueError("boxspeed: samples must be >= 1")
-    return round(statistics.median(
-        probe(iterations, 1, clock=clock) * ITERATIONS / iterations for _ in range(samples)), 1)
+    return round(statistics.median(_scaled(iterations, clock) for _ in range(samples)), 1)
 
 
 class Sampler:
@@ -94,7 +98,7 @@ class Sampler:
 
     def sample_once(self) -> float:
         """Probe once; @return: and record, the milliseconds per L{ITERATIONS}."""
-        took = median_probe(1, self.iterations, clock=self.clock)
+        took = _scaled(self.iterations, self.clock)
         self.samples.append(took)
         return took
 

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 from gwsms.store import sqlitecommit  # noqa: E402
+from ladder import percentile  # noqa: E402
 
 #: the fields of a record, in order (perf_counter seconds), then the
 #: commit thread's CPU seconds in the deferred statements
@@ -174,7 +175,7 @@ def summarise(records: list, skip: float = 0.25) -> dict:
         ordered = sorted(values)
         return (round(ordered[len(ordered) // 2] * 1e3, 3),
                 round(sum(ordered) / len(ordered) * 1e3, 3),
-                round(ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] * 1e3, 3),
+                round(percentile(ordered, 99) * 1e3, 3),
                 round(ordered[-1] * 1e3, 3))
 
     for name, begin, end in PHASES:
