@@ -42,9 +42,11 @@ class BenchTimeout(BenchError):
     """The global --timeout expired."""
 
 
-def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted", options=()) -> str:
+def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted", options=(),
+                   sip_options=()) -> str:
     """
     @param options: extra C{(key, toml value)} pairs of the C{[gateway]} section.
+    @param sip_options: the same for the C{[sip]} section.
     @return: the TOML configuration of the benchmarked gateway: SQLite file,
         SIP UDP on 127.0.0.1, control socket, everything in C{tmp}.
     """
@@ -55,6 +57,7 @@ def gateway_config(tmp: str, sip_port: int, sip_reply: str = "submitted", option
         "[sip]",
         'listen = ["udp:127.0.0.1:%d"]' % sip_port,
         'domain = "127.0.0.1"',
+    ] + ["%s = %s" % item for item in sip_options] + [
         "",
         "[control]",
         'socket = "%s"' % os.path.join(tmp, "gwsms.sock"),
@@ -309,7 +312,8 @@ class Bench:
         self.uac_port = self.uac_ports[0]
         self.config = os.path.join(self.tmp, "gwsms.toml")
         with open(self.config, "w") as f:
-            f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply, self.args.gateway_options))
+            f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply,
+                                   self.args.gateway_options, getattr(self.args, "sip_options", ())))
         self._gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(self.smsc_port),
                     "--system-id", "bench", "--password", "bench", "--window", str(self.args.window))
         self._gwsms("route", "add", "--prefix", "", "--smsc", "bench")

@@ -68,6 +68,8 @@ def main(argv=None) -> int:
                         help="run under cProfile and print the top N functions")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value)")
+    parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0")
     parser.add_argument("--slow", action="store_true", help="without the MO lane (compare)")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="S",
                         help="sys.setswitchinterval() after gctune (experiment)")
@@ -88,7 +90,8 @@ def main(argv=None) -> int:
         config_path = os.path.join(tmp, "gwsms.toml")
         options = [tuple(o.split("=", 1)) for o in args.option]
         with open(config_path, "w") as f:
-            f.write(gateway_config(tmp, sip_port, options))
+            f.write(gateway_config(tmp, sip_port, options,
+                                   [tuple(o.split("=", 1)) for o in args.sip_option]))
 
         gwsms = cli(tmp, config_path)
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),

@@ -51,11 +51,12 @@ def free_port() -> int:
     return port
 
 
-def gateway_config(tmp: str, sip_port: int, options=()) -> str:
+def gateway_config(tmp: str, sip_port: int, options=(), sip_options=()) -> str:
     """@return: the TOML configuration: SQLite file (durable), SIP UDP on 127.0.0.1."""
     return "\n".join([
         "[database]", 'url = "sqlite:%s"' % os.path.join(tmp, "gwsms.sqlite3"), "",
-        "[sip]", 'listen = ["udp:127.0.0.1:%d"]' % sip_port, 'domain = "127.0.0.1"', "",
+        "[sip]", 'listen = ["udp:127.0.0.1:%d"]' % sip_port, 'domain = "127.0.0.1"',
+    ] + ["%s = %s" % item for item in sip_options] + ["",
         "[control]", 'socket = "%s"' % os.path.join(tmp, "gwsms.sock"), "",
         "[gateway]", 'sip_reply = "submitted"',
     ] + ["%s = %s" % item for item in options] + [""])
@@ -254,6 +255,8 @@ def main(argv=None) -> int:
                         help="run under cProfile and print the top N functions")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value)")
+    parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0")
     parser.add_argument("--gc-default", action="store_true",
                         help="keep Python's collector settings (twistd applies"
                         " gwsms.gctune.tune() once started)")
@@ -280,7 +283,8 @@ def main(argv=None) -> int:
         config_path = os.path.join(tmp, "gwsms.toml")
         options = [tuple(o.split("=", 1)) for o in args.option]
         with open(config_path, "w") as f:
-            f.write(gateway_config(tmp, sip_port, options))
+            f.write(gateway_config(tmp, sip_port, options,
+                                   [tuple(o.split("=", 1)) for o in args.sip_option]))
 
         gwsms = cli(tmp, config_path)
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),

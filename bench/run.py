@@ -61,18 +61,18 @@ QUICK_DURATION = 3.0
 # -- pure helpers (tested) ------------------------------------------------------
 
 
-def parse_gateway_option(text: str) -> tuple[str, str]:
+def parse_gateway_option(text: str, option: str = "--gateway-option") -> tuple[str, str]:
     """
     Parse one C{--gateway-option KEY=VALUE} (VALUE a TOML value, e.g.
-    C{commit_interval=0.002} or C{concat="sar"}).
+    C{commit_interval=0.002} or C{concat="sar"}), or of C{option}.
 
     @raise ValueError: naming what is wrong.
     """
     key, sep, value = text.partition("=")
     key, value = key.strip(), value.strip()
     if not sep or not key.replace("_", "").isalnum() or not value:
-        raise ValueError("--gateway-option %r is not KEY=VALUE" % (text,))
-    if key == "sip_reply":
+        raise ValueError("%s %r is not KEY=VALUE" % (option, text))
+    if key == "sip_reply" and option == "--gateway-option":
         raise ValueError("use --sip-reply for sip_reply")
     return key, value
 
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="[gateway] sip_reply (default submitted)")
     parser.add_argument("--gateway-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
+    parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0; repeatable")
     parser.add_argument("--gc-threshold", metavar="N0,N1,N2",
                         help="experiment: gc.set_threshold() in the gateway process (default: Python's)")
     parser.add_argument("--udp-rcvbuf", type=int, metavar="BYTES",
@@ -160,6 +162,7 @@ def main(argv=None) -> int:
         return 2
     try:
         args.gateway_options = [parse_gateway_option(o) for o in args.gateway_option]
+        args.sip_options = [parse_gateway_option(o, "--sip-option") for o in args.sip_option]
     except ValueError as e:
         sys.stderr.write("bench: %s\n" % (e,))
         return 2
@@ -204,6 +207,7 @@ def main(argv=None) -> int:
               "host": _host_info(args.sipp), "settings": {
                   "steps": list(steps), "duration": args.duration, "directions": directions,
                   "sip_reply": args.sip_reply, "gateway_options": dict(args.gateway_options),
+                  "sip_options": dict(args.sip_options),
                   "gc_threshold": args.gc_threshold, "udp_rcvbuf": args.udp_rcvbuf,
                   "window": args.window, "uacs": args.uacs, "mo_window": args.mo_window,
                   "database": "sqlite file (WAL, synchronous=FULL)", "timeout": timeout}}

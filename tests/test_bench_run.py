@@ -35,6 +35,19 @@ class GatewayConfigTests(SynchronousTestCase):
         self.assertEqual(loaded.control.socket, os.path.join(os.path.abspath(tmp), "gwsms.sock"))
         self.assertEqual(loaded.gateway.sip_reply, "accepted")
         self.assertEqual((loaded.gateway.commit_interval, loaded.gateway.concat), (0.002, "sar"))
+        self.assertEqual(loaded.sip.udp_receive_buffer, config.SipConfig().udp_receive_buffer)
+
+    def test_sip_options(self):
+        """--sip-option's pairs land in [sip]."""
+        tmp = self.mktemp()
+        os.mkdir(tmp)
+        path = os.path.join(tmp, "gwsms.toml")
+        with open(path, "w") as f:
+            f.write(harness.gateway_config(os.path.abspath(tmp), 45060, "submitted", [],
+                                           [("udp_receive_buffer", "0")]))
+        loaded = config.load(path)
+        self.assertEqual(loaded.sip.udp_receive_buffer, 0)
+        self.assertEqual(loaded.sip.listen, ("udp:127.0.0.1:45060",))
 
 
 class GatewayOptionTests(SynchronousTestCase):
@@ -47,6 +60,13 @@ class GatewayOptionTests(SynchronousTestCase):
             e = self.assertRaises(ValueError, run.parse_gateway_option, text)
             self.assertIn("KEY=VALUE", str(e))
         self.assertRaises(ValueError, run.parse_gateway_option, "sip_reply=\"accepted\"")
+
+    def test_sip_option_named(self):
+        e = self.assertRaises(ValueError, run.parse_gateway_option, "udp_receive_buffer",
+                              "--sip-option")
+        self.assertEqual(str(e), "--sip-option 'udp_receive_buffer' is not KEY=VALUE")
+        self.assertEqual(run.parse_gateway_option("udp_receive_buffer=0", "--sip-option"),
+                         ("udp_receive_buffer", "0"))
 
 
 class TimeoutTests(SynchronousTestCase):
@@ -101,6 +121,10 @@ class ParserTests(SynchronousTestCase):
     def test_bad_option_exit_2(self):
         self.assertEqual(self.main_error(["--gateway-option", "nonsense", "--no-micro"]),
                          (2, "bench: --gateway-option 'nonsense' is not KEY=VALUE\n"))
+
+    def test_bad_sip_option_exit_2(self):
+        self.assertEqual(self.main_error(["--sip-option", "nonsense", "--no-micro"]),
+                         (2, "bench: --sip-option 'nonsense' is not KEY=VALUE\n"))
 
     def test_bad_gc_threshold_exit_2(self):
         for value in ("1,x", "1,2,3,4"):
