@@ -96,14 +96,60 @@ def free_port(kind=socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
+def pin_plan(allowed, gateway_options, enabled: bool = True):
+    """
+    Where the bench puts the gateway's event loop and the load (sipp, the
+    simulator): the event loop alone on the first allowed CPU (the
+    gateway's C{[gateway] reactor_cpus}, its helper threads on the
+    others) and the load on the others.
+
+    @param allowed: the CPUs this process may use.
+    @param gateway_options: the C{--gateway-option} pairs.
+    @return: C{(reactor_cpus option value or None, load CPUs or None, why
+        not)}: C{None}s and a reason when nothing is pinned (C{--no-pin},
+        fewer than two CPUs, C{workers > 1}); with a C{reactor_cpus}
+        option of the user's, only the load is placed, on the CPUs it
+        leaves.
+    """
+    options = dict(gateway_options)
+    if not enabled:
+        return None, None, "--no-pin"
+    allowed = sorted(allowed)
+    if len(allowed) < 2:
+        return None, None, "fewer than two CPUs"
+    if "reactor_cpus" in options:
+        try:
+            mine = {int(x) for x in options["reactor_cpus"].strip("[] ").split(",") if x.strip()}
+        except ValueError:
+            return None, None, "reactor_cpus %s not understood" % options["reactor_cpus"]
+        rest = [cpu for cpu in allowed if cpu not in mine]
+        return None, (rest or None), (None if rest else "reactor_cpus leaves no CPU")
+    if options.get("workers", "1").strip() not in ("1", ""):
+        return None, None, "workers > 1"
+    return "[%d]" % allowed[0], allowed[1:], None
+
+
 class Processes:
     """Every child, each in its own process group; L{stop_all} kills them all."""
 
     def __init__(self):
         self.children = []
 
-    def start(self, argv, **kw) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, start_new_session=True, **kw)
+    def start(self, argv, cpus=None, **kw) -> subprocess.Popen:
+        """
+        @param cpus: the CPUs the child may use (it inherits them from this
+            thread, set for the moment of the fork), or C{None}: this
+            process's.
+        """
+        if cpus:
+            before = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, cpus)
+            try:
+                proc = subprocess.Popen(argv, start_new_session=True, **kw)
+            finally:
+                os.sched_setaffinity(0, before)
+        else:
+            proc = subprocess.Popen(argv, start_new_session=True, **kw)
         self.children.append(proc)
         return proc
 
@@ -292,6 +338,10 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="gwsms-bench-")
         self.sim = self.gateway = self.uas = None
         self.uas_stat = os.path.join(self.tmp, "uas-stat.csv")
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+        #: the gateway's reactor_cpus (TOML) and the load's CPUs (L{pin_plan})
+        self.reactor_cpus, self.load_cpus, self.unpinned = pin_plan(
+            allowed, args.gateway_options, not getattr(args, "no_pin", False))
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -301,7 +351,7 @@ class Bench:
 
     def setup(self, need_uas: bool) -> None:
         self.sim = self.procs.start([sys.executable, DRIVER, "--window", str(self.args.mo_window)],
-                                    cwd=self.tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    cpus=self.load_cpus, cwd=self.tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=open(os.path.join(self.tmp, "smsc.log"), "wb"), bufsize=0)
         hello = self._sim_line(15)
         if "listening" not in hello:
@@ -312,8 +362,11 @@ class Bench:
         self.uac_port = self.uac_ports[0]
         self.config = os.path.join(self.tmp, "gwsms.toml")
         with open(self.config, "w") as f:
+            options = list(self.args.gateway_options)
+            if self.reactor_cpus is not None:
+                options.append(("reactor_cpus", self.reactor_cpus))
             f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply,
-                                   self.args.gateway_options, getattr(self.args, "sip_options", ())))
+                                   options, getattr(self.args, "sip_options", ())))
         self._gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(self.smsc_port),
                     "--system-id", "bench", "--password", "bench", "--window", str(self.args.window))
         self._gwsms("route", "add", "--prefix", "", "--smsc", "bench")
@@ -321,7 +374,8 @@ class Bench:
                     "--sip-uri", "sip:bench@127.0.0.1:%d" % self.uas_port)
         if need_uas:
             self.uas = self.procs.start(
-                uas_command(self.args.sipp, self.uas_port, self.uas_stat), cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                uas_command(self.args.sipp, self.uas_port, self.uas_stat), cpus=self.load_cpus,
+                cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(self.tmp, "uas.err"), "wb"))
         self.gw_log = os.path.join(self.tmp, "twistd.log")
         gcdir = os.path.join(self.tmp, "gcdiag")
@@ -411,7 +465,7 @@ class Bench:
         os.makedirs(self.args.profile, exist_ok=True)
         output = os.path.join(self.args.profile, name + ".txt")
         proc = self.procs.start(pyspy.command(self.args.pyspy, self.gateway.pid, seconds, output),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                cpus=self.load_cpus, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=open(output + ".err", "wb"))
         return proc, output
 
@@ -466,7 +520,7 @@ class Bench:
         os.mkdir(stepdir)
         return self.procs.start(
             uac_command(self.args.sipp, "127.0.0.1:%d" % self.sip_port, port, rate, count, stepdir, bound),
-            cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            cpus=self.load_cpus, cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(os.path.join(stepdir, "sipp.err"), "wb"))
 
     def mt_step(self, rate: int) -> ladder.Step:
@@ -620,7 +674,8 @@ class Bench:
                  "-l", str(max(500, rate)), "-trace_stat", "-stf", os.path.join(stepdir, "stat.csv"),
                  "-fd", "10", "-nostdin", "-timeout", "%ds" % int(seconds + 60), "-buff_size", "8388608",
                  "-default_behaviors", "all,-bye"],
-                cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                cpus=self.load_cpus, cwd=stepdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
         else:
             self.sim_command("mo %d %d" % (rate, count))
         samples = []

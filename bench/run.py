@@ -77,6 +77,17 @@ def parse_gateway_option(text: str, option: str = "--gateway-option") -> tuple[s
     return key, value
 
 
+def placement(reactor_cpus, load_cpus, unpinned) -> str:
+    """The header's line on where the processes run (L{harness.pin_plan})."""
+    load = ",".join(map(str, load_cpus)) if load_cpus else None
+    if reactor_cpus is not None:
+        return ("gateway event loop alone on CPU %s; its other threads, sipp and the simulator"
+                " on CPU %s (--no-pin: the kernel's choice)" % (reactor_cpus.strip("[]"), load))
+    if load is not None:
+        return "sipp and the simulator on CPU %s (the gateway as its reactor_cpus says)" % load
+    return "the kernel's choice (%s)" % unpinned
+
+
 def default_timeout(steps, duration: float, directions: int, memory_minutes: float = 0.0) -> float:
     """
     @return: the global time bound in seconds: per step its duration, up to
@@ -136,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
     parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0; repeatable")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the kernel place every process (default: the gateway's event loop alone on "
+                             "the first CPU, its other threads, sipp and the simulator on the others)")
     parser.add_argument("--gc-threshold", metavar="N0,N1,N2",
                         help="experiment: gc.set_threshold() in the gateway process (default: Python's)")
     parser.add_argument("--udp-rcvbuf", type=int, metavar="BYTES",
@@ -229,6 +243,9 @@ def main(argv=None) -> int:
         if e2e:
             bench = Bench(args, out)
             atexit.register(bench.procs.stop_all)
+            report["settings"]["pin"] = {"reactor_cpus": bench.reactor_cpus,
+                                         "load_cpus": bench.load_cpus, "not_pinned": bench.unpinned}
+            out.write("placement: %s\n" % placement(bench.reactor_cpus, bench.load_cpus, bench.unpinned))
             bench.setup(need_uas="mo" in directions)
             out.write("gateway pid %d (SIP udp 127.0.0.1:%d), simulator pid %d (SMPP 127.0.0.1:%d), temp %s\n" % (
                 bench.gateway.pid, bench.sip_port, bench.sim.pid, bench.smsc_port, bench.tmp))

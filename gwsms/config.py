@@ -107,6 +107,7 @@ class GatewayConfig:
     max_backlog: int = 1048576  # bytes waiting in the SIP UDP socket before shedding; 0 = off
     max_delay: float = 0.3  # seconds the oldest MESSAGE waits for its answer before shedding
     workers: int = 1
+    reactor_cpus: tuple[int, ...] = ()  # CPUs of the event loops (gwsms.affinity); () = the kernel's choice
     retention: float = 2592000.0  # 30 days; 0 = keep forever
 
 
@@ -164,6 +165,11 @@ def _convert(path: str, key: str, kind: typing.Any, value: typing.Any) -> typing
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if kind in ("tuple[int, ...]",):
+        if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: expected a list of integers, got {value!r}")
         return tuple(value)
     raise AssertionError(f"unhandled config type {kind!r}")  # pragma: no cover
 
@@ -276,6 +282,11 @@ def _check(path: str, config: Config) -> None:
         raise bad("gateway.retry_after", "must be between 0 and 86400")
     if not 1 <= gateway.workers <= 64:
         raise bad("gateway.workers", "must be between 1 and 64")
+    if gateway.reactor_cpus:
+        from gwsms import affinity
+        problem = affinity.check(gateway.reactor_cpus)
+        if problem is not None:
+            raise bad("gateway.reactor_cpus", problem)
     if gateway.workers > 1:
         if db == "sqlite::memory:":
             raise bad("database.url", "gateway.workers > 1 needs a database file or MySQL"

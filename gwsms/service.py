@@ -63,6 +63,8 @@ class GatewayService(service.MultiService):
         self.control = None
         self.started: defer.Deferred = defer.Deferred()
         self._previous_sighup = None
+        #: the threads' CPU placement (L{gwsms.affinity}), with [gateway] reactor_cpus
+        self.pinning = None
 
     def startService(self) -> None:
         service.Service.startService(self)
@@ -139,7 +141,7 @@ class GatewayService(service.MultiService):
             self.fanout = workers.FanOut(self.reactor, config.control.socket,
                                          config.gateway.workers)
             self.supervisor = workers.WorkerSupervisor(
-                self.reactor, self.reactor.spawnProcess, config.gateway.workers,
+                self.reactor, self._spawn, config.gateway.workers,
                 lambda k: workers.worker_command(config.path, k), env=workers.worker_env(),
                 stop_timeout=config.smpp.shutdown_timeout + 5.0)
             self._add_and_start(self.supervisor)
@@ -152,12 +154,35 @@ class GatewayService(service.MultiService):
 
     def _started(self, _) -> None:
         self._log.info("gwsms started")
+        cpus = self.config.gateway.reactor_cpus
+        if cpus:
+            self._pin(cpus)
         if self.install_signals:
             # this service owns the process (twistd, a worker): fewer,
             # smaller garbage collections from now on (gwsms.gctune)
             from gwsms import gctune
             gctune.tune()
         self.started.callback(self)
+
+    def _spawn(self, *args, **kw):
+        """C{reactor.spawnProcess}, the child with the CPUs the process had before L{_pin}."""
+        if self.pinning is None:
+            return self.reactor.spawnProcess(*args, **kw)
+        with self.pinning.unpinned():
+            return self.reactor.spawnProcess(*args, **kw)
+
+    def _pin(self, cpus) -> None:
+        """[gateway] reactor_cpus: the event loop on a CPU of its own (L{gwsms.affinity})."""
+        from gwsms import affinity
+        try:
+            allowed = affinity.allowed_cpus()
+            cpu, others = affinity.plan(cpus, self.worker, allowed)
+            self.pinning = affinity.Pinning(self.reactor, cpu, others)
+            self.pinning.start()
+        except OSError as e:
+            self.pinning = None
+            self._log.warn("gateway.reactor_cpus {cpus}: cannot pin the threads: {error}",
+                           cpus=list(cpus), error=e)
 
     def _start_failed(self, failure) -> None:
         message = failure.getErrorMessage() or failure.type.__name__
@@ -171,6 +196,10 @@ class GatewayService(service.MultiService):
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
+        if self.pinning is not None:
+            # a process that goes on (tests, an embedding) gets its placement back
+            self.pinning.stop(restore=not self.install_signals)
+            self.pinning = None
         d = defer.maybeDeferred(super().stopService)
 
         def close_db(result):

@@ -188,3 +188,43 @@ class HostInfoTests(SynchronousTestCase):
         self.assertTrue(os.access(host["interpreter"], os.X_OK), host["interpreter"])
         self.assertEqual(host["python"], platform.python_version())
         self.assertEqual(host["sipp"], "?")
+
+
+class PinPlanTests(SynchronousTestCase):
+    """Where the bench puts the gateway's event loop and the load (harness.pin_plan)."""
+
+    def test_two_cpus(self):
+        self.assertEqual(harness.pin_plan({0, 1}, []), ("[0]", [1], None))
+
+    def test_first_allowed_cpu(self):
+        self.assertEqual(harness.pin_plan({2, 3, 5}, []), ("[2]", [3, 5], None))
+
+    def test_off(self):
+        self.assertEqual(harness.pin_plan({0, 1}, [], enabled=False), (None, None, "--no-pin"))
+        self.assertEqual(harness.pin_plan({0}, []), (None, None, "fewer than two CPUs"))
+        self.assertEqual(harness.pin_plan({0, 1}, [("workers", "2")]), (None, None, "workers > 1"))
+
+    def test_users_reactor_cpus(self):
+        """The user's reactor_cpus stand; the load goes on the CPUs they leave."""
+        self.assertEqual(harness.pin_plan({0, 1, 2}, [("reactor_cpus", "[1]")]), (None, [0, 2], None))
+        self.assertEqual(harness.pin_plan({0, 1}, [("reactor_cpus", "[0, 1]")]),
+                         (None, None, "reactor_cpus leaves no CPU"))
+
+    def test_placement_line(self):
+        self.assertEqual(run.placement("[0]", [1], None),
+                         "gateway event loop alone on CPU 0; its other threads, sipp and the"
+                         " simulator on CPU 1 (--no-pin: the kernel's choice)")
+        self.assertEqual(run.placement(None, None, "--no-pin"), "the kernel's choice (--no-pin)")
+        self.assertEqual(run.placement(None, [0, 2], None),
+                         "sipp and the simulator on CPU 0,2 (the gateway as its reactor_cpus says)")
+
+    def test_config_takes_it(self):
+        """The option the plan gives is a valid [gateway] reactor_cpus."""
+        tmp = self.mktemp()
+        os.mkdir(tmp)
+        path = os.path.join(tmp, "gwsms.toml")
+        cpu = min(os.sched_getaffinity(0))
+        with open(path, "w") as f:
+            f.write(harness.gateway_config(os.path.abspath(tmp), 45060, "submitted",
+                                           [("reactor_cpus", "[%d]" % cpu)]))
+        self.assertEqual(config.load(path).gateway.reactor_cpus, (cpu,))

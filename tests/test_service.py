@@ -5,11 +5,13 @@ the shipped SMSC simulator, and the control socket used by the C{gwsms}
 command.
 """
 
+import dataclasses
 import os
 import socket
+import threading
 
 from twisted.internet import defer, endpoints, task, threads
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from gwsms import config as gwconfig
 from gwsms import control
@@ -215,3 +217,44 @@ class GatewayServiceTests(TestCase):
         failure = yield self.assertFailure(gateway.started, Exception)
         self.assertIn(str(port), str(failure))
         self.flushLoggedErrors()
+
+
+class ReactorCpusTests(TestCase):
+    """[gateway] reactor_cpus on the running service (Linux, two CPUs)."""
+
+    timeout = 60
+    start_gateway = GatewayServiceTests.start_gateway
+
+    def setUp(self):
+        from gwsms import affinity
+
+        if not affinity.supported() or len(affinity.allowed_cpus()) < 2:
+            raise SkipTest("needs Linux and two CPUs")
+        GatewayServiceTests.setUp(self)
+        self.cpus = sorted(affinity.allowed_cpus())
+        self.before = os.sched_getaffinity(0)
+        self.config = dataclasses.replace(
+            self.config, gateway=dataclasses.replace(self.config.gateway,
+                                                     reactor_cpus=(self.cpus[0],)))
+
+    @defer.inlineCallbacks
+    def test_event_loop_pinned_helpers_not(self):
+        """
+        Started: the event loop's thread on its CPU, the helper threads
+        (the database's pool) on the others; stopped: the CPUs the threads
+        had before.
+        """
+        gateway = yield self.start_gateway()
+        self.assertEqual(os.sched_getaffinity(0), {self.cpus[0]})
+        helpers = [t for t in threading.enumerate() if t is not threading.main_thread()]
+        self.assertTrue(helpers)
+        for thread in helpers:
+            self.assertEqual(os.sched_getaffinity(thread.native_id), set(self.cpus[1:]),
+                             thread.name)
+        # a SIP answer still comes from the pinned event loop
+        udp_port = gateway.sip.port("udp")
+        answer = yield threads.deferToThread(_udp_exchange, udp_port, _options_request(udp_port))
+        self.assertTrue(answer.startswith(b"SIP/2.0 200 "), answer[:80])
+        yield gateway.stopService()
+        self.assertIsNone(gateway.pinning)
+        self.assertEqual(os.sched_getaffinity(0), self.before)
