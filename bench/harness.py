@@ -106,14 +106,14 @@ def pin_plan(allowed, gateway_options, enabled: bool = True):
     @param allowed: the CPUs this process may use.
     @param gateway_options: the C{--gateway-option} pairs.
     @return: C{(reactor_cpus option value or None, load CPUs or None, why
-        not)}: C{None}s and a reason when nothing is pinned (C{--no-pin},
+        not)}: C{None}s and a reason when nothing is pinned (no C{--pin},
         fewer than two CPUs, C{workers > 1}); with a C{reactor_cpus}
         option of the user's, only the load is placed, on the CPUs it
         leaves.
     """
     options = dict(gateway_options)
     if not enabled:
-        return None, None, "--no-pin"
+        return None, None, "no --pin"
     allowed = sorted(allowed)
     if len(allowed) < 2:
         return None, None, "fewer than two CPUs"
@@ -341,7 +341,7 @@ class Bench:
         allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
         #: the gateway's reactor_cpus (TOML) and the load's CPUs (L{pin_plan})
         self.reactor_cpus, self.load_cpus, self.unpinned = pin_plan(
-            allowed, args.gateway_options, not getattr(args, "no_pin", False))
+            allowed, args.gateway_options, getattr(args, "pin", False))
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")

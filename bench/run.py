@@ -82,7 +82,7 @@ def placement(reactor_cpus, load_cpus, unpinned) -> str:
     load = ",".join(map(str, load_cpus)) if load_cpus else None
     if reactor_cpus is not None:
         return ("gateway event loop alone on CPU %s; its other threads, sipp and the simulator"
-                " on CPU %s (--no-pin: the kernel's choice)" % (reactor_cpus.strip("[]"), load))
+                " on CPU %s (--pin)" % (reactor_cpus.strip("[]"), load))
     if load is not None:
         return "sipp and the simulator on CPU %s (the gateway as its reactor_cpus says)" % load
     return "the kernel's choice (%s)" % unpinned
@@ -147,9 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra [gateway] setting (TOML value), e.g. commit_interval=0.002; repeatable")
     parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0; repeatable")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="let the kernel place every process (default: the gateway's event loop alone on "
-                             "the first CPU, its other threads, sipp and the simulator on the others)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the gateway's event loop alone on the first CPU ([gateway] reactor_cpus), its other "
+                             "threads, sipp and the simulator on the others (default: the kernel places them)")
     parser.add_argument("--gc-threshold", metavar="N0,N1,N2",
                         help="experiment: gc.set_threshold() in the gateway process (default: Python's)")
     parser.add_argument("--udp-rcvbuf", type=int, metavar="BYTES",

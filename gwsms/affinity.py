@@ -7,9 +7,10 @@ every datagram, PDU and answer passes through it.  With C{reactor_cpus}
 set, each gateway process (worker C{k}) runs its event loop's thread on
 C{reactor_cpus[k % len(reactor_cpus)]} and all its other threads (the
 SQLite commit thread, the thread pools) on the CPUs of the process's
-affinity set that are not in C{reactor_cpus}: the helpers no longer
-preempt the event loop on its CPU, and the interpreter lock passes
-between two CPUs that each keep their thread's caches warm.  Threads
+affinity set that are not in C{reactor_cpus}, so that they don't preempt
+the event loop on its CPU.  On the bench's two CPUs, with sipp and the
+simulator on the other CPU too, the event loop's wait for the
+interpreter lock halved (C{bench/README.md}).  Threads
 started later (the pools start theirs on demand) are moved off the
 event loop's CPU by a sweep every L{SWEEP_INTERVAL} seconds.  Keep other
 busy processes off those CPUs too (systemd's C{CPUAffinity=}, C{taskset})

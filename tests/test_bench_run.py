@@ -196,11 +196,17 @@ class PinPlanTests(SynchronousTestCase):
     def test_two_cpus(self):
         self.assertEqual(harness.pin_plan({0, 1}, []), ("[0]", [1], None))
 
+    def test_off_by_default(self):
+        """make bench lets the kernel place everything unless --pin is given."""
+        args = run.build_parser().parse_args([])
+        self.assertFalse(args.pin)
+        self.assertTrue(run.build_parser().parse_args(["--pin"]).pin)
+
     def test_first_allowed_cpu(self):
         self.assertEqual(harness.pin_plan({2, 3, 5}, []), ("[2]", [3, 5], None))
 
     def test_off(self):
-        self.assertEqual(harness.pin_plan({0, 1}, [], enabled=False), (None, None, "--no-pin"))
+        self.assertEqual(harness.pin_plan({0, 1}, [], enabled=False), (None, None, "no --pin"))
         self.assertEqual(harness.pin_plan({0}, []), (None, None, "fewer than two CPUs"))
         self.assertEqual(harness.pin_plan({0, 1}, [("workers", "2")]), (None, None, "workers > 1"))
 
@@ -213,8 +219,8 @@ class PinPlanTests(SynchronousTestCase):
     def test_placement_line(self):
         self.assertEqual(run.placement("[0]", [1], None),
                          "gateway event loop alone on CPU 0; its other threads, sipp and the"
-                         " simulator on CPU 1 (--no-pin: the kernel's choice)")
-        self.assertEqual(run.placement(None, None, "--no-pin"), "the kernel's choice (--no-pin)")
+                         " simulator on CPU 1 (--pin)")
+        self.assertEqual(run.placement(None, None, "no --pin"), "the kernel's choice (no --pin)")
         self.assertEqual(run.placement(None, [0, 2], None),
                          "sipp and the simulator on CPU 0,2 (the gateway as its reactor_cpus says)")
 
