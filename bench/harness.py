@@ -8,6 +8,7 @@ steps and the memory check and stops everything it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -129,6 +130,23 @@ def pin_plan(allowed, gateway_options, enabled: bool = True):
     return "[%d]" % allowed[0], allowed[1:], None
 
 
+@contextlib.contextmanager
+def on_cpus(cpus):
+    """
+    This thread on C{cpus} for the block (a child started in it inherits
+    them); C{None} or empty: unchanged.
+    """
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 class Processes:
     """Every child, each in its own process group; L{stop_all} kills them all."""
 
@@ -141,14 +159,7 @@ class Processes:
             thread, set for the moment of the fork), or C{None}: this
             process's.
         """
-        if cpus:
-            before = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, cpus)
-            try:
-                proc = subprocess.Popen(argv, start_new_session=True, **kw)
-            finally:
-                os.sched_setaffinity(0, before)
-        else:
+        with on_cpus(cpus):
             proc = subprocess.Popen(argv, start_new_session=True, **kw)
         self.children.append(proc)
         return proc

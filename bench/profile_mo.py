@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
+import harness  # noqa: E402
 from profile_mt import GcTimer, PollTimer, cli, cpu, free_port, gateway_config, \
     start_simulator, time_batches  # noqa: E402
 
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
                         help="run under cProfile and print the top N functions")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value)")
+    parser.add_argument("--pin", action="store_true",
+                        help="as bench/run.py --pin: the gateway's event loop alone on the first CPU"
+                        " ([gateway] reactor_cpus), the simulator and sipp on the others")
     parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0")
     parser.add_argument("--slow", action="store_true", help="without the MO lane (compare)")
@@ -78,17 +82,21 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-mo-")
     procs = []
     try:
-        sim, smsc_port = start_simulator(tmp, procs, args.mo_window)
+        options = [tuple(o.split("=", 1)) for o in args.option]
+        reactor_cpus, load_cpus, _why = harness.pin_plan(os.sched_getaffinity(0), options, args.pin)
+        if reactor_cpus is not None:
+            options.append(("reactor_cpus", reactor_cpus))
+        sim, smsc_port = start_simulator(tmp, procs, args.mo_window, load_cpus)
         sip_port, uas_port = free_port(), free_port()
         stat = os.path.join(tmp, "uas-stat.csv")
-        uas = subprocess.Popen(
-            ["sipp", "-sf", UAS_XML, "-i", "127.0.0.1", "-p", str(uas_port), "-trace_stat",
-             "-stf", stat, "-fd", "1", "-nostdin", "-buff_size", "8388608"],
-            cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        with harness.on_cpus(load_cpus):
+            uas = subprocess.Popen(
+                ["sipp", "-sf", UAS_XML, "-i", "127.0.0.1", "-p", str(uas_port), "-trace_stat",
+                 "-stf", stat, "-fd", "1", "-nostdin", "-buff_size", "8388608"],
+                cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
         procs.append(uas)
         config_path = os.path.join(tmp, "gwsms.toml")
-        options = [tuple(o.split("=", 1)) for o in args.option]
         with open(config_path, "w") as f:
             f.write(gateway_config(tmp, sip_port, options,
                                    [tuple(o.split("=", 1)) for o in args.sip_option]))

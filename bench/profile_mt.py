@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 
 import socket  # noqa: E402
 
+import harness  # noqa: E402
 import ladder  # noqa: E402
 import procstat  # noqa: E402
 
@@ -62,16 +63,17 @@ def gateway_config(tmp: str, sip_port: int, options=(), sip_options=()) -> str:
     ] + ["%s = %s" % item for item in options] + [""])
 
 
-def start_simulator(tmp: str, procs: list, window: int):
+def start_simulator(tmp: str, procs: list, window: int, cpus=None):
     """
     Start the shipped SMSC simulator (L{bench.smsc_driver}) in C{tmp},
-    appended to C{procs}.
+    appended to C{procs}, on C{cpus} (default: this process's).
 
     @return: C{(process, its SMPP port)}.
     """
-    sim = subprocess.Popen([sys.executable, os.path.join(HERE, "smsc_driver.py"),
-                            "--window", str(window)], cwd=tmp, stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    with harness.on_cpus(cpus):
+        sim = subprocess.Popen([sys.executable, os.path.join(HERE, "smsc_driver.py"),
+                                "--window", str(window)], cwd=tmp, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     procs.append(sim)
     return sim, json.loads(sim.stdout.readline())["listening"]
 
@@ -255,6 +257,9 @@ def main(argv=None) -> int:
                         help="run under cProfile and print the top N functions")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [gateway] setting (TOML value)")
+    parser.add_argument("--pin", action="store_true",
+                        help="as bench/run.py --pin: the gateway's event loop alone on the first CPU"
+                        " ([gateway] reactor_cpus), the simulator and sipp on the others")
     parser.add_argument("--sip-option", action="append", default=[], metavar="KEY=VALUE",
                         help="extra [sip] setting (TOML value), e.g. udp_receive_buffer=0")
     parser.add_argument("--gc-default", action="store_true",
@@ -278,10 +283,14 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
     procs = []
     try:
-        sim, smsc_port = start_simulator(tmp, procs, 100)
+        options = [tuple(o.split("=", 1)) for o in args.option]
+        reactor_cpus, args.load_cpus, _why = harness.pin_plan(
+            os.sched_getaffinity(0), options, args.pin)
+        if reactor_cpus is not None:
+            options.append(("reactor_cpus", reactor_cpus))
+        sim, smsc_port = start_simulator(tmp, procs, 100, args.load_cpus)
         sip_port = free_port()
         config_path = os.path.join(tmp, "gwsms.toml")
-        options = [tuple(o.split("=", 1)) for o in args.option]
         with open(config_path, "w") as f:
             f.write(gateway_config(tmp, sip_port, options,
                                    [tuple(o.split("=", 1)) for o in args.sip_option]))
@@ -331,15 +340,16 @@ def run(args, tmp, config_path, sip_port, procs) -> int:
             await task.deferLater(reactor, 0.05, lambda: None)
         else:
             raise RuntimeError("no SMPP bind")
-        sipp = subprocess.Popen(
-            ["sipp", "-sf", UAC_XML, "127.0.0.1:%d" % sip_port, "-i", "127.0.0.1",
-             "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
-             "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
-             "-buff_size", "8388608", "-trace_stat", "-stf", os.path.join(tmp, "stat.csv"),
-             "-fd", "1", *ladder.rtt_args(args.count)]
-            + (["-default_behaviors", "all,-bye"] if args.sipp_nd else []),
-            cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        with harness.on_cpus(args.load_cpus):
+            sipp = subprocess.Popen(
+                ["sipp", "-sf", UAC_XML, "127.0.0.1:%d" % sip_port, "-i", "127.0.0.1",
+                 "-p", str(free_port()), "-r", str(args.rate), "-rp", "1000", "-m", str(args.count),
+                 "-l", str(max(500, args.rate)), "-nostdin", "-timeout", "120s",
+                 "-buff_size", "8388608", "-trace_stat", "-stf", os.path.join(tmp, "stat.csv"),
+                 "-fd", "1", *ladder.rtt_args(args.count)]
+                + (["-default_behaviors", "all,-bye"] if args.sipp_nd else []),
+                cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
         procs.append(sipp)
         gc.collect()
         if not args.gc_default:

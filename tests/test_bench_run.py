@@ -234,3 +234,24 @@ class PinPlanTests(SynchronousTestCase):
             f.write(harness.gateway_config(os.path.abspath(tmp), 45060, "submitted",
                                            [("reactor_cpus", "[%d]" % cpu)]))
         self.assertEqual(config.load(path).gateway.reactor_cpus, (cpu,))
+
+
+class OnCpusTests(SynchronousTestCase):
+    def test_child_inherits_then_restored(self):
+        """A child started inside on_cpus runs on those CPUs; this thread gets its own back."""
+        import subprocess
+        import sys
+
+        before = os.sched_getaffinity(0)
+        cpu = min(before)
+        with harness.on_cpus([cpu]):
+            self.assertEqual(os.sched_getaffinity(0), {cpu})
+            child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                                   capture_output=True, text=True, check=True)
+        self.assertEqual(child.stdout.strip(), str([cpu]))
+        self.assertEqual(os.sched_getaffinity(0), before)
+
+    def test_none_leaves_it(self):
+        before = os.sched_getaffinity(0)
+        with harness.on_cpus(None):
+            self.assertEqual(os.sched_getaffinity(0), before)
