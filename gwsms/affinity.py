@@ -81,25 +81,19 @@ def plan(reactor_cpus, worker: int, allowed) -> tuple[int, frozenset[int]]:
 
 def _ranges(cpus) -> str:
     """C{{0, 1, 2, 5}} -> C{"0-2,5"} (as taskset and /proc print them)."""
-    out, run = [], []
+    runs: list[list[int]] = []
     for cpu in sorted(cpus):
-        if run and cpu == run[-1] + 1:
-            run.append(cpu)
-            continue
-        if run:
-            out.append(str(run[0]) if len(run) == 1 else "%d-%d" % (run[0], run[-1]))
-        run = [cpu]
-    if run:
-        out.append(str(run[0]) if len(run) == 1 else "%d-%d" % (run[0], run[-1]))
-    return ",".join(out)
+        if runs and cpu == runs[-1][1] + 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 class Pinning:
     """
     Pins the calling thread (the event loop's) to one CPU and every other
     thread of the process to C{others}, now and at each sweep.
-
-    @ivar moved: thread ids this instance has placed (the event loop's included).
     """
 
     _log = Logger()
@@ -109,17 +103,21 @@ class Pinning:
         self.cpu = cpu
         self.others = frozenset(others)
         self.interval = interval
-        self.moved: set[int] = set()
         self._loop: task.LoopingCall | None = None
         self._main: int | None = None
+        #: the CPUs of each thread placed (running), before it was placed
         self._before: dict[int, frozenset[int]] = {}
+
+    @property
+    def moved(self) -> frozenset[int]:
+        """@return: the ids of the running threads placed (the event loop's too)."""
+        return frozenset(self._before)
 
     def start(self) -> None:
         """Pin now (call it in the event loop's thread), then sweep every C{interval}."""
         self._main = threading.get_native_id()
         self._before[self._main] = frozenset(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {self.cpu})
-        self.moved.add(self._main)
         self.sweep()
         self._log.info("event loop on CPU {cpu}, other threads on CPUs {others}",
                        cpu=self.cpu, others=_ranges(self.others))
@@ -154,22 +152,21 @@ class Pinning:
             tids = [int(name) for name in os.listdir("/proc/self/task")]
         except OSError:
             return 0
+        before = self._before
         for tid in tids:
-            if tid in self.moved:
+            if tid in before:
                 continue
             try:
-                self._before.setdefault(tid, frozenset(os.sched_getaffinity(tid)))
+                cpus = frozenset(os.sched_getaffinity(tid))
                 os.sched_setaffinity(tid, self.others)
             except OSError:
                 continue  # it ended meanwhile
-            self.moved.add(tid)
+            before[tid] = cpus
             count += 1
         # forget the threads that ended (their ids may come back)
         alive = set(tids)
-        self.moved &= alive
-        for tid in list(self._before):
-            if tid not in alive:
-                del self._before[tid]
+        for tid in [tid for tid in before if tid not in alive]:
+            del before[tid]
         return count
 
     def stop(self, restore: bool = False) -> None:
@@ -188,4 +185,3 @@ class Pinning:
                 except OSError:
                     pass
             self._before.clear()
-            self.moved.clear()
