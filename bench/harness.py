@@ -130,6 +130,23 @@ def pin_plan(allowed, gateway_options, enabled: bool = True):
     return "[%d]" % allowed[0], allowed[1:], None
 
 
+def placed(gateway_options, enabled: bool, allowed=None):
+    """
+    L{pin_plan} applied to the gateway's options.
+
+    @param allowed: the CPUs to plan with (default: this process's).
+    @return: C{(the options, with the plan's reactor_cpus added when it
+        sets one; the plan: (reactor_cpus, load CPUs, why not))}.
+    """
+    if allowed is None:
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+    plan = pin_plan(allowed, gateway_options, enabled)
+    options = list(gateway_options)
+    if plan[0] is not None:
+        options.append(("reactor_cpus", plan[0]))
+    return options, plan
+
+
 @contextlib.contextmanager
 def on_cpus(cpus):
     """
@@ -349,10 +366,9 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="gwsms-bench-")
         self.sim = self.gateway = self.uas = None
         self.uas_stat = os.path.join(self.tmp, "uas-stat.csv")
-        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
-        #: the gateway's reactor_cpus (TOML) and the load's CPUs (L{pin_plan})
-        self.reactor_cpus, self.load_cpus, self.unpinned = pin_plan(
-            allowed, args.gateway_options, getattr(args, "pin", False))
+        #: the gateway's options with its reactor_cpus (TOML) and the load's CPUs (L{placed})
+        self.gateway_options, (self.reactor_cpus, self.load_cpus, self.unpinned) = placed(
+            args.gateway_options, getattr(args, "pin", False))
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -373,11 +389,8 @@ class Bench:
         self.uac_port = self.uac_ports[0]
         self.config = os.path.join(self.tmp, "gwsms.toml")
         with open(self.config, "w") as f:
-            options = list(self.args.gateway_options)
-            if self.reactor_cpus is not None:
-                options.append(("reactor_cpus", self.reactor_cpus))
             f.write(gateway_config(self.tmp, self.sip_port, self.args.sip_reply,
-                                   options, getattr(self.args, "sip_options", ())))
+                                   self.gateway_options, getattr(self.args, "sip_options", ())))
         self._gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(self.smsc_port),
                     "--system-id", "bench", "--password", "bench", "--window", str(self.args.window))
         self._gwsms("route", "add", "--prefix", "", "--smsc", "bench")

@@ -82,10 +82,8 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-mo-")
     procs = []
     try:
-        options = [tuple(o.split("=", 1)) for o in args.option]
-        reactor_cpus, load_cpus, _why = harness.pin_plan(os.sched_getaffinity(0), options, args.pin)
-        if reactor_cpus is not None:
-            options.append(("reactor_cpus", reactor_cpus))
+        options, (_cpus, load_cpus, _why) = harness.placed(
+            [tuple(o.split("=", 1)) for o in args.option], args.pin)
         sim, smsc_port = start_simulator(tmp, procs, args.mo_window, load_cpus)
         sip_port, uas_port = free_port(), free_port()
         stat = os.path.join(tmp, "uas-stat.csv")

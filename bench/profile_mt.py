@@ -283,11 +283,8 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
     procs = []
     try:
-        options = [tuple(o.split("=", 1)) for o in args.option]
-        reactor_cpus, args.load_cpus, _why = harness.pin_plan(
-            os.sched_getaffinity(0), options, args.pin)
-        if reactor_cpus is not None:
-            options.append(("reactor_cpus", reactor_cpus))
+        options, (_cpus, args.load_cpus, _why) = harness.placed(
+            [tuple(o.split("=", 1)) for o in args.option], args.pin)
         sim, smsc_port = start_simulator(tmp, procs, 100, args.load_cpus)
         sip_port = free_port()
         config_path = os.path.join(tmp, "gwsms.toml")

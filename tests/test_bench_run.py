@@ -216,6 +216,12 @@ class PinPlanTests(SynchronousTestCase):
         self.assertEqual(harness.pin_plan({0, 1}, [("reactor_cpus", "[0, 1]")]),
                          (None, None, "reactor_cpus leaves no CPU"))
 
+    def test_placed_options(self):
+        """The plan's reactor_cpus joins the gateway's options; nothing without --pin."""
+        self.assertEqual(harness.placed([("workers", "1")], True, {0, 1}),
+                         ([("workers", "1"), ("reactor_cpus", "[0]")], ("[0]", [1], None)))
+        self.assertEqual(harness.placed([], False, {0, 1}), ([], (None, None, "no --pin")))
+
     def test_placement_line(self):
         self.assertEqual(run.placement("[0]", [1], None),
                          "gateway event loop alone on CPU 0; its other threads, sipp and the"
