@@ -14,8 +14,8 @@ This box's speed drifts (the same gateway code has measured 30-40 % apart
 within an hour), so a figure of C{make bench} means little alone.  Run this
 next to it: the same sipp scenario (C{bench/sipp/uac_message.xml}) and the
 same simulator (C{bench/smsc_driver.py}), in this process, and it prints
-the process's CPU per message and its reactor thread's share, as
-C{bench/profile_mt.py} does for the gateway.
+the process's CPU per message, its reactor thread's share and sipp's
+response times (p50, p99), as C{bench/profile_mt.py} does for the gateway.
 
   .venv/bin/python bench/minimal_mt.py --rate 10000 --count 100000 --durable
 
@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
+import ladder  # noqa: E402
 import profile_mt  # noqa: E402
 
 HEADER = struct.Struct(">IIII")
@@ -222,7 +223,8 @@ def run(rate: int, count: int, durable: bool, window: int = 100, out=sys.stdout)
     shipped simulator.
 
     @return: C{{"rate", "count", "durable", "achieved", "cpu_us_per_msg",
-        "reactor_us_per_msg", "commits", "sipp": {...}}}.
+        "reactor_us_per_msg", "commits", "sipp": {...}}}, and C{"p50_ms"},
+        C{"p99_ms"} when sipp wrote its response times.
     """
     from twisted.internet import protocol, reactor
 
@@ -310,10 +312,15 @@ def run(rate: int, count: int, durable: bool, window: int = 100, out=sys.stdout)
                       reactor_us_per_msg=round((m1 - m0) / count * 1e6, 1),
                       commits=store.commits if store is not None else None,
                       sipp=profile_mt.sipp_totals(stat))
+        rtts = ladder.read_rtts(tmp)
+        if rtts:
+            result.update(p50_ms=ladder.percentile(rtts, 50), p99_ms=ladder.percentile(rtts, 99))
         out.write("minimal pipeline%s, rate %d count %d: %.0f msg/s, %.1f us CPU/msg"
-                  " (reactor thread %.1f)\n  sipp: %s\n" % (
+                  " (reactor thread %.1f)%s\n  sipp: %s\n" % (
                       " (durable)" if durable else "", rate, count, result["achieved"],
                       result["cpu_us_per_msg"], result["reactor_us_per_msg"],
+                      ", sipp response times p50 %.1f ms, p99 %.1f ms" % (
+                          result["p50_ms"], result["p99_ms"]) if rtts else "",
                       ", ".join("%s %s" % item for item in result["sipp"].items())))
         return result
     finally:

@@ -171,3 +171,7 @@ class RunTests(SynchronousTestCase):
         self.assertGreater(result["commits"], 0)
         self.assertGreater(result["cpu_us_per_msg"], 0)
         self.assertGreater(result["reactor_us_per_msg"], 0)
+        # sipp's response times (its -trace_rtt file), as make bench reads them
+        self.assertGreaterEqual(result["p50_ms"], 0)
+        self.assertGreaterEqual(result["p99_ms"], result["p50_ms"])
+        self.assertIn("sipp response times p50", run.stdout)
