@@ -23,13 +23,22 @@ C{submit_sm} sent, the next write batch's statements).
 
   .venv/bin/python bench/mt_stages.py --rate 6000 --count 90000 --sipp-nd
 
-The arguments are C{profile_mt.py}'s.  Not part of C{make bench}: a tool
+With C{--windows} it also cuts the run into 100 ms windows (by the time
+each message was taken) and sets the windows holding a message over 25 ms
+(the p99 target of issue 5 at 8,000/s) next to the others: the reactor
+thread's CPU time in the window, as a share of it, and the box's speed
+then, from C{bench/boxspeed.py --every 0.02} run in a process of its own
+(L{windows}, L{report_windows}).
+
+The other arguments are C{profile_mt.py}'s.  Not part of C{make bench}: a tool
 for the profile-driven pass of issue 5, like C{bench/commit_cycle.py}.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
 import sys
 import time
 
@@ -61,15 +70,20 @@ class Recorder:
         messages answered after their C{submit_sm_resp}.
     @ivar taken: the messages the lane took.
     @ivar cpu: C{{part: thread CPU seconds}} (L{PARTS}).
+    @ivar polls: C{[(clock(), reactor thread CPU seconds)]} at each of the
+        reactor's polls (L{watch_polls}).
     """
 
-    def __init__(self, clock=time.perf_counter):
+    def __init__(self, clock=time.monotonic):
+        # time.monotonic: the clock of bench/boxspeed.py's series, in
+        # another process
         self.clock = clock
         self.open: dict = {}
         self.batches: dict = {}
         self.done: list = []
         self.taken = 0
         self.cpu = {name: 0.0 for name, _cls, _method in PARTS}
+        self.polls: list = []
 
 
 def instrument(recorder: Recorder):
@@ -146,6 +160,121 @@ def instrument(recorder: Recorder):
     return undo
 
 
+def watch_polls(recorder: Recorder, timer_class):
+    """
+    Note the time and the reactor thread's CPU time at each poll of the
+    reactor (C{timer_class}: C{profile_mt.PollTimer}) in C{recorder.polls}.
+
+    @return: a callable that undoes it.
+    """
+    original = timer_class.poll
+    clock, polls, thread_time = recorder.clock, recorder.polls, time.thread_time
+
+    def poll(self, *args):
+        polls.append((clock(), thread_time()))
+        return original(self, *args)
+
+    timer_class.poll = poll
+
+    def undo():
+        timer_class.poll = original
+    return undo
+
+
+def windows(done: list, polls: list, probes: list, width: float = 0.1) -> list:
+    """
+    Cut a run into windows of C{width} seconds, by the time each message
+    was taken.
+
+    @param done: L{Recorder.done}; @param polls: L{Recorder.polls}.
+    @param probes: C{[(time, ms)]} of C{bench/boxspeed.py --every} on the
+        same clock.
+    @return: C{[{"start" (seconds from the first message), "messages",
+        "longest" (seconds, taken to the 202), "cpu" (the reactor thread's
+        CPU seconds between the polls in the window, over C{width}),
+        "box" (the probes' median ms, None without any)}]}, in order,
+        windows without messages left out.
+    """
+    if not done:
+        return []
+    origin = min(times[0] for times in done)
+    slots: dict = {}
+
+    def slot(at):
+        index = int((at - origin) // width)
+        entry = slots.get(index)
+        if entry is None:
+            entry = slots[index] = {"start": round(index * width, 3), "messages": 0,
+                                    "longest": 0.0, "cpu": 0.0, "box": []}
+        return entry
+
+    for times in done:
+        entry = slot(times[0])
+        entry["messages"] += 1
+        entry["longest"] = max(entry["longest"], times[4] - times[0])
+    for (_at, before), (at, after) in zip(polls, polls[1:]):
+        if at >= origin and int((at - origin) // width) in slots:
+            slots[int((at - origin) // width)]["cpu"] += (after - before) / width
+    for at, ms in probes:
+        if at >= origin and int((at - origin) // width) in slots:
+            slots[int((at - origin) // width)]["box"].append(ms)
+    out = []
+    for index in sorted(slots):
+        entry = slots[index]
+        if entry["messages"]:
+            entry["box"] = statistics.median(entry["box"]) if entry["box"] else None
+            out.append(entry)
+    return out
+
+
+def report_windows(rows: list, out=sys.stdout, threshold: float = 0.025, width: float = 0.1,
+                   listed: int = 20) -> dict:
+    """
+    Print how the windows with a message over C{threshold} seconds differ
+    from the others (L{windows}), and list up to C{listed} of them.
+
+    @return: C{{"windows", "slow", "cpu": (slow, others), "box": (slow,
+        others)}}: medians, None where there is nothing to take one of.
+    """
+    def median(values):
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    slow = [row for row in rows if row["longest"] > threshold]
+    rest = [row for row in rows if row["longest"] <= threshold]
+    summary = {"windows": len(rows), "slow": len(slow),
+               "cpu": tuple(median([row["cpu"] for row in group]) for group in (slow, rest)),
+               "box": tuple(median([row["box"] for row in group]) for group in (slow, rest))}
+
+    def pair(values, fmt):
+        return " / ".join("-" if v is None else fmt % v for v in values)
+
+    out.write("%d ms windows: %d, %d of them with a message over %d ms\n"
+              % (width * 1000, summary["windows"], summary["slow"], threshold * 1000))
+    out.write("  reactor thread CPU, %% of the window (median, those / the others): %s\n"
+              % pair([None if v is None else v * 100 for v in summary["cpu"]], "%.0f"))
+    out.write("  box probe, ms per 1,000,000 iterations, larger is slower (median, those /"
+              " the others): %s\n" % pair(summary["box"], "%.1f"))
+    for row in slow[:listed]:
+        out.write("  t=%6.1f s  messages %4d  longest %6.1f ms  reactor CPU %3.0f %%  box %s\n"
+                  % (row["start"], row["messages"], row["longest"] * 1000, row["cpu"] * 100,
+                     "-" if row["box"] is None else "%.1f" % row["box"]))
+    return summary
+
+
+def read_probes(text: str) -> list:
+    """@return: C{[(time, ms)]} of C{bench/boxspeed.py --every}'s lines (others skipped)."""
+    probes = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                probes.append((float(parts[0]), float(parts[1])))
+            except ValueError:
+                continue
+    return probes
+
+
 def summarise(recorder: Recorder) -> dict:
     """
     @return: C{{stage: (p50, p90, p99) ms}} of L{STAGES} over the messages
@@ -178,13 +307,28 @@ def main(argv=None) -> int:
     import profile_mt
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    with_windows = "--windows" in argv
+    if with_windows:
+        argv.remove("--windows")
     recorder = Recorder()
     undo = instrument(recorder)
+    probe = None
+    if with_windows:
+        undo_polls = watch_polls(recorder, profile_mt.PollTimer)
+        probe = subprocess.Popen([sys.executable, os.path.join(HERE, "boxspeed.py"),
+                                  "--every", "0.02", "--seconds", "3600"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         code = profile_mt.main(argv)
     finally:
         undo()
+        if probe is not None:
+            undo_polls()
+            probe.terminate()
+            probes = read_probes(probe.communicate(timeout=30)[0])
     report(summarise(recorder))
+    if with_windows:
+        report_windows(windows(recorder.done, recorder.polls, probes))
     return code
 
 

@@ -3,6 +3,7 @@ Tests for bench/boxspeed.py: the box's speed probe of C{make bench}.
 """
 
 import io
+import signal
 from contextlib import redirect_stderr, redirect_stdout
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -88,3 +89,49 @@ class SamplerTests(SynchronousTestCase):
     def test_bad_arguments(self):
         self.assertRaises(ValueError, boxspeed.Sampler, iterations=0)
         self.assertRaises(ValueError, boxspeed.Sampler, interval=-1)
+
+
+class SeriesTests(SynchronousTestCase):
+    def test_one_line_per_run_until_the_end(self):
+        # the series' clock: 100.0 at the start, then each sleep moves it
+        clock = {"now": 100.0}
+        slept = []
+
+        def sleep(seconds):
+            slept.append(seconds)
+            clock["now"] += seconds
+
+        out = io.StringIO()
+        runs = boxspeed.series(0.25, 1.0, out, iterations=boxspeed.ITERATIONS // 100,
+                               clock=FakeClock([0.00044, 0.00070, 0.00045, 0.00046]),
+                               now=lambda: clock["now"], sleep=sleep)
+        self.assertEqual(runs, 4)  # at 100.0, 100.25, 100.5, 100.75; not at 101.0
+        self.assertEqual(slept, [0.25] * 4)
+        self.assertEqual(out.getvalue(), "100.0000 44.0\n100.2500 70.0\n"
+                                         "100.5000 45.0\n100.7500 46.0\n")
+
+    def test_bad_arguments(self):
+        for every, seconds, iterations in ((0, 1, 1), (-1, 1, 1), (1, -1, 1), (1, 1, 0)):
+            e = self.assertRaises(ValueError, boxspeed.series, every, seconds, io.StringIO(),
+                                  iterations)
+            self.assertIn("--every must be > 0", str(e))
+
+    def test_main_series(self):
+        before = signal.getsignal(signal.SIGTERM)
+        out = io.StringIO()
+        with redirect_stdout(out):
+            self.assertEqual(boxspeed.main(["--every", "0.001", "--seconds", "0.05",
+                                            "--iterations", "100"]), 0)
+        lines = out.getvalue().splitlines()
+        self.assertGreaterEqual(len(lines), 1)
+        # its SIGTERM handler was for the series only
+        self.assertIs(signal.getsignal(signal.SIGTERM), before)
+        for line in lines:
+            self.assertRegex(line, r"^\d+\.\d{4} \d+\.\d$")
+
+    def test_main_series_bad_argument_is_one_line(self):
+        err = io.StringIO()
+        with redirect_stderr(err):
+            self.assertEqual(boxspeed.main(["--every", "0"]), 2)
+        self.assertEqual(err.getvalue(),
+                         "boxspeed: --every must be > 0, --seconds >= 0, --iterations >= 1\n")

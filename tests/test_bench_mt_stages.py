@@ -5,8 +5,13 @@ Tests for L{bench.mt_stages}: it times the stages of real MT lane messages
 
 import io
 import itertools
+import os
+import shutil
+import subprocess
+import sys
 
 from twisted.trial import unittest
+from twisted.trial.unittest import SkipTest
 
 from bench import instructions, mt_stages
 from gwsms.core import fastmt
@@ -85,3 +90,88 @@ class SummariseTests(unittest.SynchronousTestCase):
         self.assertEqual([line.split()[0] for line in lines[2:]],
                          ["wait", "store", "smsc", "total"])
         self.assertEqual(lines[5].split(), ["total", "200.00", "/", "360.00", "/", "396.00"])
+
+
+class WindowsTests(unittest.SynchronousTestCase):
+    """The run cut into windows: L{mt_stages.windows}, L{mt_stages.report_windows}."""
+
+    def test_windows(self):
+        # taken at 10.00, 10.05 (window 0), 10.13 (1), 10.31 (3); the marks
+        # in between do not matter, the 202 at the end does
+        done = [(10.00, 0, 0, 0, 10.004), (10.05, 0, 0, 0, 10.090),
+                (10.13, 0, 0, 0, 10.140), (10.31, 0, 0, 0, 10.320)]
+        # (time, reactor thread CPU seconds) at each poll: 0.06 s of CPU
+        # between the polls at 10.01 and 10.08, 0.02 s by 10.15, 0.05 s by 10.32
+        polls = [(9.9, 1.0), (10.01, 1.0), (10.08, 1.06), (10.15, 1.08), (10.32, 1.13)]
+        probes = [(9.95, 99.0), (10.02, 44.0), (10.04, 46.0), (10.06, 70.0), (10.33, 45.0)]
+        rows = mt_stages.windows(done, polls, probes)
+        self.assertEqual([row["start"] for row in rows], [0.0, 0.1, 0.3])  # none at 0.2
+        self.assertEqual([row["messages"] for row in rows], [2, 1, 1])
+        self.assertEqual([round(row["longest"], 3) for row in rows], [0.04, 0.01, 0.01])
+        self.assertEqual([round(row["cpu"], 3) for row in rows], [0.6, 0.2, 0.5])
+        self.assertEqual([row["box"] for row in rows], [46.0, None, 45.0])
+        self.assertEqual(mt_stages.windows([], polls, probes), [])
+
+    def test_report_windows(self):
+        rows = [{"start": 0.0, "messages": 800, "longest": 0.040, "cpu": 0.8, "box": 70.0},
+                {"start": 0.1, "messages": 800, "longest": 0.010, "cpu": 0.5, "box": 44.0},
+                {"start": 0.2, "messages": 790, "longest": 0.020, "cpu": 0.6, "box": None},
+                {"start": 0.3, "messages": 810, "longest": 0.030, "cpu": 0.9, "box": 66.0}]
+        out = io.StringIO()
+        summary = mt_stages.report_windows(rows, out)
+        self.assertEqual((summary["windows"], summary["slow"], summary["box"]),
+                         (4, 2, (68.0, 44.0)))
+        self.assertEqual([round(v, 3) for v in summary["cpu"]], [0.85, 0.55])
+        lines = out.getvalue().splitlines()
+        self.assertEqual(lines[0], "100 ms windows: 4, 2 of them with a message over 25 ms")
+        self.assertTrue(lines[1].endswith(": 85 / 55"), lines[1])
+        self.assertTrue(lines[2].endswith(": 68.0 / 44.0"), lines[2])
+        self.assertEqual(lines[3].split(), ["t=", "0.0", "s", "messages", "800", "longest",
+                                            "40.0", "ms", "reactor", "CPU", "80", "%", "box",
+                                            "70.0"])
+        self.assertEqual(len(lines), 5)
+
+    def test_report_without_slow_windows_or_probes(self):
+        rows = [{"start": 0.0, "messages": 10, "longest": 0.001, "cpu": 0.1, "box": None}]
+        out = io.StringIO()
+        summary = mt_stages.report_windows(rows, out)
+        self.assertEqual(summary["cpu"], (None, 0.1))
+        self.assertEqual(summary["box"], (None, None))
+        self.assertTrue(out.getvalue().splitlines()[2].endswith(": - / -"))
+
+    def test_read_probes(self):
+        self.assertEqual(mt_stages.read_probes("1.5000 44.0\nnoise\n2.0 x\n3.25 70.5\n"),
+                         [(1.5, 44.0), (3.25, 70.5)])
+
+    def test_watch_polls(self):
+        class Timer:
+            def poll(self, timeout):
+                return ["event"]
+
+        recorder = mt_stages.Recorder(clock=lambda: 7.0)
+        undo = mt_stages.watch_polls(recorder, Timer)
+        self.assertEqual(Timer().poll(0.1), ["event"])
+        self.assertEqual(len(recorder.polls), 1)
+        self.assertEqual(recorder.polls[0][0], 7.0)
+        undo()
+        Timer().poll(0.1)
+        self.assertEqual(len(recorder.polls), 1)
+
+
+class MainTests(unittest.TestCase):
+    def test_windows_end_to_end(self):
+        """The gateway, the simulator, sipp and the box's probe: the windows printed."""
+        if shutil.which("sipp") is None:
+            raise SkipTest("sipp (sip-tester) is not installed")
+        script = os.path.join(os.path.dirname(__file__), "..", "bench", "mt_stages.py")
+        run = subprocess.run([sys.executable, script, "--windows", "--rate", "400",
+                              "--count", "400", "--sipp-nd"],
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("mt stages over 400 messages", run.stdout)
+        windows = [line for line in run.stdout.splitlines() if line.startswith("100 ms windows: ")]
+        self.assertEqual(len(windows), 1, run.stdout)
+        # one second of messages, and the probe ran next to it
+        self.assertGreaterEqual(int(windows[0].split()[3].rstrip(",")), 5)
+        box = [line for line in run.stdout.splitlines() if line.startswith("  box probe")]
+        self.assertRegex(box[0], r"/ \d+\.\d$")
