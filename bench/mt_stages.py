@@ -26,9 +26,10 @@ C{submit_sm} sent, the next write batch's statements).
 With C{--windows} it also cuts the run into 100 ms windows (by the time
 each message was taken) and sets the windows holding a message over 25 ms
 (the p99 target of issue 5 at 8,000/s) next to the others: the reactor
-thread's CPU time in the window, as a share of it, and the box's speed
-then, from C{bench/boxspeed.py --every 0.02} run in a process of its own
-(L{windows}, L{report_windows}).
+thread's CPU time in the window, as a share of it, and per message taken
+in it for each of the three places, and the box's speed then, from
+C{bench/boxspeed.py --every 0.02} run in a process of its own (L{windows},
+L{report_windows}).
 
 The other arguments are C{profile_mt.py}'s.  Not part of C{make bench}: a tool
 for the profile-driven pass of issue 5, like C{bench/commit_cycle.py}.
@@ -72,9 +73,11 @@ class Recorder:
     @ivar cpu: C{{part: thread CPU seconds}} (L{PARTS}).
     @ivar polls: C{[(clock(), reactor thread CPU seconds)]} at each of the
         reactor's polls (L{watch_polls}).
+    @ivar calls: C{None}, or (C{keep_calls}) C{[(clock(), part, CPU
+        seconds)]} of each timed call of L{PARTS}, for L{windows}.
     """
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock=time.monotonic, keep_calls: bool = False):
         # time.monotonic: the clock of bench/boxspeed.py's series, in
         # another process
         self.clock = clock
@@ -84,6 +87,7 @@ class Recorder:
         self.taken = 0
         self.cpu = {name: 0.0 for name, _cls, _method in PARTS}
         self.polls: list = []
+        self.calls: list | None = [] if keep_calls else None
 
 
 def instrument(recorder: Recorder):
@@ -145,7 +149,10 @@ def instrument(recorder: Recorder):
             try:
                 return original(*args)
             finally:
-                recorder.cpu[name] += thread_time() - started
+                took = thread_time() - started
+                recorder.cpu[name] += took
+                if recorder.calls is not None:
+                    recorder.calls.append((clock(), name, took))
         return timed
 
     lane._prepare, lane._stored_batch = _prepare, _stored_batch
@@ -181,7 +188,7 @@ def watch_polls(recorder: Recorder, timer_class):
     return undo
 
 
-def windows(done: list, polls: list, probes: list, width: float = 0.1) -> list:
+def windows(done: list, polls: list, probes: list, width: float = 0.1, calls=()) -> list:
     """
     Cut a run into windows of C{width} seconds, by the time each message
     was taken.
@@ -189,11 +196,13 @@ def windows(done: list, polls: list, probes: list, width: float = 0.1) -> list:
     @param done: L{Recorder.done}; @param polls: L{Recorder.polls}.
     @param probes: C{[(time, ms)]} of C{bench/boxspeed.py --every} on the
         same clock.
+    @param calls: L{Recorder.calls}.
     @return: C{[{"start" (seconds from the first message), "messages",
         "longest" (seconds, taken to the 202), "cpu" (the reactor thread's
         CPU seconds between the polls in the window, over C{width}),
-        "box" (the probes' median ms, None without any)}]}, in order,
-        windows without messages left out.
+        "box" (the probes' median ms, None without any), "parts" (C{{part:
+        CPU seconds of its calls that began in the window}})}]}, in
+        order, windows without messages left out.
     """
     if not done:
         return []
@@ -205,7 +214,8 @@ def windows(done: list, polls: list, probes: list, width: float = 0.1) -> list:
         entry = slots.get(index)
         if entry is None:
             entry = slots[index] = {"start": round(index * width, 3), "messages": 0,
-                                    "longest": 0.0, "cpu": 0.0, "box": []}
+                                    "longest": 0.0, "cpu": 0.0, "box": [],
+                                    "parts": {name: 0.0 for name, _cls, _method in PARTS}}
         return entry
 
     for times in done:
@@ -218,6 +228,9 @@ def windows(done: list, polls: list, probes: list, width: float = 0.1) -> list:
     for at, ms in probes:
         if at >= origin and int((at - origin) // width) in slots:
             slots[int((at - origin) // width)]["box"].append(ms)
+    for at, name, took in calls:
+        if at >= origin and int((at - origin) // width) in slots:
+            slots[int((at - origin) // width)]["parts"][name] += took
     out = []
     for index in sorted(slots):
         entry = slots[index]
@@ -234,7 +247,9 @@ def report_windows(rows: list, out=sys.stdout, threshold: float = 0.025, width: 
     from the others (L{windows}), and list up to C{listed} of them.
 
     @return: C{{"windows", "slow", "cpu": (slow, others), "box": (slow,
-        others)}}: medians, None where there is nothing to take one of.
+        others), "parts": {part: (slow, others)}}}: medians (the parts' in
+        microseconds per message), None where there is nothing to take
+        one of.
     """
     def median(values):
         values = [v for v in values if v is not None]
@@ -244,7 +259,10 @@ def report_windows(rows: list, out=sys.stdout, threshold: float = 0.025, width: 
     rest = [row for row in rows if row["longest"] <= threshold]
     summary = {"windows": len(rows), "slow": len(slow),
                "cpu": tuple(median([row["cpu"] for row in group]) for group in (slow, rest)),
-               "box": tuple(median([row["box"] for row in group]) for group in (slow, rest))}
+               "box": tuple(median([row["box"] for row in group]) for group in (slow, rest)),
+               "parts": {name: tuple(median([row["parts"][name] / row["messages"] * 1e6
+                                             for row in group]) for group in (slow, rest))
+                         for name, _cls, _method in PARTS}}
 
     def pair(values, fmt):
         return " / ".join("-" if v is None else fmt % v for v in values)
@@ -255,6 +273,9 @@ def report_windows(rows: list, out=sys.stdout, threshold: float = 0.025, width: 
               % pair([None if v is None else v * 100 for v in summary["cpu"]], "%.0f"))
     out.write("  box probe, ms per 1,000,000 iterations, larger is slower (median, those /"
               " the others): %s\n" % pair(summary["box"], "%.1f"))
+    out.write("  reactor thread CPU per message taken in the window, us (median, those / the"
+              " others): %s\n" % ", ".join("%s %s" % (name, pair(values, "%.1f"))
+                                          for name, values in summary["parts"].items()))
     for row in slow[:listed]:
         out.write("  t=%6.1f s  messages %4d  longest %6.1f ms  reactor CPU %3.0f %%  box %s\n"
                   % (row["start"], row["messages"], row["longest"] * 1000, row["cpu"] * 100,
@@ -310,7 +331,7 @@ def main(argv=None) -> int:
     with_windows = "--windows" in argv
     if with_windows:
         argv.remove("--windows")
-    recorder = Recorder()
+    recorder = Recorder(keep_calls=with_windows)
     undo = instrument(recorder)
     probe = None
     if with_windows:
@@ -328,7 +349,8 @@ def main(argv=None) -> int:
             probes = read_probes(probe.communicate(timeout=30)[0])
     report(summarise(recorder))
     if with_windows:
-        report_windows(windows(recorder.done, recorder.polls, probes))
+        report_windows(windows(recorder.done, recorder.polls, probes,
+                               calls=recorder.calls))
     return code
 
 

@@ -37,6 +37,16 @@ class InstrumentTests(unittest.TestCase):
         for part, seconds in recorder.cpu.items():
             self.assertGreater(seconds, 0, part)
 
+    def test_calls_kept_for_the_windows(self):
+        recorder = mt_stages.Recorder(keep_calls=True)
+        self.addCleanup(mt_stages.instrument(recorder))
+        instructions.run(200, 100, warmup=0)
+        self.assertEqual({name for _at, name, _took in recorder.calls}, set(recorder.cpu))
+        for name, seconds in recorder.cpu.items():
+            self.assertAlmostEqual(sum(took for _at, part, took in recorder.calls
+                                       if part == name), seconds)
+        self.assertIsNone(mt_stages.Recorder().calls)  # not kept by default
+
     def test_undo(self):
         lane = fastmt.FastMtLane
         names = ("_prepare", "_stored_batch", "submitted", "_answer")
@@ -104,40 +114,62 @@ class WindowsTests(unittest.SynchronousTestCase):
         # between the polls at 10.01 and 10.08, 0.02 s by 10.15, 0.05 s by 10.32
         polls = [(9.9, 1.0), (10.01, 1.0), (10.08, 1.06), (10.15, 1.08), (10.32, 1.13)]
         probes = [(9.95, 99.0), (10.02, 44.0), (10.04, 46.0), (10.06, 70.0), (10.33, 45.0)]
-        rows = mt_stages.windows(done, polls, probes)
+        calls = [(9.99, "sip", 1.0), (10.01, "sip", 0.004), (10.02, "sip", 0.002),
+                 (10.09, "smpp", 0.003), (10.15, "commit", 0.001), (10.25, "sip", 9.0)]
+        rows = mt_stages.windows(done, polls, probes, calls=calls)
         self.assertEqual([row["start"] for row in rows], [0.0, 0.1, 0.3])  # none at 0.2
         self.assertEqual([row["messages"] for row in rows], [2, 1, 1])
         self.assertEqual([round(row["longest"], 3) for row in rows], [0.04, 0.01, 0.01])
         self.assertEqual([round(row["cpu"], 3) for row in rows], [0.6, 0.2, 0.5])
         self.assertEqual([row["box"] for row in rows], [46.0, None, 45.0])
+        # calls before the first message or in a window without one: left out
+        self.assertEqual([{name: round(v, 3) for name, v in row["parts"].items()} for row in rows],
+                         [{"sip": 0.006, "smpp": 0.003, "commit": 0.0},
+                          {"sip": 0.0, "smpp": 0.0, "commit": 0.001},
+                          {"sip": 0.0, "smpp": 0.0, "commit": 0.0}])
         self.assertEqual(mt_stages.windows([], polls, probes), [])
 
     def test_report_windows(self):
-        rows = [{"start": 0.0, "messages": 800, "longest": 0.040, "cpu": 0.8, "box": 70.0},
-                {"start": 0.1, "messages": 800, "longest": 0.010, "cpu": 0.5, "box": 44.0},
-                {"start": 0.2, "messages": 790, "longest": 0.020, "cpu": 0.6, "box": None},
-                {"start": 0.3, "messages": 810, "longest": 0.030, "cpu": 0.9, "box": 66.0}]
+        def parts(sip):
+            return {"sip": sip, "smpp": 0.008, "commit": 0.0}
+
+        rows = [{"start": 0.0, "messages": 800, "longest": 0.040, "cpu": 0.8, "box": 70.0,
+                 "parts": parts(0.032)},
+                {"start": 0.1, "messages": 800, "longest": 0.010, "cpu": 0.5, "box": 44.0,
+                 "parts": parts(0.024)},
+                {"start": 0.2, "messages": 800, "longest": 0.020, "cpu": 0.6, "box": None,
+                 "parts": parts(0.016)},
+                {"start": 0.3, "messages": 800, "longest": 0.030, "cpu": 0.9, "box": 66.0,
+                 "parts": parts(0.040)}]
         out = io.StringIO()
         summary = mt_stages.report_windows(rows, out)
         self.assertEqual((summary["windows"], summary["slow"], summary["box"]),
                          (4, 2, (68.0, 44.0)))
         self.assertEqual([round(v, 3) for v in summary["cpu"]], [0.85, 0.55])
+        # us per message: sip 40 and 50 there, 30 and 20 in the others
+        self.assertEqual({name: tuple(round(v, 1) for v in pair)
+                          for name, pair in summary["parts"].items()},
+                         {"sip": (45.0, 25.0), "smpp": (10.0, 10.0), "commit": (0.0, 0.0)})
         lines = out.getvalue().splitlines()
         self.assertEqual(lines[0], "100 ms windows: 4, 2 of them with a message over 25 ms")
         self.assertTrue(lines[1].endswith(": 85 / 55"), lines[1])
         self.assertTrue(lines[2].endswith(": 68.0 / 44.0"), lines[2])
-        self.assertEqual(lines[3].split(), ["t=", "0.0", "s", "messages", "800", "longest",
+        self.assertTrue(lines[3].endswith(
+            " others): sip 45.0 / 25.0, smpp 10.0 / 10.0, commit 0.0 / 0.0"), lines[3])
+        self.assertEqual(lines[4].split(), ["t=", "0.0", "s", "messages", "800", "longest",
                                             "40.0", "ms", "reactor", "CPU", "80", "%", "box",
                                             "70.0"])
-        self.assertEqual(len(lines), 5)
+        self.assertEqual(len(lines), 6)
 
     def test_report_without_slow_windows_or_probes(self):
-        rows = [{"start": 0.0, "messages": 10, "longest": 0.001, "cpu": 0.1, "box": None}]
+        rows = [{"start": 0.0, "messages": 10, "longest": 0.001, "cpu": 0.1, "box": None,
+                 "parts": {"sip": 0.0001, "smpp": 0.0, "commit": 0.0}}]
         out = io.StringIO()
         summary = mt_stages.report_windows(rows, out)
         self.assertEqual(summary["cpu"], (None, 0.1))
         self.assertEqual(summary["box"], (None, None))
         self.assertTrue(out.getvalue().splitlines()[2].endswith(": - / -"))
+        self.assertEqual(summary["parts"]["sip"], (None, 10.0))
 
     def test_read_probes(self):
         self.assertEqual(mt_stages.read_probes("1.5000 44.0\nnoise\n2.0 x\n3.25 70.5\n"),
