@@ -208,36 +208,35 @@ def windows(done: list, polls: list, probes: list, width: float = 0.1, calls=())
         return []
     origin = min(times[0] for times in done)
     slots: dict = {}
-
-    def slot(at):
-        index = int((at - origin) // width)
+    for times in done:
+        index = int((times[0] - origin) // width)
         entry = slots.get(index)
         if entry is None:
             entry = slots[index] = {"start": round(index * width, 3), "messages": 0,
                                     "longest": 0.0, "cpu": 0.0, "box": [],
                                     "parts": {name: 0.0 for name, _cls, _method in PARTS}}
-        return entry
-
-    for times in done:
-        entry = slot(times[0])
         entry["messages"] += 1
         entry["longest"] = max(entry["longest"], times[4] - times[0])
+
+    def window(at):
+        """The window of a time, None before the first message or in a window without any."""
+        return slots.get(int((at - origin) // width)) if at >= origin else None
+
     for (_at, before), (at, after) in zip(polls, polls[1:]):
-        if at >= origin and int((at - origin) // width) in slots:
-            slots[int((at - origin) // width)]["cpu"] += (after - before) / width
+        entry = window(at)
+        if entry is not None:
+            entry["cpu"] += (after - before) / width
     for at, ms in probes:
-        if at >= origin and int((at - origin) // width) in slots:
-            slots[int((at - origin) // width)]["box"].append(ms)
+        entry = window(at)
+        if entry is not None:
+            entry["box"].append(ms)
     for at, name, took in calls:
-        if at >= origin and int((at - origin) // width) in slots:
-            slots[int((at - origin) // width)]["parts"][name] += took
-    out = []
-    for index in sorted(slots):
-        entry = slots[index]
-        if entry["messages"]:
-            entry["box"] = statistics.median(entry["box"]) if entry["box"] else None
-            out.append(entry)
-    return out
+        entry = window(at)
+        if entry is not None:
+            entry["parts"][name] += took
+    for entry in slots.values():
+        entry["box"] = statistics.median(entry["box"]) if entry["box"] else None
+    return [slots[index] for index in sorted(slots)]
 
 
 def report_windows(rows: list, out=sys.stdout, threshold: float = 0.025, width: float = 0.1,
