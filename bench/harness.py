@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -97,6 +98,23 @@ def free_port(kind=socket.SOCK_DGRAM) -> int:
         return s.getsockname()[1]
 
 
+def parse_option(text: str, option: str = "--gateway-option") -> tuple[str, str]:
+    """
+    Parse one C{--gateway-option KEY=VALUE} (VALUE a TOML value, e.g.
+    C{commit_interval=0.002} or C{concat="sar"}), or of C{option}
+    (C{--sip-option}; the profile scripts' C{--option}).
+
+    @raise ValueError: naming what is wrong.
+    """
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key.replace("_", "").isalnum() or not value:
+        raise ValueError("%s %r is not KEY=VALUE" % (option, text))
+    if key == "sip_reply" and option == "--gateway-option":
+        raise ValueError("use --sip-reply for sip_reply")
+    return key, value
+
+
 def pin_plan(allowed, gateway_options, enabled: bool = True):
     """
     Where the bench puts the gateway's event loop and the load (sipp, the
@@ -120,8 +138,10 @@ def pin_plan(allowed, gateway_options, enabled: bool = True):
         return None, None, "fewer than two CPUs"
     if "reactor_cpus" in options:
         try:
-            mine = {int(x) for x in options["reactor_cpus"].strip("[] ").split(",") if x.strip()}
-        except ValueError:
+            mine = set(tomllib.loads("v = " + options["reactor_cpus"])["v"])
+        except (tomllib.TOMLDecodeError, TypeError):
+            mine = None
+        if mine is None or not all(isinstance(cpu, int) for cpu in mine):
             return None, None, "reactor_cpus %s not understood" % options["reactor_cpus"]
         rest = [cpu for cpu in allowed if cpu not in mine]
         return None, (rest or None), (None if rest else "reactor_cpus leaves no CPU")

@@ -78,12 +78,17 @@ def main(argv=None) -> int:
     parser.add_argument("--switch-interval", type=float, default=None, metavar="S",
                         help="sys.setswitchinterval() after gctune (experiment)")
     args = parser.parse_args(argv)
+    try:
+        gateway_options = [harness.parse_option(o, "--option") for o in args.option]
+        sip_options = [harness.parse_option(o, "--sip-option") for o in args.sip_option]
+    except ValueError as e:
+        parser.error(str(e))
 
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-mo-")
     procs = []
     try:
         options, (_cpus, load_cpus, _why) = harness.placed(
-            [tuple(o.split("=", 1)) for o in args.option], args.pin)
+            gateway_options, args.pin)
         sim, smsc_port = start_simulator(tmp, procs, args.mo_window, load_cpus)
         sip_port, uas_port = free_port(), free_port()
         stat = os.path.join(tmp, "uas-stat.csv")
@@ -96,8 +101,7 @@ def main(argv=None) -> int:
         procs.append(uas)
         config_path = os.path.join(tmp, "gwsms.toml")
         with open(config_path, "w") as f:
-            f.write(gateway_config(tmp, sip_port, options,
-                                   [tuple(o.split("=", 1)) for o in args.sip_option]))
+            f.write(gateway_config(tmp, sip_port, options, sip_options))
 
         gwsms = cli(tmp, config_path)
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),

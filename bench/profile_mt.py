@@ -279,18 +279,22 @@ def main(argv=None) -> int:
                         help="end a call answered 503 without a BYE (sipp -default_behaviors all,-bye; by default sipp"
                         " sends a BYE, which the gateway answers 405: double load)")
     args = parser.parse_args(argv)
+    try:
+        gateway_options = [harness.parse_option(o, "--option") for o in args.option]
+        sip_options = [harness.parse_option(o, "--sip-option") for o in args.sip_option]
+    except ValueError as e:
+        parser.error(str(e))
 
     tmp = tempfile.mkdtemp(prefix="gwsms-prof-")
     procs = []
     try:
         options, (_cpus, args.load_cpus, _why) = harness.placed(
-            [tuple(o.split("=", 1)) for o in args.option], args.pin)
+            gateway_options, args.pin)
         sim, smsc_port = start_simulator(tmp, procs, 100, args.load_cpus)
         sip_port = free_port()
         config_path = os.path.join(tmp, "gwsms.toml")
         with open(config_path, "w") as f:
-            f.write(gateway_config(tmp, sip_port, options,
-                                   [tuple(o.split("=", 1)) for o in args.sip_option]))
+            f.write(gateway_config(tmp, sip_port, options, sip_options))
 
         gwsms = cli(tmp, config_path)
         gwsms("smsc", "add", "bench", "--ip", "127.0.0.1", "--port", str(smsc_port),

@@ -52,7 +52,7 @@ import boxspeed  # noqa: E402
 import ladder  # noqa: E402
 import micro  # noqa: E402
 import pyspy  # noqa: E402
-from harness import Bench, BenchError, BenchTimeout  # noqa: E402
+from harness import Bench, BenchError, BenchTimeout, parse_option  # noqa: E402
 
 QUICK_STEPS = (500, 1000)
 QUICK_DURATION = 3.0
@@ -61,20 +61,8 @@ QUICK_DURATION = 3.0
 # -- pure helpers (tested) ------------------------------------------------------
 
 
-def parse_gateway_option(text: str, option: str = "--gateway-option") -> tuple[str, str]:
-    """
-    Parse one C{--gateway-option KEY=VALUE} (VALUE a TOML value, e.g.
-    C{commit_interval=0.002} or C{concat="sar"}), or of C{option}.
-
-    @raise ValueError: naming what is wrong.
-    """
-    key, sep, value = text.partition("=")
-    key, value = key.strip(), value.strip()
-    if not sep or not key.replace("_", "").isalnum() or not value:
-        raise ValueError("%s %r is not KEY=VALUE" % (option, text))
-    if key == "sip_reply" and option == "--gateway-option":
-        raise ValueError("use --sip-reply for sip_reply")
-    return key, value
+#: one C{--gateway-option KEY=VALUE} (L{harness.parse_option})
+parse_gateway_option = parse_option
 
 
 def placement(reactor_cpus, load_cpus, unpinned) -> str:

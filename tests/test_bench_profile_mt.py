@@ -100,3 +100,21 @@ class PollTimerTests(SynchronousTestCase):
         other = type("Reactor", (), {})()
         self.assertIsNone(PollTimer.install(other))
         self.assertFalse(hasattr(other, "_poller"))
+
+
+class OptionTests(SynchronousTestCase):
+    """The profile scripts read --option / --sip-option as bench/run.py does (harness.parse_option)."""
+
+    def test_bad_option_is_one_line(self):
+        import os
+        import subprocess
+        import sys
+
+        bench = os.path.join(os.path.dirname(__file__), "..", "bench")
+        for script, argv, flag in (("profile_mt.py", ["--option", "nokey"], "--option 'nokey'"),
+                                   ("profile_mo.py", ["--sip-option", "x="], "--sip-option 'x='")):
+            run = subprocess.run([sys.executable, os.path.join(bench, script)] + argv,
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(run.returncode, 2, run.stderr)
+            self.assertIn(flag + " is not KEY=VALUE", run.stderr)
+            self.assertNotIn("Traceback", run.stderr)
